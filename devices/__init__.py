@@ -1,0 +1,9 @@
+"""Device physics: one module per device model, each a parameter family member plus kernels.
+
+Importing this package registers every device model under its YAML ``type`` name.
+"""
+from devices.base import DenseDevice, DeviceParams, Meter, NoiseSourceParams
+from devices import noise
+from devices.ideal import IdealParams
+
+__all__ = ["DenseDevice", "DeviceParams", "Meter", "NoiseSourceParams", "IdealParams", "noise"]

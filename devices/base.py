@@ -1,0 +1,92 @@
+"""What every device model provides: a parameter family and the dense-array contract.
+
+A device model realises one dense layer's weight matrix ``W`` (n_out x n_in) and bias
+``b`` (n_out) in hardware. It is batched: ``forward`` evaluates T probes at once, each
+with its own input row and, optionally, its own additive weight perturbation (applied
+where the physics would, e.g. as a conductance offset) or node perturbation (an
+injected current at the pre-activation). ``write`` takes a *requested* parameter change
+and applies what the device's write physics lets land.
+
+Flat parameter layout of one layer, shared with the network: ``[W.ravel(), b]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from devsim.params import Params
+
+
+@dataclass(frozen=True)
+class DeviceParams(Params, family="device"):
+    """Base of all device parameter classes; select one in YAML with ``type:``."""
+
+    def build(self, weights: np.ndarray, bias: np.ndarray,
+              rng: np.random.Generator) -> "DenseDevice":
+        """Realise ``weights`` and ``bias`` on a new device array."""
+        raise NotImplementedError
+
+
+@dataclass
+class Meter:
+    """Hardware activity a device has accumulated: operations, time and energy."""
+
+    reads: int = 0
+    """Probe evaluations (one per input row per forward call)."""
+    pulses: int = 0
+    """Programming pulses applied by writes."""
+    time_s: float = 0.0
+    """Device time spent, in seconds (0 where the model gives no timing)."""
+    energy_j: float = 0.0
+    """Energy spent, in joules (0 where the model gives no energy)."""
+
+
+class DenseDevice(Protocol):
+    """The contract a device model's array object fulfils."""
+
+    shape: tuple[int, int]
+    meter: Meter
+
+    def forward(self, x: np.ndarray, node_perturbation: np.ndarray | None = None,
+                weight_perturbation: np.ndarray | None = None) -> np.ndarray:
+        """Pre-activations (T, n_out) for inputs ``x`` (T, n_in).
+
+        ``node_perturbation`` is (T, n_out); ``weight_perturbation`` is
+        (T, n_out*n_in + n_out) in the flat layout.
+        """
+
+    def write(self, delta: np.ndarray) -> None:
+        """Request a parameter change (flat layout); the device decides what lands."""
+
+    def read(self) -> np.ndarray:
+        """The parameters the array currently holds (flat layout), for traces."""
+
+
+def layer_size(shape: tuple[int, int]) -> int:
+    """Number of flat parameters of a layer of this (n_out, n_in) shape."""
+    return shape[0] * shape[1] + shape[0]
+
+
+def split_flat(flat: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Views ``(W, b)`` of a layer's flat parameter vector."""
+    n_out, n_in = shape
+    return flat[: n_out * n_in].reshape(n_out, n_in), flat[n_out * n_in:]
+
+
+@dataclass(frozen=True)
+class NoiseSourceParams(Params, family="noise"):
+    """Base of intrinsic node-noise sources: physical noise a chip adds to its
+    pre-activations during a noisy pass, which the controller cannot observe."""
+
+    def build(self, n_nodes: int, rng: np.random.Generator) -> "NoiseSource":
+        raise NotImplementedError
+
+
+class NoiseSource(Protocol):
+    """Produces the noise of T successive samples at every node; may carry state
+    (a telegraph device's current level) from one call to the next."""
+
+    def sample(self, n_probes: int) -> np.ndarray:
+        """(n_probes, n_nodes) noise to add to the pre-activations."""

@@ -1,0 +1,136 @@
+"""The hardware interface: the chip as the training controller sees it.
+
+A controller may choose inputs, inject perturbations into parameters (weight
+perturbation) or into node pre-activations (node perturbation), read the scalar
+cost of every inference, read the local signals a synapse or neuron circuit has
+(its layer input, its node's pre-activation) and request parameter writes, which
+go through each device's write physics. It never sees a gradient, a Jacobian or
+the device equations. Every call is batched: T probes in, T costs out, and every
+probe is one counted hardware step.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from devsim.losses import loss_function
+from devsim.network import Network
+
+
+class Probe(NamedTuple):
+    """Costs of T probes plus the local signals node-perturbation circuits see.
+
+    ``inputs[l]`` is layer l's input (T, n_in) and ``preactivations[l]`` its
+    pre-activation (T, n_out), both as measured during the probe.
+    """
+
+    costs: np.ndarray
+    inputs: list[np.ndarray]
+    preactivations: list[np.ndarray]
+
+
+class Hardware:
+    """A network of devices behind the controller-side interface."""
+
+    supports = frozenset({"weights", "nodes"})
+    """Perturbation ports this chip offers."""
+
+    def __init__(self, network: Network, loss: str):
+        self._network = network
+        self._loss_name = loss
+        self._loss = loss_function(loss)
+        self.steps = 0
+        """Hardware steps so far: one per training inference (probe)."""
+        self.eval_reads = 0
+        """Inferences spent on evaluation, kept apart from training steps."""
+
+    # ---- what the controller knows about the chip's layout
+    @property
+    def layer_shapes(self) -> tuple[tuple[int, int], ...]:
+        """(n_out, n_in) of each layer."""
+        return self._network.shapes
+
+    @property
+    def n_params(self) -> int:
+        """Length of the flat parameter vector (weights then bias, per layer)."""
+        return self._network.n_params
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of perturbable nodes (all pre-activations, output layer included)."""
+        return self._network.n_nodes
+
+    @property
+    def param_offsets(self) -> np.ndarray:
+        """Start of each layer's slice in the flat parameter vector (plus the end)."""
+        return self._network.param_offsets
+
+    @property
+    def node_offsets(self) -> np.ndarray:
+        """Start of each layer's slice in the flat node vector (plus the end)."""
+        return self._network.node_offsets
+
+    @property
+    def loss(self) -> str:
+        return self._loss_name
+
+    # ---- what the controller may do
+    def cost(self, x: np.ndarray, y: np.ndarray, *, node_perturbation=None,
+             weight_perturbation=None, noisy: bool = False) -> np.ndarray:
+        """Costs (T,) of T probes: input rows ``x``, targets ``y``, optional perturbations."""
+        return self.probe(x, y, node_perturbation=node_perturbation,
+                          weight_perturbation=weight_perturbation, noisy=noisy,
+                          local=False).costs
+
+    def probe(self, x: np.ndarray, y: np.ndarray, *, node_perturbation=None,
+              weight_perturbation=None, noisy: bool = False, local: bool = True) -> Probe:
+        """Like :meth:`cost`, also returning each layer's input and pre-activation.
+
+        ``noisy=True`` lets the chip's intrinsic node noise (``network.node_noise``)
+        act during this pass; the controller never sees the noise itself.
+        """
+        self._check_batch(x, node_perturbation, self.n_nodes, "node_perturbation")
+        self._check_batch(x, weight_perturbation, self.n_params, "weight_perturbation")
+        if noisy:
+            if self._network.node_noise is None:
+                raise ValueError("noisy pass requested but network.node_noise is not set")
+            noise = self._network.node_noise.sample(x.shape[0])
+            node_perturbation = noise if node_perturbation is None else noise + node_perturbation
+        out = self._network.run(x, node_perturbation, weight_perturbation, record=local)
+        self.steps += x.shape[0]
+        return Probe(self._loss(out.outputs, y), out.inputs, out.preactivations)
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Network outputs for evaluation; counted in ``eval_reads``, not ``steps``."""
+        self.eval_reads += x.shape[0]
+        return self._network.run(x).outputs
+
+    def write(self, update: np.ndarray) -> None:
+        """Request the flat parameter change ``update``; devices decide what lands."""
+        if update.shape != (self.n_params,):
+            raise ValueError(f"update has shape {update.shape}, expected ({self.n_params},)")
+        self._network.write(update)
+
+    def read_params(self) -> np.ndarray:
+        """The parameters the devices hold, for traces and the reference baseline only."""
+        return self._network.read()
+
+    def meter(self) -> dict:
+        """Totals of device activity: reads, pulses, seconds and joules."""
+        meters = [d.meter for d in self._network.devices]
+        return {"reads": sum(m.reads for m in meters), "pulses": sum(m.pulses for m in meters),
+                "time_s": sum(m.time_s for m in meters),
+                "energy_j": sum(m.energy_j for m in meters)}
+
+    def reference(self):
+        """The ideal float twin of this network: OUTSIDE THE RULE, for baselines and
+        diagnostics (backpropagation, cosine to the true gradient) only."""
+        from devsim.reference import IdealModel
+        return IdealModel(self._network.shapes, self._network.activations, self._loss_name)
+
+    @staticmethod
+    def _check_batch(x, perturbation, width, name):
+        if perturbation is not None and perturbation.shape != (x.shape[0], width):
+            raise ValueError(f"{name} has shape {perturbation.shape}, "
+                             f"expected ({x.shape[0]}, {width})")

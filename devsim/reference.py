@@ -1,0 +1,52 @@
+"""The ideal float model with exact gradients: OUTSIDE THE RULE.
+
+Backpropagation needs what a physical chip does not offer. This module exists only
+for the reference backpropagation baseline and for diagnostics (the cosine of an
+estimate to the true gradient); no perturbative estimator may use it to train.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from devsim.losses import loss_function, loss_gradient
+
+
+class IdealModel:
+    """Noise-free float forward and backward passes over a flat parameter vector."""
+
+    def __init__(self, shapes, activations, loss: str):
+        self.shapes = tuple(shapes)
+        self.activations = activations
+        self.loss = loss
+        sizes = [n_out * n_in + n_out for n_out, n_in in self.shapes]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+
+    def _layers(self, params):
+        for i, (n_out, n_in) in enumerate(self.shapes):
+            flat = params[self.offsets[i]:self.offsets[i + 1]]
+            yield flat[: n_out * n_in].reshape(n_out, n_in), flat[n_out * n_in:]
+
+    def forward(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
+        h = x
+        for (w, b), act in zip(self._layers(params), self.activations):
+            h = act(h @ w.T + b)
+        return h
+
+    def costs(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return loss_function(self.loss)(self.forward(params, x), y)
+
+    def gradient(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Gradient of the mean cost over the rows of ``x`` (backpropagation)."""
+        layers = list(self._layers(params))
+        hs, zs = [x], []
+        for (w, b), act in zip(layers, self.activations):
+            zs.append(hs[-1] @ w.T + b)
+            hs.append(act(zs[-1]))
+        delta = loss_gradient(self.loss, hs[-1], y) / x.shape[0]
+        grads = []
+        for i in reversed(range(len(layers))):
+            delta = delta * self.activations[i].derivative(zs[i])
+            grads.append(np.concatenate([(delta.T @ hs[i]).ravel(), delta.sum(axis=0)]))
+            if i:
+                delta = delta @ layers[i][0]
+        return np.concatenate(grads[::-1])
