@@ -1,0 +1,237 @@
+"""Data sets and the seeded sample stream a hardware run consumes.
+
+Every data set becomes a :class:`Dataset`: float inputs, float target rows (one-hot
+for classification) and integer labels where the task has classes. The
+:class:`SampleStream` hands out one sample index per hardware step, holding each
+sample for ``tau_x`` steps (the MGD input period) and reshuffling every epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from devsim.params import ParamError, Params, param
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test arrays; ``labels`` are None for regression tasks."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    labels_train: np.ndarray | None
+    labels_test: np.ndarray | None
+
+    @property
+    def n_inputs(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.y_train.shape[1]
+
+    @property
+    def is_classification(self) -> bool:
+        return self.labels_train is not None
+
+
+def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((labels.size, n))
+    out[np.arange(labels.size), labels] = 1.0
+    return out
+
+
+def _split(x, labels_or_y, test_fraction, rng, classes: int | None) -> Dataset:
+    order = rng.permutation(len(x))
+    n_test = int(round(test_fraction * len(x)))
+    test, train = order[:n_test], order[n_test:]
+    if classes:
+        y = _one_hot(labels_or_y, classes)
+        return Dataset(x[train], y[train], x[test], y[test], labels_or_y[train], labels_or_y[test])
+    return Dataset(x[train], labels_or_y[train], x[test], labels_or_y[test], None, None)
+
+
+@dataclass(frozen=True)
+class DataParams(Params, family="data"):
+    """Base of the data sets; select one with ``type:``."""
+
+    test_fraction: float = param(0.25, ge=0.0, lt=1.0)
+    """Fraction of the samples held out for testing."""
+
+    def load(self, rng: np.random.Generator) -> Dataset:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Digits(DataParams, kind="digits"):
+    """scikit-learn's bundled 8x8 handwritten digits (1797 samples, 10 classes)."""
+
+    scale: str = param("unit", choices=("unit", "standard"))
+    """``unit``: pixels / 16 in [0, 1]; ``standard``: zero mean, unit variance per pixel
+    (statistics from the training split)."""
+
+    def load(self, rng):
+        from sklearn.datasets import load_digits
+        bunch = load_digits()
+        data = _split(bunch.data / 16.0, bunch.target.astype(np.int64),
+                      self.test_fraction, rng, classes=10)
+        if self.scale == "standard":
+            mean, std = data.x_train.mean(0), data.x_train.std(0) + 1e-8
+            data = Dataset((data.x_train - mean) / std, data.y_train, (data.x_test - mean) / std,
+                           data.y_test, data.labels_train, data.labels_test)
+        return data
+
+
+@dataclass(frozen=True)
+class Parity(DataParams, kind="parity"):
+    """All 2^bits binary words; the target is their parity (one output, 0 or 1).
+
+    Parity is a memorisation benchmark (as in the MGD papers): train and test hold
+    the same complete set of patterns, so ``test_fraction`` is ignored.
+    """
+
+    bits: int = param(4, ge=1, le=20)
+    """Word length N."""
+    signed: bool = False
+    """Inputs as -1/+1 instead of 0/1."""
+
+    def load(self, rng):
+        words = (np.arange(2 ** self.bits)[:, None] >> np.arange(self.bits)) & 1
+        x = words.astype(np.float64) * (2.0 if self.signed else 1.0) - (1.0 if self.signed else 0.0)
+        labels = words.sum(axis=1) % 2
+        y = labels[:, None].astype(np.float64)
+        return Dataset(x, y, x.copy(), y.copy(), labels, labels.copy())
+
+
+@dataclass(frozen=True)
+class Teacher(DataParams, kind="teacher"):
+    """A random teacher network labels Gaussian inputs x ~ N(0, I).
+
+    ``linear``: y = W* x (+ noise), the Werfel et al. setting. ``mlp``: one tanh
+    hidden layer; with ``classes`` > 0 the label is the argmax of the teacher output,
+    which makes a harder generated classification task.
+    """
+
+    model: str = param("linear", choices=("linear", "mlp"))
+    """Teacher architecture."""
+    inputs: int = param(10, ge=1)
+    """Input dimension N."""
+    outputs: int = param(4, ge=1)
+    """Teacher output dimension M (regression) or number of classes."""
+    hidden: int = param(32, ge=1)
+    """Teacher hidden width (``mlp`` only)."""
+    classes: bool = False
+    """Classification by argmax of the teacher outputs instead of regression."""
+    samples: int = param(2000, ge=2)
+    """Number of samples drawn (train plus test)."""
+    noise: float = param(0.0, ge=0.0)
+    """Standard deviation of Gaussian label noise (regression only)."""
+    weight_scale: float = param(1.0, gt=0.0)
+    """Teacher weights ~ N(0, weight_scale^2 / fan_in)."""
+
+    def load(self, rng):
+        x = rng.standard_normal((self.samples, self.inputs))
+        w1 = rng.standard_normal((self.hidden if self.model == "mlp" else self.outputs,
+                                  self.inputs)) * self.weight_scale / np.sqrt(self.inputs)
+        y = x @ w1.T
+        if self.model == "mlp":
+            w2 = rng.standard_normal((self.outputs, self.hidden)) * self.weight_scale / np.sqrt(self.hidden)
+            y = np.tanh(y) @ w2.T
+        if self.classes:
+            return _split(x, np.argmax(y, axis=1), self.test_fraction, rng, classes=self.outputs)
+        y = y + self.noise * rng.standard_normal(y.shape)
+        return _split(x, y, self.test_fraction, rng, classes=None)
+
+
+@dataclass(frozen=True)
+class ArrayFile(DataParams, kind="file"):
+    """User arrays from ``.npz`` or ``.h5``: ``X`` (samples x features) and ``y``.
+
+    Integer ``y`` of one dimension is taken as class labels (one-hot targets);
+    float ``y`` as regression targets. Optional ``X_test``/``y_test`` in the file
+    replace the random split.
+    """
+
+    path: str = ""
+    """Path of the file (relative paths are taken from the working directory)."""
+    classes: int = param(0, ge=0)
+    """Number of classes for integer labels (0: max label + 1)."""
+
+    def validate(self):
+        if not self.path:
+            raise ParamError(("path",), "must name a .npz or .h5 file")
+
+    def load(self, rng):
+        arrays = _read_arrays(Path(self.path))
+        x, y = arrays["X"].astype(np.float64), arrays["y"]
+        if len(x) != len(y):
+            raise ParamError(("path",), f"{self.path}: X has {len(x)} rows but y has {len(y)}")
+        classes = None
+        if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+            classes = self.classes or int(y.max()) + 1
+        elif y.ndim == 1:
+            y = y[:, None].astype(np.float64)
+        if "X_test" in arrays:
+            xt, yt = arrays["X_test"].astype(np.float64), arrays["y_test"]
+            if classes:
+                return Dataset(x, _one_hot(y, classes), xt, _one_hot(yt, classes), y, yt)
+            yt = yt[:, None] if yt.ndim == 1 else yt
+            return Dataset(x, y, xt, yt.astype(np.float64), None, None)
+        return _split(x, y, self.test_fraction, rng, classes=classes)
+
+
+def _read_arrays(path: Path) -> dict:
+    """``X``/``y`` (and optional test arrays) from a .npz or .h5 file."""
+    if not path.exists():
+        raise ParamError(("path",), f"file not found: {path}")
+    keys = ("X", "y", "X_test", "y_test")
+    if path.suffix == ".npz":
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in keys if k in f}
+    elif path.suffix in (".h5", ".hdf5"):
+        import h5py
+        with h5py.File(path, "r") as f:
+            arrays = {k: f[k][()] for k in keys if k in f}
+    else:
+        raise ParamError(("path",), f"{path}: expected a .npz or .h5 file")
+    missing = [k for k in ("X", "y") if k not in arrays]
+    if missing:
+        raise ParamError(("path",), f"{path}: missing array(s) {', '.join(missing)}")
+    return arrays
+
+
+class SampleStream:
+    """Sample indices for successive hardware steps, each held ``tau_x`` steps.
+
+    Epochs are shuffled permutations drawn from ``rng``; the stream carries its
+    position across calls, so chunk sizes do not change the sequence.
+    """
+
+    def __init__(self, n_samples: int, tau_x: int, rng: np.random.Generator):
+        self.n, self.tau_x, self._rng = n_samples, tau_x, rng
+        self._order = rng.permutation(n_samples)
+        self._pos = 0      # index into the current epoch's order
+        self._held = 0     # steps the current sample has been shown already
+
+    def next(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices, new)`` for the next ``steps`` steps; ``new[t]`` marks the first
+        step of a newly presented sample."""
+        idx = np.empty(steps, dtype=np.int64)
+        new = np.zeros(steps, dtype=bool)
+        t = 0
+        while t < steps:
+            if self._held == self.tau_x:
+                self._held = 0
+                self._pos += 1
+                if self._pos == self.n:
+                    self._order, self._pos = self._rng.permutation(self.n), 0
+            take = min(self.tau_x - self._held, steps - t)
+            idx[t:t + take] = self._order[self._pos]
+            new[t] = self._held == 0
+            self._held += take
+            t += take
+        return idx, new

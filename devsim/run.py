@@ -1,0 +1,229 @@
+"""One run: a validated config in, a trained hardware model and an HDF5 trace out."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+import trainer  # noqa: F401  (registers estimators and optimizers)
+from devsim import config as cfg
+from devsim.data import DataParams, Dataset, Digits
+from devsim.hardware import Hardware
+from devsim.network import Network, NetworkParams
+from devsim.config import ConfigError
+from devsim.params import ParamError, Params, param
+from devsim.rng import streams
+from devsim.trace import TraceWriter
+from trainer.base import EstimatorParams
+from trainer.loop import Timescales, TrainingLoop
+from trainer.mgd import MGDParams
+from trainer.optim import OptimizerParams, SGDParams
+
+
+@dataclass(frozen=True)
+class TrainParams(Params):
+    """How the controller trains: estimator, optimizer, clocks and budget."""
+
+    estimator: EstimatorParams = field(default_factory=MGDParams)
+    """Gradient estimator (``type: mgd``, ``backprop`` for the reference baseline, ...)."""
+    optimizer: OptimizerParams = field(default_factory=SGDParams)
+    """What to do with each estimate (``type: sgd | momentum | adam``)."""
+    timescales: Timescales = field(default_factory=Timescales)
+    """Input hold time ``tau_x`` and update window ``tau_theta``, in hardware steps."""
+    steps: int = param(1_000_000, ge=1)
+    """Budget of training hardware steps (every inference counts, baselines included)."""
+    eval_every: int = param(100_000, ge=1)
+    """Evaluate test (and train) metrics every this many hardware steps."""
+    eval_train_samples: int = param(500, ge=0)
+    """Training samples used to estimate train accuracy at each evaluation (0: none)."""
+    target_accuracy: float = param(0.0, ge=0.0, le=1.0)
+    """Report time to this test accuracy (last evaluated step still below it); 0: off."""
+
+
+@dataclass(frozen=True)
+class TraceParams(Params):
+    """What the HDF5 trace records and how often."""
+
+    path: str = ""
+    """Output file; empty: ``runs/<config name>.h5`` (``--out`` overrides)."""
+    log_every: int = param(10_000, ge=1)
+    """Write one row of scalars (mean cost, estimate norm, ...) every this many steps."""
+    snapshot_every: int = param(0, ge=0)
+    """Store all parameters every this many steps (0: first and last only)."""
+    flush_seconds: float = param(10.0, gt=0.0)
+    """Push buffered rows to disk at least this often, in wall-clock seconds."""
+
+
+@dataclass(frozen=True)
+class RunConfig(Params):
+    """A complete run: data, hardware network, training and trace."""
+
+    network: NetworkParams = param()
+    """The hardware network: layers, devices, loss."""
+    name: str = "run"
+    """Name of the run (default trace file name)."""
+    seed: int = param(0, ge=0)
+    """Seed of every random stream in the run."""
+    data: DataParams = field(default_factory=Digits)
+    """Data set (``type: digits | parity | teacher | file``)."""
+    train: TrainParams = field(default_factory=TrainParams)
+    """Training controller."""
+    trace: TraceParams = field(default_factory=TraceParams)
+    """Trace output."""
+
+
+def load_config(path, overrides=()) -> RunConfig:
+    """Read and validate a run config file, applying ``--set`` overrides."""
+    return cfg.load(path, RunConfig, overrides)
+
+
+class Built(NamedTuple):
+    """Everything a run needs, constructed from its config."""
+
+    data: Dataset
+    hardware: Hardware
+    loop: TrainingLoop
+
+
+def build(config: RunConfig, source: str = "<config>") -> Built:
+    """Construct data, hardware and training loop (raises ConfigError on mismatch)."""
+    rngs = streams(config.seed)
+    try:
+        data = config.data.load(rngs["data"])
+    except ParamError as exc:
+        raise ConfigError([f"{source}: {exc.under(('data',))}"]) from None
+    n_out = config.network.layers[-1].units
+    if n_out != data.n_outputs:
+        last = len(config.network.layers) - 1
+        raise ConfigError([f"{source}: network.layers[{last}].units: must equal the "
+                               f"data set's {data.n_outputs} outputs, got {n_out}"])
+    if config.network.loss == "cross_entropy" and n_out < 2:
+        raise ConfigError([f"{source}: network.loss: cross_entropy needs at least 2 "
+                               f"outputs; use mse for a single output"])
+    network = Network(config.network, data.n_inputs, rngs["init"], rngs["device"])
+    hardware = Hardware(network, config.network.loss)
+    try:
+        estimator = config.train.estimator.build(hardware, rngs["estimator"])
+    except ParamError as exc:
+        raise ConfigError([f"{source}: {exc.under(('train', 'estimator'))}"]) from None
+    loop = TrainingLoop(hardware, data.x_train, data.y_train, estimator,
+                        config.train.optimizer.build(), config.train.timescales, rngs["sampler"])
+    return Built(data, hardware, loop)
+
+
+def evaluate(hardware: Hardware, x: np.ndarray, y: np.ndarray,
+             labels: np.ndarray | None) -> dict:
+    """Mean cost and (for classification) accuracy of the hardware on (x, y)."""
+    from devsim.losses import loss_function
+    out = hardware.outputs(x)
+    metrics = {"cost": float(loss_function(hardware.loss)(out, y).mean())}
+    if labels is not None:
+        predicted = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0.5).astype(int)
+        metrics["accuracy"] = float((predicted == labels).mean())
+    return metrics
+
+
+def steps_to_target(steps: np.ndarray, accuracy: np.ndarray, target: float) -> int | None:
+    """MGD papers' time to target: the last evaluated step with accuracy below target
+    (None if the last evaluation is still below it)."""
+    below = np.flatnonzero(accuracy < target)
+    if len(below) == len(accuracy) or (len(below) and below[-1] == len(accuracy) - 1):
+        return None
+    return int(steps[below[-1]]) if len(below) else 0
+
+
+class _Progress:
+    """A tqdm bar on a terminal, nothing otherwise."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True)
+
+    def update(self, n: int, **postfix):
+        if self.bar is not None:
+            self.bar.update(n)
+            if postfix:
+                self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(config: RunConfig, out: str | Path | None = None, progress: bool = False,
+        source: str = "<config>") -> dict:
+    """Train as configured, write the trace, and return the run summary."""
+    built = build(config, source)
+    hw, loop, data = built.hardware, built.loop, built.data
+    path = Path(out or config.trace.path or f"runs/{config.name}.h5")
+    evals = ["test_cost"] + (["test_accuracy", "train_accuracy"] if data.is_classification else [])
+    train_rows = np.random.default_rng(0).permutation(len(data.x_train))[:config.train.eval_train_samples]
+    budget, t0 = config.train.steps, time.perf_counter()
+    eval_steps, eval_acc = [], []
+    bar = _Progress(budget, progress)
+
+    def record_eval():
+        test = evaluate(hw, data.x_test, data.y_test, data.labels_test)
+        row = {"test_cost": test["cost"]}
+        if data.is_classification:
+            row["test_accuracy"] = test["accuracy"]
+            if len(train_rows):
+                row["train_accuracy"] = evaluate(hw, data.x_train[train_rows], data.y_train[train_rows],
+                                                 data.labels_train[train_rows])["accuracy"]
+            eval_steps.append(hw.steps)
+            eval_acc.append(test["accuracy"])
+        writer.evaluation(hw.steps, **row)
+        return row
+
+    with TraceWriter(path, cfg.dump(config), config.seed,
+                     scalars=["cost", "estimate_norm", "update_norm", "wall_time"], evals=evals,
+                     n_params=hw.n_params, flush_seconds=config.trace.flush_seconds) as writer:
+        writer.snapshot(0, hw.read_params())
+        last = record_eval()
+        next_log, next_eval = config.trace.log_every, config.train.eval_every
+        snap_every = config.trace.snapshot_every
+        next_snap = snap_every or math.inf
+        acc = [0.0, 0.0, 0.0, 0]
+        while hw.steps < budget:
+            before = hw.steps
+            stats = loop.update()
+            acc[0] += stats.cost
+            acc[1] += stats.estimate_norm
+            acc[2] += stats.update_norm
+            acc[3] += 1
+            if hw.steps >= next_log or hw.steps >= budget:
+                writer.scalar(hw.steps, cost=acc[0] / acc[3], estimate_norm=acc[1] / acc[3],
+                              update_norm=acc[2] / acc[3], wall_time=time.perf_counter() - t0)
+                acc = [0.0, 0.0, 0.0, 0]
+                next_log = (hw.steps // config.trace.log_every + 1) * config.trace.log_every
+            if hw.steps >= next_eval or hw.steps >= budget:
+                last = record_eval()
+                next_eval = (hw.steps // config.train.eval_every + 1) * config.train.eval_every
+            if hw.steps >= next_snap:
+                writer.snapshot(hw.steps, hw.read_params())
+                next_snap = (hw.steps // snap_every + 1) * snap_every
+            bar.update(hw.steps - before, cost=f"{stats.cost:.4g}")
+        bar.close()
+        writer.snapshot(hw.steps, hw.read_params())
+        wall = time.perf_counter() - t0
+        summary = {"name": config.name, "seed": config.seed, "steps": hw.steps,
+                   "eval_reads": hw.eval_reads, "wall_seconds": wall,
+                   "steps_per_second": hw.steps / wall, "final": last, "trace": str(path),
+                   "device": hw.meter()}
+        if eval_acc:
+            summary["best_test_accuracy"] = max(eval_acc)
+            if config.train.target_accuracy:
+                summary["steps_to_target"] = steps_to_target(
+                    np.array(eval_steps), np.array(eval_acc), config.train.target_accuracy)
+        writer.close(summary)
+    return summary

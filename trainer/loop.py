@@ -1,0 +1,59 @@
+"""The training loop: data stream + estimator + optimizer + hardware writes.
+
+One :meth:`TrainingLoop.update` is one update window of ``tau_theta`` hardware
+steps: the controller presents samples (each held ``tau_x`` steps), the estimator
+probes the hardware, the optimizer turns the estimate into a step, and the step is
+written to the devices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from devsim.data import SampleStream
+from devsim.hardware import Hardware
+from devsim.params import Params, param
+from trainer.base import Estimator, Window
+from trainer.optim import Transform
+
+
+@dataclass(frozen=True)
+class Timescales(Params):
+    """The MGD clocks, in hardware steps."""
+
+    tau_x: int = param(1, ge=1)
+    """Steps each input sample is held."""
+    tau_theta: int = param(100, ge=1)
+    """Steps per update window: parameters are written once per window."""
+
+
+class UpdateStats(NamedTuple):
+    """What one update window did."""
+
+    cost: float
+    estimate_norm: float
+    update_norm: float
+
+
+class TrainingLoop:
+    """Drives one hardware through update windows."""
+
+    def __init__(self, hardware: Hardware, x: np.ndarray, y: np.ndarray,
+                 estimator: Estimator, optimizer: Transform, timescales: Timescales,
+                 rng: np.random.Generator):
+        self.hardware, self.x, self.y = hardware, x, y
+        self.estimator, self.optimizer, self.timescales = estimator, optimizer, timescales
+        self.stream = SampleStream(len(x), timescales.tau_x, rng)
+        self.opt_state = optimizer.init(np.zeros(hardware.n_params))
+
+    def update(self) -> UpdateStats:
+        """Run one window and write its update."""
+        idx, new = self.stream.next(self.timescales.tau_theta)
+        estimate = self.estimator.estimate(self.hardware, Window(self.x[idx], self.y[idx], new))
+        gradient = np.nan_to_num(estimate.gradient, nan=0.0, posinf=0.0, neginf=0.0)
+        step, self.opt_state = self.optimizer.update(gradient, self.opt_state)
+        self.hardware.write(step)
+        return UpdateStats(estimate.cost, float(np.linalg.norm(gradient)),
+                           float(np.linalg.norm(step)))

@@ -1,0 +1,147 @@
+"""Optimizers as optax-style pure transforms over NumPy arrays.
+
+A :class:`Transform` is an ``init(params) -> state`` and
+``update(gradient, state) -> (step, state)`` pair; ``step`` is added to the
+parameters. Transforms compose with :func:`chain`. A gradient *estimate* from any
+trainer estimator is a drop-in gradient here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from devsim.params import Params, param
+
+
+class Transform(NamedTuple):
+    """A pure gradient transformation."""
+
+    init: Callable[[np.ndarray], Any]
+    update: Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+
+
+class MomentumState(NamedTuple):
+    velocity: np.ndarray
+
+
+class AdamState(NamedTuple):
+    count: int
+    mu: np.ndarray
+    nu: np.ndarray
+
+
+def scale(factor: float) -> Transform:
+    """Multiply the incoming vector by ``factor``."""
+    return Transform(lambda p: (), lambda g, s: (factor * g, s))
+
+
+def sgd(lr: float) -> Transform:
+    """Plain gradient descent: step = -lr * g."""
+    return scale(-lr)
+
+
+def momentum(lr: float, beta: float = 0.9, nesterov: bool = False) -> Transform:
+    """Heavy-ball momentum: v <- beta v + g; step = -lr v (or the Nesterov form)."""
+
+    def update(g, state):
+        v = beta * state.velocity + g
+        direction = beta * v + g if nesterov else v
+        return -lr * direction, MomentumState(v)
+
+    return Transform(lambda p: MomentumState(np.zeros_like(p)), update)
+
+
+def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Transform:
+    """Adam (Kingma & Ba 2015) with bias correction."""
+
+    def update(g, state):
+        count = state.count + 1
+        mu = b1 * state.mu + (1 - b1) * g
+        nu = b2 * state.nu + (1 - b2) * g * g
+        mu_hat, nu_hat = mu / (1 - b1 ** count), nu / (1 - b2 ** count)
+        return -lr * mu_hat / (np.sqrt(nu_hat) + eps), AdamState(count, mu, nu)
+
+    return Transform(lambda p: AdamState(0, np.zeros_like(p), np.zeros_like(p)), update)
+
+
+def clip_by_global_norm(max_norm: float) -> Transform:
+    """Rescale the vector to norm ``max_norm`` when it is longer."""
+
+    def update(g, state):
+        norm = float(np.linalg.norm(g))
+        return (g * (max_norm / norm) if norm > max_norm else g), state
+
+    return Transform(lambda p: (), update)
+
+
+def chain(*transforms: Transform) -> Transform:
+    """Apply transforms in order, each to the previous one's output."""
+
+    def init(p):
+        return tuple(t.init(p) for t in transforms)
+
+    def update(g, states):
+        new = []
+        for t, s in zip(transforms, states):
+            g, s = t.update(g, s)
+            new.append(s)
+        return g, tuple(new)
+
+    return Transform(init, update)
+
+
+@dataclass(frozen=True)
+class OptimizerParams(Params, family="optimizer"):
+    """Base of the optimizers; select one with ``type:``."""
+
+    lr: float = param(0.1, gt=0.0)
+    """Learning rate."""
+    clip_norm: float = param(0.0, ge=0.0)
+    """Clip each gradient estimate to this global L2 norm first (0: no clipping)."""
+
+    def build(self) -> Transform:
+        core = self._core()
+        return chain(clip_by_global_norm(self.clip_norm), core) if self.clip_norm else core
+
+    def _core(self) -> Transform:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SGDParams(OptimizerParams, kind="sgd"):
+    """Plain gradient descent."""
+
+    def _core(self):
+        return sgd(self.lr)
+
+
+@dataclass(frozen=True)
+class MomentumParams(OptimizerParams, kind="momentum"):
+    """Heavy-ball (or Nesterov) momentum."""
+
+    beta: float = param(0.9, ge=0.0, lt=1.0)
+    """Momentum coefficient."""
+    nesterov: bool = False
+    """Use the Nesterov look-ahead form."""
+
+    def _core(self):
+        return momentum(self.lr, self.beta, self.nesterov)
+
+
+@dataclass(frozen=True)
+class AdamParams(OptimizerParams, kind="adam"):
+    """Adam with bias correction."""
+
+    lr: float = param(1e-3, gt=0.0)
+    """Learning rate."""
+    b1: float = param(0.9, ge=0.0, lt=1.0)
+    """Decay of the first-moment average."""
+    b2: float = param(0.999, ge=0.0, lt=1.0)
+    """Decay of the second-moment average."""
+    eps: float = param(1e-8, gt=0.0)
+    """Added to the root second moment for stability."""
+
+    def _core(self):
+        return adam(self.lr, self.b1, self.b2, self.eps)
