@@ -4,6 +4,7 @@ Importing this package registers every device model under its YAML ``type`` name
 """
 from devices.base import DenseDevice, DeviceParams, Meter, NoiseSourceParams
 from devices import noise
+from devices import mtj  # noqa: F401  (registers mtj_pbit and mtj_telegraph)
 from devices.ideal import IdealParams
 
 __all__ = ["DenseDevice", "DeviceParams", "Meter", "NoiseSourceParams", "IdealParams", "noise"]
