@@ -6,5 +6,6 @@ from devices.base import DenseDevice, DeviceParams, Meter, NoiseSourceParams
 from devices import noise
 from devices import mtj  # noqa: F401  (registers mtj_pbit and mtj_telegraph)
 from devices.ideal import IdealParams
+from devices import mcu  # noqa: F401  (registers mcu)
 
 __all__ = ["DenseDevice", "DeviceParams", "Meter", "NoiseSourceParams", "IdealParams", "noise"]

@@ -1,0 +1,591 @@
+"""A microcontroller running int8 layers, bit-exact with TensorFlow Lite Micro.
+
+The arithmetic is that of TFLM's reference ``FULLY_CONNECTED`` int8 kernel (and of
+CMSIS-NN's default build, which rounds the same way):
+
+- activations are int8 with a per-tensor (scale, zero point): real = s * (q - z);
+- weights are int8 in [-127, 127], symmetric (zero point 0), per tensor or per
+  output channel; biases are int32 with scale s_in * s_w[c] and zero point 0;
+- acc[c] = sum_k w[c, k] * (x[k] - z_in) + bias[c] in int32;
+- the real multiplier M[c] = s_in * s_w[c] / s_out (in double) becomes a Q31
+  multiplier and a shift with ``QuantizeMultiplier`` (frexp, round half away from
+  zero); the output is ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(
+  acc << left, m), right) + z_out`` (gemmlowp's "double rounding"), clamped to the
+  fused activation's range (NONE, RELU, RELU6, computed as
+  ``CalculateActivationRangeQuantized`` does, in float32).
+
+:func:`fully_connected_reference` writes these formulas out literally in NumPy, one
+gemmlowp function at a time; the Numba kernels are the fast path and are tested
+against it, and the reference is tested against the ``tflite-micro`` interpreter.
+
+How a devsim network of :class:`MCUDense` layers is the TFLM int8 graph, bit for
+bit. devsim passes float arrays between layers; this device makes them carry int8
+tensors exactly. ``forward`` quantizes its input with the layer's input
+(scale, zero point) as TFLM's QUANTIZE op does (float32 input, division, round half
+away from zero, clamp), runs the integer kernel, and returns the *dequantized* int8
+output ``s_out * (q - z_out)`` in float64. When layer l+1's input quantization is
+layer l's output quantization (post-training quantization and :class:`MCUParams`
+both ensure it), re-quantizing that float recovers q exactly: (q - z) has at most
+9 bits, so the product and the quotient are off by far less than half an LSB. The
+network's activation between the layers must map int8 grid points onto grid
+points: ``identity`` does; ``relu`` of a dequantized value is the dequantized value
+of the RELU clamp [max(-128, z_out), 127], so an unfused layer followed by a float
+ReLU, or a RELU/RELU6-fused layer followed by anything idempotent on non-negative
+values (identity, relu), reproduces the fused TFLM kernel exactly. Other
+non-linearities (sigmoid, tanh) would be TFLM's LUT-based int8 ops and are not
+modelled. The network's first input goes through QUANTIZE and its output through
+DEQUANTIZE (in float64 here, float32 in TFLM), so costs see dequantized outputs.
+
+Perturbations and writes are integer, in least significant bits (LSBs): a float
+perturbation or update is divided by the LSB of the tensor it lands on (the
+weight scale s_w[c], the bias scale s_in * s_w[c], the output scale s_out) and
+rounded, so that a perturbed or updated model is again a valid int8 model (weights
+clamped to [-127, 127], biases saturated to int32, activations clamped to the
+fused range). Multiples of :attr:`MCUDense.weight_lsb` etc. land exactly; the
+integer methods (:meth:`MCUDense.forward_q`, :meth:`MCUDense.write_q`) take LSBs
+directly.
+
+Time and energy: every multiply-accumulate costs ``cycles_per_mac`` core cycles at
+``clock_hz`` and ``energy_per_cycle_j`` joules per cycle; see :data:`CORES` for the
+named cores and where their figures come from.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from devices.base import DeviceParams, Meter, layer_size, split_flat
+from devsim.params import ParamError, param
+
+INT8_MIN, INT8_MAX = -128, 127
+WEIGHT_MAX = 127
+"""Weights are symmetric int8: [-127, 127] (TFLite quantization spec)."""
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+FUSED_ACTIVATIONS = ("none", "relu", "relu6")
+
+
+# ------------------------------------------------------------------ cores
+class Core(NamedTuple):
+    """Timing and energy figures of one microcontroller core."""
+
+    clock_hz: float
+    cycles_per_mac: float
+    energy_per_cycle_j: float
+    source: str
+
+
+CORES = {
+    "cortex-m4": Core(
+        clock_hz=100e6, cycles_per_mac=1.5, energy_per_cycle_j=3.3e-10,
+        source=("STM32F411 (DS10314): Cortex-M4F at 100 MHz, run mode ~100 uA/MHz at "
+                "3.3 V -> 0.33 nJ/cycle. Cycles/MAC estimated from the Cortex-M4 TRM "
+                "(ARM DDI 0439) timings for CMSIS-NN's int8 vector-matrix loop: per 2 "
+                "rows x 4 inputs, 1 LDR + 2 SXTAB16 for the input and per row 1 LDR + "
+                "2 SXTB16 + 2 SMLAD (1 cycle each): 12 cycles / 8 MACs.")),
+    "cortex-m7": Core(
+        clock_hz=216e6, cycles_per_mac=1.0, energy_per_cycle_j=4.6e-10,
+        source=("STM32F746 (DS10916): Cortex-M7 at 216 MHz. Cycles/MAC: the M4 "
+                "instruction count above with the M7's dual issue of loads next to "
+                "DSP ops (Cortex-M7 TRM, ARM DDI 0489), an estimate; energy/cycle an "
+                "estimate of ~140 uA/MHz at 3.3 V, not a datasheet figure.")),
+}
+"""Named cores. Clock frequencies are vendor figures; cycles per MAC are derived from
+instruction timings, not measured; energies are approximate (see ``source``)."""
+
+
+# ------------------------------------------------------------------ scalar helpers
+def round_half_away(x):
+    """``TfLiteRound`` (``std::round``): to nearest, ties away from zero."""
+    x = np.asarray(x)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier``: ``real ~= m * 2**(shift - 31)``, m a Q31 int32.
+
+    Uses frexp and rounds the mantissa half away from zero; a mantissa that rounds
+    up to 2**31 is halved (shift + 1); multipliers below about 2**-31 flush to (0, 0).
+    """
+    if real < 0 or not math.isfinite(real):
+        raise ValueError(f"multiplier must be finite and >= 0, got {real!r}")
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = int(round_half_away(q * 2.0 ** 31))
+    if q_fixed == 2 ** 31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        q_fixed, shift = 0, 0
+    if q_fixed > INT32_MAX or shift > 30:
+        raise ValueError(f"multiplier {real!r} too large for int32 requantization")
+    return q_fixed, shift
+
+
+def requant_params(in_scale, weight_scales, out_scale) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, shift) int32 arrays for M[c] = s_in * s_w[c] / s_out.
+
+    The scales are the float32 values a .tflite file stores; the product and the
+    quotient are taken in double, as TFLM's ``PopulateConvolutionQuantizationParams``.
+    """
+    mult, shift = [], []
+    for sw in np.asarray(weight_scales, dtype=np.float32):
+        m, s = quantize_multiplier(float(np.float32(in_scale)) * float(sw)
+                                   / float(np.float32(out_scale)))
+        mult.append(m)
+        shift.append(s)
+    return np.array(mult, dtype=np.int32), np.array(shift, dtype=np.int32)
+
+
+def activation_bounds(fused: str, out_scale: float, out_zero_point: int) -> tuple[int, int]:
+    """TFLite ``CalculateActivationRangeQuantized`` for an int8 output.
+
+    RELU's lower bound is the quantized 0.0; RELU6's upper bound z + round(6 / s),
+    with the division in float32 and ties away from zero, as the C++ does.
+    """
+    if fused not in FUSED_ACTIVATIONS:
+        raise ValueError(f"fused activation must be one of {FUSED_ACTIVATIONS}, got {fused!r}")
+
+    def quantize(f):
+        return out_zero_point + int(round_half_away(np.float32(f) / np.float32(out_scale)))
+
+    if fused == "none":
+        return INT8_MIN, INT8_MAX
+    low = max(INT8_MIN, quantize(0.0))
+    high = INT8_MAX if fused == "relu" else min(INT8_MAX, quantize(6.0))
+    return low, high
+
+
+def choose_quant_params(rmin: float, rmax: float) -> tuple[np.float32, int]:
+    """int8 (scale, zero point) covering [rmin, rmax] with 0.0 exactly representable.
+
+    TFLite's ``ChooseQuantizationParams``: the range is widened to include 0, the
+    zero point is taken from whichever end gives the smaller rounding error and
+    nudged to an integer in [-128, 127]. The scale is returned as float32, as stored.
+    """
+    rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
+    if rmax == rmin:
+        return np.float32(1.0), 0
+    scale = (rmax - rmin) / (INT8_MAX - INT8_MIN)
+    from_min, from_max = INT8_MIN - rmin / scale, INT8_MAX - rmax / scale
+    err_min = abs(INT8_MIN) + abs(rmin / scale)
+    err_max = abs(INT8_MAX) + abs(rmax / scale)
+    zp = from_min if err_min < err_max else from_max
+    zp = int(min(max(round_half_away(zp), INT8_MIN), INT8_MAX))
+    return np.float32(scale), zp
+
+
+def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """TFLM QUANTIZE (float32 -> int8): round(x / s) + z, ties away from zero, clamped.
+
+    The input is taken as float32 (a TFLM input tensor) and divided in double.
+    """
+    x = np.asarray(x, dtype=np.float32).astype(np.float64)
+    q = round_half_away(x / float(np.float32(scale))) + zero_point
+    return np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """s * (q - z) in float64 (exact: at most 9 bits times a float32 scale)."""
+    return (q.astype(np.float64) - zero_point) * float(np.float32(scale))
+
+
+def symmetric_scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
+    """Weight scales max|w| / 127, per output channel (row) or one for the tensor.
+
+    An all-zero channel gets scale 1/127 (as if its range were [-1, 1]) so that
+    it can still be written to.
+    """
+    amax = np.abs(w).max(axis=1) if per_channel else np.full(w.shape[0], np.abs(w).max())
+    amax = np.where(amax > 0, amax, 1.0)
+    return (amax / WEIGHT_MAX).astype(np.float32)
+
+
+def quantize_weights(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Symmetric int8 weights: round(w / s_w[c]) clamped to [-127, 127]."""
+    q = round_half_away(w / scales.astype(np.float64)[:, None])
+    return np.clip(q, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+
+
+def bias_scales(in_scale, weight_scales) -> np.ndarray:
+    """float32 bias scales s_in * s_w[c] (the converter's product, stored as float32)."""
+    return (np.float64(np.float32(in_scale))
+            * np.asarray(weight_scales, dtype=np.float32).astype(np.float64)).astype(np.float32)
+
+
+def quantize_bias(b: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """int32 biases round(b / (s_in s_w[c])), saturated."""
+    q = round_half_away(b / scales.astype(np.float64))
+    return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
+
+
+# ------------------------------------------------------------------ NumPy reference
+def _wrap32(x):
+    """Two's-complement wrap of int64 values to int32 (what the C int32 code does)."""
+    return np.asarray(x, dtype=np.int64).astype(np.int32).astype(np.int64)
+
+
+def saturating_rounding_doubling_high_mul(a, b):
+    """gemmlowp ``SaturatingRoundingDoublingHighMul``: the high 32 bits of 2ab, rounded.
+
+    Written as in gemmlowp: a 64-bit product, a nudge of 2**30 (or 1 - 2**30 for a
+    negative product), C division truncating toward zero; INT32_MIN * INT32_MIN
+    saturates to INT32_MAX.
+    """
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    overflow = (a == b) & (a == INT32_MIN)
+    ab = a * b
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))  # truncating division
+    return np.where(overflow, INT32_MAX, _wrap32(high))
+
+
+def rounding_divide_by_pot(x, exponent):
+    """gemmlowp ``RoundingDivideByPOT``: x / 2**exponent, ties away from zero."""
+    x, exponent = np.asarray(x, dtype=np.int64), np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(acc, multiplier, shift):
+    """TFLite ``MultiplyByQuantizedMultiplier`` (double rounding, the default build).
+
+    ``acc * (1 << left)`` is an int32 product in C; it wraps here as it does there.
+    """
+    shift = np.asarray(shift, dtype=np.int64)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    scaled = _wrap32(np.asarray(acc, dtype=np.int64) << left)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
+
+
+def fully_connected_reference(x_q, w_q, bias_q, multiplier, shift, in_zero_point,
+                              out_zero_point, act_min, act_max):
+    """TFLM int8 ``FullyConnected(PerChannel)`` in NumPy: (T, n_in) int8 -> (T, n_out) int8.
+
+    The int32 accumulator wraps on overflow as the C int32 sum does.
+    """
+    x = x_q.astype(np.int64) - in_zero_point
+    acc = _wrap32(x @ w_q.astype(np.int64).T + bias_q.astype(np.int64))
+    y = multiply_by_quantized_multiplier(acc, multiplier[None, :], shift[None, :])
+    return np.clip(y + out_zero_point, act_min, act_max).astype(np.int8)
+
+
+def fully_connected_perturbed_reference(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
+                                        in_zero_point, out_zero_point, act_min, act_max):
+    """Reference for probe t run with weights clamp(w + dw[t]) and bias sat(b + db[t])."""
+    out = np.empty((x_q.shape[0], w_q.shape[0]), dtype=np.int8)
+    for t in range(x_q.shape[0]):
+        w = np.clip(w_q.astype(np.int64) + dw_q[t], -WEIGHT_MAX, WEIGHT_MAX)
+        b = np.clip(bias_q.astype(np.int64) + db_q[t], INT32_MIN, INT32_MAX)
+        out[t] = fully_connected_reference(x_q[t:t + 1], w, b, multiplier, shift,
+                                           in_zero_point, out_zero_point, act_min, act_max)[0]
+    return out
+
+
+# ------------------------------------------------------------------ Numba kernels
+@njit(cache=True)
+def requantize(acc, multiplier, shift):
+    """Kernel form of :func:`multiply_by_quantized_multiplier` on one int32 accumulator.
+
+    SaturatingRoundingDoublingHighMul as ``(a*b + 2**30) >> 31`` (equal to gemmlowp's
+    nudge-and-truncate form for every input; the saturating case needs a == b ==
+    INT32_MIN and cannot occur with a multiplier >= 0).
+    """
+    left = shift if shift > 0 else 0
+    right = -shift if shift < 0 else 0
+    a = np.int64(np.int32(np.int64(acc) << np.int64(left)))
+    high = (a * np.int64(multiplier) + np.int64(1 << 30)) >> np.int64(31)
+    mask = (np.int64(1) << np.int64(right)) - np.int64(1)
+    threshold = (mask >> np.int64(1)) + (np.int64(1) if high < 0 else np.int64(0))
+    return (high >> np.int64(right)) + (np.int64(1) if (high & mask) > threshold else np.int64(0))
+
+
+@njit(cache=True)
+def fully_connected(x_q, w_t, bias_q, multiplier, shift, in_zero_point, out_zero_point,
+                    act_min, act_max, out):
+    """out[t] = int8 FC of x_q[t], with ``w_t`` the (n_in, n_out) transposed weights.
+
+    Row-accumulating: for each input k, acc[:] += w_t[k, :] * (x[k] - z_in), a
+    contiguous int32 update the compiler vectorises; int32 wrap as in C.
+    """
+    n_probe, n_in = x_q.shape
+    n_out = w_t.shape[1]
+    acc = np.empty(n_out, dtype=np.int32)
+    for t in range(n_probe):
+        for j in range(n_out):
+            acc[j] = bias_q[j]
+        for k in range(n_in):
+            xk = np.int32(np.int32(x_q[t, k]) - np.int32(in_zero_point))
+            for j in range(n_out):
+                acc[j] = np.int32(acc[j] + np.int32(w_t[k, j]) * xk)
+        for j in range(n_out):
+            y = requantize(acc[j], multiplier[j], shift[j]) + out_zero_point
+            out[t, j] = min(max(y, act_min), act_max)
+
+
+@njit(cache=True)
+def fully_connected_perturbed(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
+                              in_zero_point, out_zero_point, act_min, act_max, out):
+    """Probe t runs weights clamp(w + dw[t], +-127) and bias saturate32(b + db[t]).
+
+    ``dw_q`` is (T, n_out, n_in) int16 and ``db_q`` (T, n_out) int64, in LSBs.
+    """
+    n_probe, n_in = x_q.shape
+    n_out = w_q.shape[0]
+    for t in range(n_probe):
+        for j in range(n_out):
+            b = np.int64(bias_q[j]) + np.int64(db_q[t, j])
+            b = min(max(b, np.int64(INT32_MIN)), np.int64(INT32_MAX))
+            acc = np.int32(b)
+            for k in range(n_in):
+                w = np.int32(w_q[j, k]) + np.int32(dw_q[t, j, k])
+                w = min(max(w, np.int32(-WEIGHT_MAX)), np.int32(WEIGHT_MAX))
+                acc = np.int32(acc + w * np.int32(np.int32(x_q[t, k]) - np.int32(in_zero_point)))
+            y = requantize(acc, multiplier[j], shift[j]) + out_zero_point
+            out[t, j] = min(max(y, act_min), act_max)
+
+
+# ------------------------------------------------------------------ the device
+class QuantParams(NamedTuple):
+    """int8 quantization of an activation tensor: real = scale * (q - zero_point)."""
+
+    scale: np.float32
+    zero_point: int
+
+    @classmethod
+    def from_range(cls, rmin: float, rmax: float) -> "QuantParams":
+        return cls(*choose_quant_params(rmin, rmax))
+
+
+@dataclass(frozen=True)
+class MCUParams(DeviceParams, kind="mcu"):
+    """A microcontroller running int8 TFLM fully-connected layers, bit-exact.
+
+    ``build`` quantizes a layer's float weights (symmetric int8) and bias (int32)
+    with static activation ranges (``activation_range`` for every tensor, so layers
+    chain exactly); :func:`post_training_quantize` calibrates ranges on data instead.
+    """
+
+    core: str = param("cortex-m4", choices=tuple(CORES))
+    """Named core whose figures fill the timing and energy fields left unset."""
+    clock_hz: float | None = param(None, gt=0.0, unit="Hz")
+    """Core clock; unset: the named core's."""
+    cycles_per_mac: float | None = param(None, gt=0.0, unit="cycles")
+    """Core cycles per int8 multiply-accumulate; unset: the named core's."""
+    energy_per_cycle_j: float | None = param(None, ge=0.0, unit="J")
+    """Energy of one core cycle; unset: the named core's."""
+    per_channel: bool = param(True, choices=(True, False))
+    """Weight scales per output channel (True) or one per layer (False)."""
+    fused_activation: str = param("none", choices=FUSED_ACTIVATIONS)
+    """Activation clamp fused into the kernel (TFLM ``fused_activation_function``)."""
+    activation_range: tuple[float, float] = (-4.0, 4.0)
+    """Static real range [min, max] of every activation tensor (before calibration)."""
+    sram_kib: float | None = param(None, gt=0.0, unit="KiB")
+    """SRAM budget a configuration must fit (unset: no limit)."""
+    flash_kib: float | None = param(None, gt=0.0, unit="KiB")
+    """Flash budget for the model (unset: no limit)."""
+
+    def validate(self):
+        if len(self.activation_range) != 2:
+            raise ParamError(("activation_range",), "must be [min, max]")
+        lo, hi = self.activation_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ParamError(("activation_range",), f"must be finite with min < max, got {[lo, hi]}")
+        if lo > 0 or hi < 0:
+            raise ParamError(("activation_range",), f"must contain 0.0, got {[lo, hi]}")
+
+    @property
+    def timing(self) -> Core:
+        """The core figures with this configuration's overrides applied."""
+        base = CORES[self.core]
+        return Core(self.clock_hz if self.clock_hz is not None else base.clock_hz,
+                    self.cycles_per_mac if self.cycles_per_mac is not None else base.cycles_per_mac,
+                    self.energy_per_cycle_j if self.energy_per_cycle_j is not None
+                    else base.energy_per_cycle_j, base.source)
+
+    def build(self, weights, bias, rng):
+        act = QuantParams.from_range(*self.activation_range)
+        return MCUDense.from_float(weights, bias, act, act, self)
+
+
+class MCUDense:
+    """An int8 fully-connected layer on a microcontroller (fulfils ``DenseDevice``).
+
+    Holds int8 weights ``w_q`` (n_out, n_in), int32 biases ``b_q``, float32 weight
+    scales, the input and output activation quantization, and the derived
+    requantization multipliers and clamp bounds.
+    """
+
+    def __init__(self, w_q: np.ndarray, b_q: np.ndarray, weight_scales: np.ndarray,
+                 input_q: QuantParams, output_q: QuantParams, params: MCUParams):
+        self.shape = w_q.shape
+        self.input_q, self.output_q = QuantParams(*input_q), QuantParams(*output_q)
+        self.params = params
+        self.fused_activation = params.fused_activation
+        self.w_q = np.ascontiguousarray(w_q, dtype=np.int8)
+        self.b_q = np.ascontiguousarray(b_q, dtype=np.int32)
+        self._w_t = np.ascontiguousarray(self.w_q.T)
+        self.weight_scales = np.asarray(weight_scales, dtype=np.float32)
+        self.bias_scales = bias_scales(self.input_q.scale, self.weight_scales)
+        self.multiplier, self.shift = requant_params(self.input_q.scale, self.weight_scales,
+                                                     self.output_q.scale)
+        self.act_min, self.act_max = activation_bounds(params.fused_activation,
+                                                       self.output_q.scale, self.output_q.zero_point)
+        self._timing = params.timing
+        self.meter = Meter()
+
+    @classmethod
+    def from_float(cls, weights, bias, input_q: QuantParams, output_q: QuantParams,
+                   params: MCUParams) -> "MCUDense":
+        """Quantize float weights (symmetric int8) and bias (int32, scale s_in s_w)."""
+        weights = np.asarray(weights, dtype=np.float64)
+        scales = symmetric_scales(weights, params.per_channel)
+        b_q = quantize_bias(np.asarray(bias, dtype=np.float64), bias_scales(input_q.scale, scales))
+        return cls(quantize_weights(weights, scales), b_q, scales, input_q, output_q, params)
+
+    # ---- LSBs of the tensors, for exact float-facing perturbations
+    @property
+    def weight_lsb(self) -> np.ndarray:
+        """(n_out, n_in) real value of one weight LSB (the channel's weight scale)."""
+        return np.broadcast_to(self.weight_scales.astype(np.float64)[:, None], self.shape)
+
+    @property
+    def bias_lsb(self) -> np.ndarray:
+        """(n_out,) real value of one bias LSB, s_in * s_w[c]."""
+        return self.bias_scales.astype(np.float64)
+
+    @property
+    def param_lsb(self) -> np.ndarray:
+        """LSBs in the flat layout ``[W.ravel(), b]``."""
+        return np.concatenate([self.weight_lsb.ravel(), self.bias_lsb])
+
+    @property
+    def output_lsb(self) -> float:
+        """Real value of one output LSB (the output scale)."""
+        return float(self.output_q.scale)
+
+    # ---- integer interface
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """TFLM QUANTIZE of float inputs with this layer's input quantization."""
+        return quantize(x, *self.input_q)
+
+    def dequantize_output(self, y_q: np.ndarray) -> np.ndarray:
+        return dequantize(y_q, *self.output_q)
+
+    def forward_q(self, x_q: np.ndarray, node_lsb: np.ndarray | None = None,
+                  weight_lsb: np.ndarray | None = None) -> np.ndarray:
+        """int8 outputs (T, n_out) for int8 inputs (T, n_in), perturbations in LSBs.
+
+        ``weight_lsb`` (T, n_out*n_in + n_out) integers are added to the int8
+        weights (clamped to +-127) and int32 biases (saturated); ``node_lsb``
+        (T, n_out) integers are added to the int8 outputs, clamped to the fused range.
+        """
+        x_q = np.ascontiguousarray(x_q, dtype=np.int8)
+        n_probe = x_q.shape[0]
+        out = np.empty((n_probe, self.shape[0]), dtype=np.int8)
+        args = (self.multiplier, self.shift, np.int32(self.input_q.zero_point),
+                np.int32(self.output_q.zero_point), np.int32(self.act_min),
+                np.int32(self.act_max), out)
+        if weight_lsb is None:
+            fully_connected(x_q, self._w_t, self.b_q, *args)
+        else:
+            dw, db = self._split_lsb(weight_lsb)
+            fully_connected_perturbed(x_q, self.w_q, self.b_q, dw, db, *args)
+        if node_lsb is not None:
+            y = out.astype(np.int64) + np.asarray(node_lsb, dtype=np.int64)
+            out = np.clip(y, self.act_min, self.act_max).astype(np.int8)
+        self._count(n_probe)
+        return out
+
+    def write_q(self, delta_lsb: np.ndarray) -> None:
+        """Add integer LSBs (flat layout) to the weights and biases, clamped to range."""
+        delta = np.asarray(delta_lsb, dtype=np.int64)
+        dw, db = split_flat(delta, self.shape)
+        w = np.clip(self.w_q.astype(np.int64) + dw, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
+        b = np.clip(self.b_q.astype(np.int64) + db, INT32_MIN, INT32_MAX).astype(np.int32)
+        self.meter.pulses += int(np.count_nonzero(w != self.w_q) + np.count_nonzero(b != self.b_q))
+        self.w_q[...] = w
+        self.b_q[...] = b
+        self._w_t[...] = w.T
+
+    # ---- the DenseDevice contract (float-facing)
+    def forward(self, x, node_perturbation=None, weight_perturbation=None):
+        """Dequantized int8 outputs for float inputs; perturbations rounded to LSBs."""
+        node = wgt = None
+        if node_perturbation is not None:
+            node = self._to_lsb(node_perturbation, self.output_lsb)
+        if weight_perturbation is not None:
+            wgt = self._to_lsb(weight_perturbation, self.param_lsb)
+        return self.dequantize_output(self.forward_q(self.quantize_input(x), node, wgt))
+
+    def write(self, delta):
+        """Apply a float update as whole LSBs (round half to even, as torch.round)."""
+        self.write_q(np.rint(np.asarray(delta, dtype=np.float64) / self.param_lsb))
+
+    def read(self):
+        """The dequantized parameters, flat: [w_q * s_w[c], b_q * s_in s_w[c]]."""
+        return np.concatenate([(self.w_q * self.weight_lsb).ravel(), self.b_q * self.bias_lsb])
+
+    @property
+    def n_params(self) -> int:
+        return layer_size(self.shape)
+
+    # ---- helpers
+    def _split_lsb(self, weight_lsb):
+        n_probe = weight_lsb.shape[0]
+        flat = np.asarray(weight_lsb, dtype=np.int64)
+        n_w = self.shape[0] * self.shape[1]
+        # Within [-127, 127] a weight moves at most 254 LSBs: larger steps clamp alike.
+        dw = np.clip(flat[:, :n_w], -2 * WEIGHT_MAX, 2 * WEIGHT_MAX).astype(np.int16)
+        db = np.clip(flat[:, n_w:], -2 ** 32, 2 ** 32)  # any larger step saturates alike
+        return dw.reshape(n_probe, *self.shape), db
+
+    @staticmethod
+    def _to_lsb(perturbation, lsb):
+        q = round_half_away(np.asarray(perturbation, dtype=np.float64) / lsb)
+        return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int64)
+
+    def _count(self, n_probe: int) -> None:
+        macs = n_probe * self.shape[0] * self.shape[1]
+        cycles = macs * self._timing.cycles_per_mac
+        self.meter.reads += n_probe
+        self.meter.time_s += cycles / self._timing.clock_hz
+        self.meter.energy_j += cycles * self._timing.energy_per_cycle_j
+
+
+# ------------------------------------------------------------------ post-training quantization
+_FUSED_FOR = {"identity": "none", "relu": "relu"}
+
+
+def post_training_quantize(weights, biases, activations, calibration_x,
+                           params: MCUParams | None = None) -> list[MCUDense]:
+    """Quantize a float network of dense layers into int8 :class:`MCUDense` layers.
+
+    ``weights[l]`` is (n_out, n_in), ``activations[l]`` the layer's non-linearity
+    (``"identity"`` or ``"relu"``; ReLU is fused into the kernel). Activation ranges
+    are the min/max of each tensor over ``calibration_x`` in the float network, as
+    TFLite's converter calibrates; layer l's output quantization is layer l+1's input
+    quantization, so the layers chain exactly.
+    """
+    params = params or MCUParams()
+    h = np.asarray(calibration_x, dtype=np.float64)
+    q_in = QuantParams.from_range(h.min(), h.max())
+    layers = []
+    for i, (w, b, act) in enumerate(zip(weights, biases, activations)):
+        if act not in _FUSED_FOR:
+            raise ValueError(f"layer {i}: int8 quantization supports activations "
+                             f"{sorted(_FUSED_FOR)}, got {act!r}")
+        h = h @ np.asarray(w, dtype=np.float64).T + b
+        if act == "relu":
+            h = np.maximum(h, 0.0)
+        q_out = QuantParams.from_range(h.min(), h.max())
+        fused = _FUSED_FOR[act] if params.fused_activation == "none" else params.fused_activation
+        layers.append(MCUDense.from_float(w, b, q_in, q_out, params.replace(fused_activation=fused)))
+        q_in = q_out
+    return layers
