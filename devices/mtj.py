@@ -199,10 +199,9 @@ class MTJParams(Params):
         """The junction fields alone (without those of a neuron or noise source)."""
         return MTJParams(**{f.name: getattr(self, f.name) for f in fields(MTJParams)})
 
-    def build_array(self, n: int, rng: np.random.Generator,
-                    current: float = 0.0) -> "MTJArray":
+    def build_array(self, n: int, rng: np.random.Generator, current=0.0) -> "MTJArray":
         """An array of ``n`` junctions, each with its own draw of the spread, in states
-        drawn from equilibrium at ``current`` (A)."""
+        drawn from equilibrium at ``current`` (A; a scalar or one value per device)."""
         return MTJArray(self.junction(), n, rng, current)
 
 
@@ -213,8 +212,7 @@ class MTJArray:
     internals for tests and analysis, not a controller-side signal.
     """
 
-    def __init__(self, params: MTJParams, n: int, rng: np.random.Generator,
-                 current: float = 0.0):
+    def __init__(self, params: MTJParams, n: int, rng: np.random.Generator, current=0.0):
         self.params = params
         self.n = n
         self.delta = params.delta * np.exp(params.delta_dtod * rng.standard_normal(n))
