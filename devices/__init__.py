@@ -7,5 +7,6 @@ from devices import noise
 from devices import mtj  # noqa: F401  (registers mtj_pbit and mtj_telegraph)
 from devices.ideal import IdealParams
 from devices import mcu  # noqa: F401  (registers mcu)
+from devices import crossbar  # noqa: F401  (registers crossbar)
 
 __all__ = ["DenseDevice", "DeviceParams", "Meter", "NoiseSourceParams", "IdealParams", "noise"]

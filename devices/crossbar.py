@@ -1,0 +1,830 @@
+"""Analog crossbar arrays: weights held as conductances of resistive memory devices.
+
+A dense layer ``y = W x + b`` is computed by an array of programmable conductances:
+the inputs drive the rows as voltages (through a DAC), every device passes a current
+``G * V`` into its column, the columns sum them (Kirchhoff) and an ADC digitises each
+column current. The bias is one more row driven at a constant input of 1.
+
+What is modelled, and where (names follow IBM aihwkit's ``_dtod`` device-to-device /
+``_std`` cycle-to-cycle convention):
+
+* **Mapping.** A weight is a differential pair ``w = k (G+ - G-) / (g_max - g_min)``
+  (``k = w_max``) or one device against a reference column at mid-range
+  (``k = 2 w_max``). Large matrices are tiled into arrays of at most
+  ``tile_rows x tile_cols``; every array has its own ADCs and the partial sums of
+  row tiles are added digitally.
+* **Static, drawn once per device at build:** spread of each device's g_min / g_max
+  and of its update steps; stuck-at-g_min / g_max / random-conductance faults; the
+  drift exponent.
+* **Programming** (at build, and on every write when ``dw_min = 0``): discrete levels,
+  programming noise with constant, proportional or PCM-polynomial sigma, clipping to
+  the device's own range.
+* **Reads:** white read noise on every device at every MVM, sampled exactly at the
+  column (it is Gaussian and independent per device, so a column's noise is one
+  Gaussian of variance ``sum_i x_i^2 sigma_i^2``); drift ``G (t / t0)^-nu`` and
+  aihwkit's accumulated 1/f noise at an inference time, with an optional global drift
+  compensation; a first-order IR-drop attenuation along the rows.
+* **Periphery:** DAC clipping and quantisation of the inputs, additive output noise,
+  ADC clipping and (optionally stochastic) quantisation of every column of every array.
+* **Writes:** requested changes become pulses of ``dw_min`` with cycle-to-cycle noise,
+  up/down asymmetry, soft or hard bounds; pulses, seconds and joules are metered.
+
+Perturbations enter in the analog domain: a weight perturbation is a conductance
+offset (its current adds to the column before the ADC), a node perturbation is a
+current injected into the column of the array that holds the bias row.
+
+All noise inside kernels comes from :mod:`devsim.crng`, keyed on (seed, stream, draw
+index), so results do not depend on the thread count. With every non-ideality off,
+the differential mapping, ``w_max`` a power of two, float64 and one row tile, the
+array computes exactly what :mod:`devices.ideal` computes (the same sequence of
+floating-point operations).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from devices.base import DeviceParams, Meter, layer_size
+from devsim import crng
+from devsim.params import ParamError, param
+
+_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND = 1, 2, 3, 4
+_OK, _STUCK_MIN, _STUCK_MAX, _STUCK_RANDOM = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class CrossbarParams(DeviceParams, kind="crossbar"):
+    """An analog crossbar of resistive devices with DAC/ADC periphery (see module doc)."""
+
+    # ---- mapping
+    mapping: str = param("differential", choices=("differential", "reference"))
+    """``differential``: a pair G+ - G- per weight; ``reference``: one device per weight
+    minus a reference column programmed to mid-range (one per array)."""
+    g_min: float = param(0.0, ge=0.0, unit="uS")
+    """Lowest programmable conductance (nominal)."""
+    g_max: float = param(25.0, gt=0.0, unit="uS")
+    """Highest programmable conductance (nominal); g_max / g_min is the on/off ratio."""
+    w_max: float = param(1.0, gt=0.0, unit="weight")
+    """Weight mapped to the full conductance range g_max - g_min; larger weights clip."""
+    tile_rows: int = param(1024, ge=1)
+    """Most rows (inputs, bias row included) of one physical array."""
+    tile_cols: int = param(1024, ge=1)
+    """Most outputs of one physical array (each uses two columns when differential)."""
+
+    # ---- static device-to-device variation and faults
+    g_max_dtod: float = param(0.0, ge=0.0)
+    """Relative spread (Gaussian sigma) of each device's g_max around the nominal."""
+    g_min_dtod: float = param(0.0, ge=0.0)
+    """Relative spread (Gaussian sigma) of each device's g_min around the nominal."""
+    stuck_at_gmin_prob: float = param(0.0, ge=0.0, le=1.0)
+    """Probability that a device is stuck at its g_min (ignores programming and writes)."""
+    stuck_at_gmax_prob: float = param(0.0, ge=0.0, le=1.0)
+    """Probability that a device is stuck at its g_max."""
+    stuck_at_random_prob: float = param(0.0, ge=0.0, le=1.0)
+    """Probability that a device is stuck at a uniformly random conductance of its range."""
+
+    # ---- programming
+    bits_per_cell: int = param(0, ge=0, le=16)
+    """Programmable levels per device are 2**bits_per_cell, evenly spaced from g_min to
+    g_max; 0 for a continuous conductance."""
+    prog_noise_model: str = param("constant", choices=("constant", "proportional", "pcm"))
+    """Shape of the programming-noise sigma: ``constant``; ``proportional`` to G;
+    ``pcm``: aihwkit's PCM statistical model, sigma(G) = (c0 + c1 G/g_max + c2 (G/g_max)^2)
+    * g_max / 25 uS (Nandakumar et al. 2019)."""
+    prog_noise: float = param(0.0, ge=0.0)
+    """Programming-noise size: sigma as a fraction of g_max - g_min (constant), of G
+    (proportional), or a multiplier of the PCM polynomial (pcm; 1 = the published fit)."""
+    pcm_prog_coeffs: tuple[float, ...] = (0.26348, 1.9650, -1.1731)
+    """PCM programming-noise polynomial (c0, c1, c2), in uS at g_max = 25 uS."""
+
+    # ---- reads
+    read_noise_model: str = param("constant", choices=("constant", "proportional"))
+    """Shape of the per-read noise sigma: ``constant`` or ``proportional`` to G."""
+    read_noise: float = param(0.0, ge=0.0)
+    """Cycle-to-cycle (white) read noise of every device at every MVM: sigma as a
+    fraction of g_max - g_min (constant) or of G (proportional)."""
+    read_noise_1f_scale: float = param(0.0, ge=0.0)
+    """Multiplier of aihwkit's accumulated 1/f read noise (PCM statistical model),
+    sigma = |G| q_s sqrt(ln((t + t_read) / (2 t_read))), q_s = min(0.2, 0.0088 /
+    (G/g_max)^0.65), drawn once per inference time; 0 switches it off."""
+    t_read_s: float = param(250e-9, gt=0.0, unit="s")
+    """Duration of one read (the 1/f noise integration time)."""
+    drift_model: str = param("constant", choices=("constant", "pcm"))
+    """Drift exponent per device: ``constant`` (drift_nu +- drift_nu_dtod) or ``pcm``
+    (aihwkit's conductance-dependent fit: mean -0.0155 ln(G/g_max) + 0.0244 clipped
+    to [0.049, 0.1], spread -0.0125 ln(G/g_max) - 0.0059 clipped to [0.008, 0.045])."""
+    drift_nu: float = param(0.0, ge=0.0)
+    """Mean drift exponent nu in G (t/t0)^-nu (constant model)."""
+    drift_nu_dtod: float = param(0.0, ge=0.0)
+    """Device-to-device sigma of nu (constant model); negative draws are clipped to 0."""
+    drift_t0_s: float = param(20.0, gt=0.0, unit="s")
+    """Time after programming at which the programmed conductance is defined (t0)."""
+    t_inference_s: float = param(0.0, ge=0.0, unit="s")
+    """Time elapsed since t0 when the array is read; conductances drift by
+    ((t_inference + t0) / t0)^-nu. Change it later with ``set_time``."""
+    drift_compensation: bool = False
+    """Rescale outputs digitally by the ratio of an all-ones calibration read at
+    programming time to the same read now (aihwkit's global drift compensation)."""
+
+    # ---- periphery
+    input_range: float | None = param(None, gt=0.0, unit="input")
+    """DAC full scale: inputs are clipped to [-input_range, input_range] (None: no clip)."""
+    dac_bits: int = param(0, ge=0, le=24)
+    """DAC resolution: step 2 input_range / (2**bits - 2), as in aihwkit; 0 for none."""
+    output_range: float | None = param(None, gt=0.0, unit="output")
+    """ADC full scale per array column, in pre-activation units (None: no clip)."""
+    adc_bits: int = param(0, ge=0, le=24)
+    """ADC resolution: step 2 output_range / (2**bits - 2); 0 for none."""
+    adc_stochastic_rounding: bool = False
+    """Round ADC outputs up with probability equal to the remainder (unbiased)."""
+    out_noise: float = param(0.0, ge=0.0, unit="output")
+    """Additive Gaussian sigma at each array column output (before the ADC)."""
+    wire_resistance_ohm: float = param(0.0, ge=0.0, unit="ohm")
+    """Row-wire resistance between neighbouring cells, for the first-order IR drop."""
+
+    # ---- writes
+    dw_min: float = param(0.0, ge=0.0, unit="weight")
+    """Weight change of one pulse at the low end of a device's range; 0 means writes
+    are program-and-verify to the new target (levels and programming noise apply)."""
+    dw_min_dtod: float = param(0.0, ge=0.0)
+    """Device-to-device relative spread of the pulse step."""
+    dw_min_std: float = param(0.0, ge=0.0)
+    """Cycle-to-cycle relative sigma of each pulse's step."""
+    up_down: float = param(0.0, gt=-1.0, lt=1.0)
+    """Asymmetry: potentiating steps are (1 + up_down), depressing (1 - up_down) times
+    the nominal step."""
+    up_down_dtod: float = param(0.0, ge=0.0)
+    """Device-to-device sigma of up_down (draws clipped to (-0.99, 0.99))."""
+    soft_bounds: bool = True
+    """Steps shrink linearly to zero at the device's bounds (else constant steps, with
+    the conductance clipped at the bounds)."""
+    pulse_rounding: str = param("stochastic", choices=("stochastic", "nearest"))
+    """Request -> pulse count: rounded to nearest, or stochastically (unbiased)."""
+    max_pulses: int = param(255, ge=1)
+    """Most pulses one device receives in one write (pulse-train length)."""
+
+    # ---- timing and energy
+    mvm_time_s: float = param(0.0, ge=0.0, unit="s")
+    """Latency of one MVM (one probe; all arrays of the layer work in parallel)."""
+    cell_read_energy_j: float = param(0.0, ge=0.0, unit="J")
+    """Energy per device per MVM."""
+    adc_energy_j: float = param(0.0, ge=0.0, unit="J")
+    """Energy per ADC conversion (one per output per row tile per MVM)."""
+    pulse_time_s: float = param(0.0, ge=0.0, unit="s")
+    """Duration of one programming pulse; rows are written one after another, the
+    devices of a row in parallel."""
+    pulse_energy_j: float = param(0.0, ge=0.0, unit="J")
+    """Energy per programming pulse (program-and-verify counts one per device)."""
+
+    # ---- numerics
+    precision: str = param("float64", choices=("float64", "float32"))
+    """Floating-point type of the simulated MVM (float32 is about twice as fast)."""
+
+    def validate(self):
+        if self.g_max <= self.g_min:
+            raise ParamError(("g_max",), f"must be > g_min ({self.g_min}), got {self.g_max}")
+        for name in ("dac_bits", "adc_bits"):
+            if getattr(self, name) == 1:
+                raise ParamError((name,), "must be 0 (off) or >= 2, got 1")
+        if self.dac_bits and self.input_range is None:
+            raise ParamError(("input_range",), "must be set when dac_bits > 0")
+        if self.adc_bits and self.output_range is None:
+            raise ParamError(("output_range",), "must be set when adc_bits > 0")
+        stuck = self.stuck_at_gmin_prob + self.stuck_at_gmax_prob + self.stuck_at_random_prob
+        if stuck > 1.0:
+            raise ParamError(("stuck_at_random_prob",),
+                             f"stuck-at probabilities must sum to <= 1, got {stuck}")
+        if len(self.pcm_prog_coeffs) == 0:
+            raise ParamError(("pcm_prog_coeffs",), "must list at least one coefficient")
+
+    def build(self, weights, bias, rng):
+        return Crossbar(self, weights, bias, rng)
+
+
+def quant_step(full_scale: float, bits: int) -> float:
+    """Step of a symmetric ``bits``-bit converter over [-full_scale, full_scale] (0: none)."""
+    return 2.0 * full_scale / (2 ** bits - 2) if bits else 0.0
+
+
+# ---------------------------------------------------------------- kernels
+@njit(cache=True)
+def dac_kernel(x, bound, step, tile_rows, out, sq):
+    """out = quantise(clip(x)); sq[t, r] = sum of out[t, i]^2 over row tile r (if sq sized).
+
+    ``bound`` <= 0 means no clipping, ``step`` <= 0 no quantisation.
+    """
+    n_probe, n_in = x.shape
+    want_sq = sq.shape[0] > 0
+    for t in range(n_probe):
+        for i in range(n_in):
+            v = x[t, i]
+            if bound > 0.0:
+                v = min(max(v, -bound), bound)
+            if step > 0.0:
+                v = np.rint(v / step) * step
+            out[t, i] = v
+            if want_sq:
+                sq[t, i // tile_rows] += v * v
+
+
+def dac_np(x, bound, step, tile_rows, n_tiles, dtype):
+    """NumPy twin of :func:`dac_kernel`: (quantised inputs, per-tile sums of squares)."""
+    v = np.clip(x, -bound, bound) if bound > 0 else x.copy()
+    if step > 0:
+        v = np.rint(v / step) * step
+    v = v.astype(dtype)
+    sq = np.zeros((x.shape[0], n_tiles))
+    for r in range(n_tiles):
+        part = v[:, r * tile_rows:(r + 1) * tile_rows].astype(np.float64)
+        sq[:, r] = (part * part).sum(axis=1)
+    return v, sq
+
+
+@njit(cache=True)
+def add_tile_perturbation(x, perturbation, n_out, i0, i1, with_bias, out):
+    """out[t, j] += sum_{i0 <= i < i1} dW_t[j, i] x[t, i] (+ db_t[j] if ``with_bias``).
+
+    The per-probe conductance offsets of one row tile; ``perturbation`` is in the flat
+    ``[W.ravel(), b]`` layout. Same accumulation order as :mod:`devices.ideal`.
+    """
+    n_probe, n_in = x.shape
+    bias0 = n_out * n_in
+    for t in range(n_probe):
+        for j in range(n_out):
+            acc = perturbation[t, bias0 + j] if with_bias else 0.0
+            row = j * n_in
+            for i in range(i0, i1):
+                acc += perturbation[t, row + i] * x[t, i]
+            out[t, j] += acc
+
+
+def add_tile_perturbation_np(x, perturbation, n_out, i0, i1, with_bias, out):
+    """NumPy twin of :func:`add_tile_perturbation`."""
+    n_probe, n_in = x.shape
+    dw = perturbation[:, : n_out * n_in].reshape(n_probe, n_out, n_in)[:, :, i0:i1]
+    out += np.einsum("tji,ti->tj", dw, x[:, i0:i1])
+    if with_bias:
+        out += perturbation[:, n_out * n_in:]
+
+
+@njit(cache=True)
+def _normal_pair(key, counter):
+    """Two independent standard normals from draw ``counter`` (Box-Muller, cos and sin)."""
+    c = np.uint64(counter) * np.uint64(2)
+    u1 = 1.0 - crng.uniform(key, c)
+    u2 = crng.uniform(key, c + np.uint64(1))
+    r = np.sqrt(-2.0 * np.log(u1))
+    return r * np.cos(2.0 * np.pi * u2), r * np.sin(2.0 * np.pi * u2)
+
+
+def _normal_pair_np(key, counters):
+    """NumPy twin of :func:`_normal_pair` over an array of counters."""
+    c = np.asarray(counters, dtype=np.uint64) * np.uint64(2)
+    u1 = 1.0 - crng.uniform_np(key, c)
+    u2 = crng.uniform_np(key, c + np.uint64(1))
+    r = np.sqrt(-2.0 * np.log(u1))
+    return r * np.cos(2.0 * np.pi * u2), r * np.sin(2.0 * np.pi * u2)
+
+
+@njit(cache=True, parallel=True)
+def readout_kernel(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
+                   group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic):
+    """Column noise and ADC of one row tile, added into (or written to) ``out``.
+
+    For probe t and output j: ``y = acc[t, j] + N(0, v) - s[t, group[j]]`` with
+    ``v = row_sq[t] * var_scale + var_tj[t, j] + out_var`` (terms with empty arrays
+    are left out) and ``s`` the common-mode noise of a shared reference column
+    (variance ``shared_var[t, g]``); then ADC clipping to +-adc_bound and rounding to
+    ``adc_step`` (if > 0). Probe t uses normal-pair draws ``base + t * stride + m``:
+    pairs of columns share one draw, the shared-reference noise of group g uses
+    ``m = ceil(n / 2) + g``; stochastic rounding uses uniform draws
+    ``base + t * n + j`` of ``key_round``.
+    """
+    n_probe, n = acc.shape
+    n_pairs = (n + 1) // 2
+    stride = np.uint64(n_pairs + n_groups)
+    has_sq = row_sq.shape[0] > 0
+    has_tj = var_tj.shape[0] > 0
+    has_shared = shared_var.shape[0] > 0
+    for t in prange(n_probe):
+        first = base + np.uint64(t) * stride
+        rbase = base + np.uint64(t) * np.uint64(n)
+        common = np.zeros(n_groups)
+        if has_shared:
+            for g in range(n_groups):
+                if shared_var[t, g] > 0.0:
+                    z, _ = _normal_pair(key, first + np.uint64(n_pairs + g))
+                    common[g] = np.sqrt(shared_var[t, g]) * z
+        base_var = out_var
+        if has_sq:
+            base_var += row_sq[t] * var_scale
+        noisy = base_var > 0.0 or has_tj
+        z0 = z1 = 0.0
+        for j in range(n):
+            y = acc[t, j]
+            if noisy:
+                v = base_var
+                if has_tj:
+                    v += var_tj[t, j]
+                if j % 2 == 0:
+                    z0, z1 = _normal_pair(key, first + np.uint64(j // 2))
+                y += np.sqrt(v) * (z0 if j % 2 == 0 else z1)
+            if has_shared:
+                y -= common[group[j]]
+            if adc_step > 0.0:
+                y = min(max(y, -adc_bound), adc_bound)
+                if stochastic:
+                    y = np.floor(y / adc_step + crng.uniform(key_round, rbase + np.uint64(j)))
+                else:
+                    y = np.rint(y / adc_step)
+                y *= adc_step
+            if accumulate:
+                out[t, j] += y
+            else:
+                out[t, j] = y
+
+
+def readout_np(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
+               group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic):
+    """NumPy twin of :func:`readout_kernel` (same draws, vectorised)."""
+    n_probe, n = acc.shape
+    n_pairs = (n + 1) // 2
+    stride = n_pairs + n_groups
+    t = np.arange(n_probe, dtype=np.uint64)[:, None]
+    first = np.uint64(base) + t * np.uint64(stride)
+    zc, zs = _normal_pair_np(key, first + np.arange(n_pairs, dtype=np.uint64)[None, :])
+    z = np.empty((n_probe, 2 * n_pairs))
+    z[:, 0::2], z[:, 1::2] = zc, zs
+    v = np.full((n_probe, n), float(out_var))
+    if row_sq.shape[0]:
+        v += row_sq[:, None] * var_scale
+    if var_tj.shape[0]:
+        v += var_tj
+    y = acc.astype(np.float64) + np.sqrt(v) * z[:, :n]
+    if shared_var.shape[0]:
+        zg, _ = _normal_pair_np(key, first + np.uint64(n_pairs)
+                                + np.arange(n_groups, dtype=np.uint64)[None, :])
+        y -= (np.sqrt(shared_var) * zg)[:, group]
+    if adc_step > 0:
+        y = np.clip(y, -adc_bound, adc_bound)
+        if stochastic:
+            u = crng.uniform_np(key_round, np.uint64(base) + t * np.uint64(n)
+                                + np.arange(n, dtype=np.uint64)[None, :])
+            y = np.floor(y / adc_step + u) * adc_step
+        else:
+            y = np.rint(y / adc_step) * adc_step
+    if accumulate:
+        out += y
+    else:
+        out[...] = y
+
+
+@njit(cache=True)
+def _pulse_step(u, lo, hi, up, step_up, step_down, noise, soft):
+    """Conductance (range units) of one device after one pulse."""
+    step = (step_up if up else step_down) * (1.0 + noise)
+    if soft and hi > lo:
+        step *= ((hi - u) if up else (u - lo)) / (hi - lo)
+    u = u + step if up else u - step
+    return min(max(u, lo), hi)
+
+
+@njit(cache=True)
+def pulse_kernel(request, u_pos, u_neg, lo_pos, hi_pos, lo_neg, hi_neg, stuck_pos,
+                 stuck_neg, up_pos, down_pos, up_neg, down_neg, differential, dw_std,
+                 soft, stochastic, max_pulses, key, key_round, base, counts):
+    """Apply pulse trains; ``request`` is the wanted change of each cell in pulses.
+
+    Cell k gets ``n = round(|request[k]|)`` pulses (stochastically rounded if asked,
+    at most ``max_pulses``), recorded in ``counts[k]``. A differential pair keeps the
+    weight on one device with its partner near the floor: an up pulse depresses G-
+    while G- is above its floor by more than half a step, else potentiates G+ (and
+    symmetrically for down pulses). A reference-mapped cell pulses its one device.
+    Stuck devices take pulses without moving. Pulse p of cell k draws normal pair
+    ``base + k * max_pulses + p`` for its cycle-to-cycle step noise.
+    """
+    n_cells = request.shape[0]
+    for k in range(n_cells):
+        r = request[k]
+        up = r > 0.0
+        mag = abs(r)
+        n = np.floor(mag)
+        frac = mag - n
+        if stochastic:
+            if crng.uniform(key_round, base + np.uint64(k)) < frac:
+                n += 1.0
+        elif frac >= 0.5:
+            n += 1.0
+        n_pulses = min(int(n), max_pulses)
+        counts[k] = n_pulses
+        for p in range(n_pulses):
+            noise = 0.0
+            if dw_std > 0.0:
+                z, _ = _normal_pair(key, base + np.uint64(k) * np.uint64(max_pulses)
+                                    + np.uint64(p))
+                noise = dw_std * z
+            if differential:
+                # the partner to move away from its floor, else the carrier toward it
+                if up:
+                    use_neg = u_neg[k] - lo_neg[k] > 0.5 * down_neg[k]
+                else:
+                    use_neg = not (u_pos[k] - lo_pos[k] > 0.5 * down_pos[k])
+                if use_neg:
+                    if stuck_neg[k] == 0:
+                        u_neg[k] = _pulse_step(u_neg[k], lo_neg[k], hi_neg[k], not up,
+                                               up_neg[k], down_neg[k], noise, soft)
+                    continue
+            if stuck_pos[k] == 0:
+                u_pos[k] = _pulse_step(u_pos[k], lo_pos[k], hi_pos[k], up,
+                                       up_pos[k], down_pos[k], noise, soft)
+
+
+# ---------------------------------------------------------------- the array
+class Crossbar:
+    """One layer's weights on tiled analog arrays; fulfils :class:`devices.base.DenseDevice`.
+
+    Device state is kept in range units: ``u = (G - g_min) / (g_max - g_min)`` with
+    nominal g_min, g_max (``u_pos`` the G+ devices, ``u_neg`` the G- devices or the
+    reference column), on the augmented (n_out, n_in + 1) matrix ``[W | b]``.
+    """
+
+    def __init__(self, params: CrossbarParams, weights: np.ndarray, bias: np.ndarray,
+                 rng: np.random.Generator):
+        p = self.params = params
+        self.shape = tuple(weights.shape)
+        self.meter = Meter()
+        n_out, n_in = self.shape
+        self._m = m = n_in + 1
+        self._rng = rng
+        self._seed = int(rng.integers(2 ** 63))
+        self._keys = {s: crng.stream_key(self._seed, s) for s in
+                      (_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND)}
+        self._reads = np.uint64(0)   # draw counter of the read streams
+        self._writes = np.uint64(0)  # draw counter of the pulse streams
+        self._diff = p.mapping == "differential"
+        self._k = p.w_max if self._diff else 2.0 * p.w_max
+        self._dtype = np.dtype(p.precision)
+        self._g_range = p.g_max - p.g_min
+        self._g0 = p.g_min / self._g_range  # g_min in range units
+
+        # tiles: row tiles over the augmented inputs, column tiles over the outputs
+        self._row_tiles = [(r0, min(r0 + p.tile_rows, m)) for r0 in range(0, m, p.tile_rows)]
+        self._group = (np.arange(n_out) // p.tile_cols).astype(np.int64)
+        self._n_groups = int(self._group[-1]) + 1
+
+        # static device-to-device properties; a reference column is one device per
+        # row of each array, so its draws are shared by the outputs of that array
+        self._first = np.searchsorted(self._group, np.arange(self._n_groups))
+        self._lo_pos, self._hi_pos = self._draw_bounds((n_out, m))
+        self._lo_neg, self._hi_neg = map(self._per_array, self._draw_bounds((n_out, m)))
+        self._stuck_pos = self._draw_stuck((n_out, m))
+        self._stuck_neg = tuple(map(self._per_array, self._draw_stuck((n_out, m))))
+        self._up_pos, self._down_pos = self._draw_steps((n_out, m))
+        self._up_neg, self._down_neg = self._draw_steps((n_out, m))
+
+        # programming
+        self._u_pos = np.zeros((n_out, m))
+        self._u_neg = np.zeros((n_out, m))
+        if not self._diff:
+            self._u_neg[...] = self._per_array(self._programmed(
+                np.full((n_out, m), 0.5), self._lo_neg, self._hi_neg, self._stuck_neg))
+        self._program(np.concatenate([weights, bias[:, None]], axis=1).astype(np.float64),
+                      None)
+        self._nu_pos = self._draw_nu(self._u_pos)
+        self._nu_neg = self._per_array(self._draw_nu(self._u_neg))
+        self._t = p.t_inference_s
+        self._draw_1f()
+        self._refresh()
+
+    def _per_array(self, a):
+        """``a`` as a reference column holds it: the first output's row in each array."""
+        return a if self._diff else np.ascontiguousarray(a[self._first][self._group])
+
+    # ---- static draws
+    def _draw_bounds(self, shape):
+        p, rng = self.params, self._rng
+        lo = np.zeros(shape)
+        hi = np.ones(shape)
+        if p.g_min_dtod > 0:
+            g = np.maximum(p.g_min * (1.0 + p.g_min_dtod * rng.standard_normal(shape)), 0.0)
+            lo = (g - p.g_min) / self._g_range
+        if p.g_max_dtod > 0:
+            g = p.g_max * (1.0 + p.g_max_dtod * rng.standard_normal(shape))
+            hi = np.maximum((g - p.g_min) / self._g_range, lo + 1e-3)
+        return lo, hi
+
+    def _draw_stuck(self, shape):
+        """Fault code of each device and, for stuck-at-random, its place in its range."""
+        p = self.params
+        code = np.zeros(shape, dtype=np.int8)
+        probs = (p.stuck_at_gmin_prob, p.stuck_at_gmax_prob, p.stuck_at_random_prob)
+        if sum(probs) == 0:
+            return code, np.zeros(shape)
+        u = self._rng.random(shape)
+        edges = np.cumsum(probs)
+        code[u < edges[2]] = _STUCK_RANDOM
+        code[u < edges[1]] = _STUCK_MAX
+        code[u < edges[0]] = _STUCK_MIN
+        return code, self._rng.random(shape)
+
+    def _draw_steps(self, shape):
+        p, rng = self.params, self._rng
+        step = np.full(shape, p.dw_min / self._k)  # one pulse moves k * step in weight
+        if p.dw_min_dtod > 0:
+            step *= np.maximum(1.0 + p.dw_min_dtod * rng.standard_normal(shape), 0.0)
+        asym = np.full(shape, p.up_down)
+        if p.up_down_dtod > 0:
+            asym = np.clip(asym + p.up_down_dtod * rng.standard_normal(shape), -0.99, 0.99)
+        return step * (1.0 + asym), step * (1.0 - asym)
+
+    def _draw_nu(self, u):
+        p = self.params
+        if p.drift_model == "pcm":
+            g_rel = np.maximum((self._g0 + u) * self._g_range / p.g_max, 1e-6)
+            mu = np.clip(-0.0155 * np.log(g_rel) + 0.0244, 0.049, 0.1)
+            sig = np.clip(-0.0125 * np.log(g_rel) - 0.0059, 0.008, 0.045)
+            return np.abs(mu + sig * self._rng.standard_normal(u.shape))
+        nu = np.full(u.shape, p.drift_nu)
+        if p.drift_nu_dtod > 0:
+            nu = np.maximum(nu + p.drift_nu_dtod * self._rng.standard_normal(u.shape), 0.0)
+        return nu
+
+    # ---- programming
+    def _programmed(self, target, lo, hi, stuck):
+        """Conductances (range units) a program-and-verify of ``target`` leaves behind."""
+        p = self.params
+        u = np.clip(target, 0.0, 1.0)
+        if p.bits_per_cell:
+            levels = 2 ** p.bits_per_cell - 1
+            u = np.rint(u * levels) / levels
+        if p.prog_noise > 0:
+            if p.prog_noise_model == "constant":
+                sigma = np.full(u.shape, p.prog_noise)
+            elif p.prog_noise_model == "proportional":
+                sigma = p.prog_noise * (self._g0 + u)
+            else:
+                g_rel = (self._g0 + u) * self._g_range / p.g_max
+                poly = np.zeros(u.shape)
+                for c in p.pcm_prog_coeffs[::-1]:
+                    poly = poly * g_rel + c
+                sigma = p.prog_noise * poly * (p.g_max / 25.0) / self._g_range
+            u = u + sigma * self._rng.standard_normal(u.shape)
+        u = np.minimum(np.maximum(u, lo), hi)
+        code, where = stuck
+        if code.any():
+            u = np.where(code == _STUCK_MIN, lo, u)
+            u = np.where(code == _STUCK_MAX, hi, u)
+            u = np.where(code == _STUCK_RANDOM, lo + (hi - lo) * where, u)
+        return u
+
+    def _program(self, target_w, mask):
+        """Program-and-verify cells of the augmented matrix to weights ``target_w``."""
+        if self._diff:
+            tp = np.maximum(target_w, 0.0) / self.params.w_max
+            tn = np.maximum(-target_w, 0.0) / self.params.w_max
+            new_neg = self._programmed(tn, self._lo_neg, self._hi_neg, self._stuck_neg)
+            new_pos = self._programmed(tp, self._lo_pos, self._hi_pos, self._stuck_pos)
+        else:
+            tp = self._u_neg + target_w / self._k
+            new_pos = self._programmed(tp, self._lo_pos, self._hi_pos, self._stuck_pos)
+            new_neg = self._u_neg
+        if mask is None:
+            self._u_pos[...] = new_pos
+            self._u_neg[...] = new_neg
+        else:
+            self._u_pos[mask] = new_pos[mask]
+            self._u_neg[mask] = new_neg[mask]
+
+    # ---- what a read sees
+    def _draw_1f(self):
+        """Fresh standard-normal draws of the accumulated 1/f noise (one per device)."""
+        shape = self._u_pos.shape
+        self._z1f = None
+        if self.params.read_noise_1f_scale > 0:
+            self._z1f = (self._rng.standard_normal(shape),
+                         self._per_array(self._rng.standard_normal(shape)))
+
+    def _conductances(self):
+        """(G+, G-) in range units as read at the current inference time (no read noise)."""
+        p = self.params
+        gp, gn = self._g0 + self._u_pos, self._g0 + self._u_neg
+        t = self._t + p.drift_t0_s
+        if self._t > 0:
+            gp = gp * (t / p.drift_t0_s) ** (-self._nu_pos)
+            gn = gn * (t / p.drift_t0_s) ** (-self._nu_neg)
+        if self._z1f is not None:
+            spread = p.read_noise_1f_scale * np.sqrt(np.log((t + p.t_read_s) / (2.0 * p.t_read_s)))
+            gp = self._add_1f(gp, self._g0 + self._u_pos, spread, self._z1f[0])
+            gn = self._add_1f(gn, self._g0 + self._u_neg, spread, self._z1f[1])
+        return gp, gn
+
+    def _add_1f(self, g, g_prog, spread, z):
+        g_rel = g_prog * self._g_range / self.params.g_max
+        q_s = np.minimum(0.0088 / np.maximum(np.abs(g_rel) ** 0.65, 1e-3), 0.2)
+        return np.maximum(g + np.abs(g) * q_s * spread * z, 0.0)
+
+    def _ir_attenuation(self, gp, gn):
+        """First-order IR drop: the voltage reaching each device, as a fraction of the driven one.
+
+        Rows are driven from one end. Wire segment s of a row carries the current of
+        every device past it, so the drop to column position c is
+        ``r * sum_{s <= c} sum_{d >= s} G_d V`` to first order (the devices' own
+        currents computed at the undropped voltage); column wires are taken as ideal.
+        Pairs sit side by side (G+ then G-); the reference column is last in its array.
+        """
+        p = self.params
+        r_g = p.wire_resistance_ohm * self._g_range * 1e-6  # ohm * (range units -> S)
+        ap, an = np.ones_like(gp), np.ones_like(gn)
+        for g in range(self._n_groups):
+            cols = np.flatnonzero(self._group == g)
+            if self._diff:
+                row = np.empty((gp.shape[1], 2 * cols.size))
+                row[:, 0::2], row[:, 1::2] = gp[cols].T, gn[cols].T
+            else:
+                row = np.concatenate([gp[cols].T, gn[cols[:1]].T], axis=1)
+            load = np.cumsum(row[:, ::-1], axis=1)[:, ::-1]      # current past segment s
+            a = np.maximum(1.0 - r_g * np.cumsum(load, axis=1), 0.0)
+            if self._diff:
+                ap[cols], an[cols] = a[:, 0::2].T, a[:, 1::2].T
+            else:
+                ap[cols], an[cols] = a[:, :-1].T, a[:, -1:].T
+        return ap, an
+
+    def _refresh(self):
+        """Recompute what reads use: effective weights per row tile, noise variances."""
+        p = self.params
+        physical = self._t > 0 or p.read_noise_1f_scale > 0 or p.wire_resistance_ohm > 0
+        if physical:
+            gp, gn = self._conductances()
+            if p.wire_resistance_ohm > 0:
+                ap, an = self._ir_attenuation(gp, gn)
+                gp, gn = gp * ap, gn * an
+            w_aug = self._k * (gp - gn)
+        else:
+            gp, gn = self._g0 + self._u_pos, self._g0 + self._u_neg
+            w_aug = self._k * (self._u_pos - self._u_neg)
+        self._w_aug = w_aug
+        self._alpha = 1.0
+        if p.drift_compensation and self._t > 0:
+            w_ref = self._k * (self._u_pos - self._u_neg)
+            self._alpha = np.abs(w_ref.sum(axis=1)).sum() / np.abs(w_aug.sum(axis=1)).sum()
+        n_in = self.shape[1]
+        self._w_tiles = [np.ascontiguousarray(w_aug[:, r0:min(r1, n_in)], dtype=self._dtype)
+                         for r0, r1 in self._row_tiles]
+        self._bias = np.ascontiguousarray(w_aug[:, n_in], dtype=self._dtype)
+        # read-noise variances in weight units
+        s2 = (self._k * p.read_noise) ** 2
+        self._var_scale, self._var_mats, self._shared_mats = 0.0, None, None
+        if s2 > 0 and p.read_noise_model == "constant":
+            self._var_scale = s2 if not self._diff else 2.0 * s2
+        elif s2 > 0:
+            dev = s2 * (gp ** 2 + (gn ** 2 if self._diff else 0.0))
+            self._var_mats = [np.ascontiguousarray(dev[:, r0:r1]) for r0, r1 in self._row_tiles]
+            if not self._diff:
+                ref = s2 * gn[self._first] ** 2  # (n_groups, m)
+                self._shared_mats = [np.ascontiguousarray(ref[:, r0:r1])
+                                     for r0, r1 in self._row_tiles]
+        self._readout = (s2 > 0 or p.out_noise > 0 or p.adc_bits > 0)
+
+    # ---- DenseDevice
+    def forward(self, x, node_perturbation=None, weight_perturbation=None):
+        p = self.params
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        n_probe, n_in = x.shape
+        n_out = self.shape[0]
+        n_tiles = len(self._row_tiles)
+        const_noise = self._var_scale > 0
+        dac = p.dac_bits > 0 or p.input_range is not None
+        sq = np.zeros((n_probe, n_tiles) if const_noise else (0, 0))
+        if dac or const_noise or self._dtype != np.float64:
+            xq = np.empty((n_probe, n_in), dtype=self._dtype)
+            dac_kernel(x, p.input_range or 0.0, quant_step(p.input_range or 0.0, p.dac_bits),
+                       p.tile_rows, xq, sq)
+        else:
+            xq = x
+        if weight_perturbation is not None:
+            weight_perturbation = np.ascontiguousarray(weight_perturbation, dtype=np.float64)
+        out = None
+        for r, (r0, r1) in enumerate(self._row_tiles):
+            last = r == n_tiles - 1
+            i1 = min(r1, n_in)
+            acc = (xq @ self._w_tiles[r].T if n_tiles == 1
+                   else xq[:, r0:i1] @ self._w_tiles[r].T)
+            if last:
+                acc += self._bias
+            if weight_perturbation is not None:
+                add_tile_perturbation(xq, weight_perturbation, n_out, r0, i1, last, acc)
+            if last and node_perturbation is not None:
+                acc += node_perturbation
+            if self._readout:
+                if out is None:
+                    out = np.empty((n_probe, n_out))
+                self._read_columns(acc, out, r > 0, xq, sq, r, last)
+            elif out is None:
+                out = acc.astype(np.float64, copy=False)
+            else:
+                out += acc
+        if self._alpha != 1.0:
+            out *= self._alpha
+        self._account_reads(n_probe)
+        return out
+
+    def _read_columns(self, acc, out, accumulate, xq, sq, r, last):
+        p = self.params
+        n_probe, n_out = acc.shape
+        r0, r1 = self._row_tiles[r]
+        empty2 = np.zeros((0, 0))
+        row_sq = np.zeros(0)
+        if self._var_scale > 0:
+            row_sq = sq[:, r] + (1.0 if last else 0.0)  # the bias row is driven at 1
+        var_tj, shared = empty2, empty2
+        if self._var_mats is not None:
+            x2 = np.square(xq[:, r0:min(r1, self.shape[1])], dtype=np.float64)
+            mat = self._var_mats[r]
+            var_tj = x2 @ mat[:, :x2.shape[1]].T
+            if last:
+                var_tj += mat[:, -1]
+            if self._shared_mats is not None:
+                ref = self._shared_mats[r]
+                shared = x2 @ ref[:, :x2.shape[1]].T
+                if last:
+                    shared += ref[:, -1]
+        elif self._var_scale > 0 and not self._diff:
+            shared = np.repeat((row_sq * self._var_scale)[:, None], self._n_groups, axis=1)
+        n_pairs = (n_out + 1) // 2
+        base = self._reads
+        self._reads += np.uint64(n_probe * max(n_pairs + self._n_groups, n_out))
+        adc_bound = p.output_range or 0.0
+        readout_kernel(acc, out, accumulate, row_sq, self._var_scale, var_tj,
+                       p.out_noise ** 2, shared, self._group, self._n_groups,
+                       self._keys[_STREAM_READ], self._keys[_STREAM_ROUND], base,
+                       quant_step(adc_bound, p.adc_bits), adc_bound,
+                       p.adc_stochastic_rounding)
+
+    def _account_reads(self, n_probe):
+        p = self.params
+        n_out, n_in = self.shape
+        cells = (n_in + 1) * (2 * n_out if self._diff else n_out + self._n_groups)
+        self.meter.reads += n_probe
+        self.meter.time_s += n_probe * p.mvm_time_s
+        self.meter.energy_j += n_probe * (cells * p.cell_read_energy_j
+                                          + n_out * len(self._row_tiles) * p.adc_energy_j)
+
+    def write(self, delta):
+        p = self.params
+        n_out, n_in = self.shape
+        d = np.concatenate([delta[: n_out * n_in].reshape(n_out, n_in),
+                            delta[n_out * n_in:, None]], axis=1)
+        if p.dw_min == 0:
+            mask = d != 0
+            current = self._k * (self._u_pos - self._u_neg)
+            self._program(current + d, mask)
+            counts = mask.astype(np.int64) * (2 if self._diff else 1)
+        else:
+            counts = np.zeros(d.size, dtype=np.int64)
+            base = self._writes
+            self._writes += np.uint64(d.size * p.max_pulses)
+            shape = self._u_pos.shape
+            u_pos, u_neg = self._u_pos.reshape(-1), self._u_neg.reshape(-1)
+            pulse_kernel((d / p.dw_min).reshape(-1), u_pos, u_neg,
+                         self._lo_pos.reshape(-1), self._hi_pos.reshape(-1),
+                         self._lo_neg.reshape(-1), self._hi_neg.reshape(-1),
+                         self._stuck_pos[0].reshape(-1), self._stuck_neg[0].reshape(-1),
+                         self._up_pos.reshape(-1), self._down_pos.reshape(-1),
+                         self._up_neg.reshape(-1), self._down_neg.reshape(-1),
+                         self._diff, p.dw_min_std, p.soft_bounds,
+                         p.pulse_rounding == "stochastic", p.max_pulses,
+                         self._keys[_STREAM_PULSE], self._keys[_STREAM_PULSE_ROUND], base,
+                         counts)
+            counts = counts.reshape(shape)
+        total = int(counts.sum())
+        self.meter.pulses += total
+        self.meter.energy_j += total * p.pulse_energy_j
+        self.meter.time_s += float(counts.max(axis=0).sum()) * p.pulse_time_s
+        self._refresh()
+
+    def read(self):
+        """Effective weights (drift, 1/f noise and IR drop included; no read noise)."""
+        n_out, n_in = self.shape
+        w = self._w_aug * self._alpha
+        return np.concatenate([w[:, :n_in].ravel(), w[:, n_in]])
+
+    @property
+    def n_params(self) -> int:
+        return layer_size(self.shape)
+
+    # ---- beyond the DenseDevice contract
+    def set_time(self, t_inference_s: float) -> None:
+        """Read the array ``t_inference_s`` seconds after t0 (drift, fresh 1/f draw)."""
+        if t_inference_s < 0:
+            raise ValueError(f"t_inference_s must be >= 0, got {t_inference_s}")
+        self._t = float(t_inference_s)
+        self._draw_1f()
+        self._refresh()
+
+    @property
+    def stuck(self) -> tuple[np.ndarray, np.ndarray]:
+        """Fault codes of the (G+, G-) devices: 0 ok, 1 at g_min, 2 at g_max, 3 random."""
+        return self._stuck_pos[0].copy(), self._stuck_neg[0].copy()
