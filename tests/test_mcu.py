@@ -1,0 +1,521 @@
+"""The int8 MCU device: formulas against hand-computed values, the Numba kernels
+against the NumPy reference, both against the TFLite Micro interpreter (the
+oracle), and the device's float-facing contract."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from devices import DeviceParams
+from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUDense, MCUParams, QuantParams,
+                         activation_bounds, bias_scales, choose_quant_params, dequantize,
+                         fully_connected, fully_connected_perturbed,
+                         fully_connected_perturbed_reference, fully_connected_reference,
+                         multiply_by_quantized_multiplier, post_training_quantize, quantize,
+                         quantize_multiplier, requant_params, requantize,
+                         rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from devsim.activations import Identity, ReLU
+from devsim.network import LayerParams, Network, NetworkParams
+from devsim.params import ParamError
+
+PRESET = Path(__file__).resolve().parents[1] / "configs" / "presets" / "mcu_cortex_m4.yaml"
+
+
+def run_kernel(x, w, b, m, s, z_in, z_out, lo, hi):
+    out = np.empty((x.shape[0], w.shape[0]), dtype=np.int8)
+    fully_connected(x, np.ascontiguousarray(w.T), b, m, s, np.int32(z_in), np.int32(z_out),
+                    np.int32(lo), np.int32(hi), out)
+    return out
+
+
+# ------------------------------------------------------------------ hand-computed values
+@pytest.mark.parametrize("real, expected", [
+    (0.5, (2 ** 30, 0)),                    # frexp(0.5) = (0.5, 0)
+    (1.0, (2 ** 30, 1)),                    # frexp(1.0) = (0.5, 1)
+    (0.75, (3 * 2 ** 29, 0)),               # 0.75 * 2^31 exactly
+    (0.25, (2 ** 30, -1)),
+    (1 - 2.0 ** -40, (2 ** 30, 1)),         # mantissa rounds up to 2^31: halved, shift + 1
+    (2.0 ** -32, (2 ** 30, -31)),           # smallest kept shift
+    (2.0 ** -33, (0, 0)),                   # shift -32 < -31 flushes to zero
+    (0.0, (0, 0)),
+    (1.0 / 3.0, (round(2 ** 31 * 2 / 3), -1)),  # 2/3 * 2^31 = 1431655765.33 -> ...765
+])
+def test_quantize_multiplier_hand_values(real, expected):
+    assert quantize_multiplier(real) == expected
+
+
+def test_quantize_multiplier_rejects_negative_and_huge():
+    with pytest.raises(ValueError):
+        quantize_multiplier(-0.1)
+    with pytest.raises(ValueError):
+        quantize_multiplier(2.0 ** 31)
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    (2 ** 30, 2 ** 30, 2 ** 29),        # 2ab / 2^32 = 2^29 exactly
+    (1, 2 ** 30, 1),                    # 0.5 rounds up
+    (-1, 2 ** 30, 0),                   # -0.5 rounds up (toward +inf) to 0
+    (3, 2 ** 30, 2),                    # 1.5 -> 2
+    (-3, 2 ** 30, -1),                  # -1.5 -> -1
+    (-5, 2 ** 30, -2),                  # -2.5 -> -2
+    (INT32_MIN, INT32_MIN, INT32_MAX),  # the one saturating case
+    (INT32_MAX, INT32_MAX, INT32_MAX - 1),  # (2^31-1)^2 * 2 / 2^32 = 2^31 - 2 + 2^-31
+])
+def test_saturating_rounding_doubling_high_mul_hand_values(a, b, expected):
+    assert int(saturating_rounding_doubling_high_mul(a, b)) == expected
+
+
+@pytest.mark.parametrize("x, exponent, expected", [
+    (5, 1, 3), (-5, 1, -3),        # +-2.5: ties away from zero
+    (6, 2, 2), (-6, 2, -2),        # +-1.5
+    (-7, 2, -2), (-5, 2, -1),      # -1.75, -1.25
+    (7, 0, 7), (-7, 0, -7),
+    (INT32_MIN, 31, -1), (INT32_MAX, 31, 1),
+])
+def test_rounding_divide_by_pot_hand_values(x, exponent, expected):
+    assert int(rounding_divide_by_pot(x, exponent)) == expected
+
+
+def test_double_rounding_differs_from_single_rounding_by_hand():
+    # x = [3, -2], z_in = 1, w = [2, -1], b = 10: acc = 2*2 + (-1)*(-3) + 10 = 17.
+    # M = 0.5 * 0.5 / 1.0 = 0.25 -> (2^30, -1); SRDHM(17, 2^30) = 8.5 -> 9; 9 / 2 = 4.5 -> 5.
+    # Single rounding of 17 * 0.25 = 4.25 would give 4; with z_out = -3 the output is 2.
+    m, s = requant_params(0.5, np.array([0.5], np.float32), 1.0)
+    assert (int(m[0]), int(s[0])) == (2 ** 30, -1)
+    args = (np.array([[3, -2]], np.int8), np.array([[2, -1]], np.int8), np.array([10], np.int32),
+            m, s, 1, -3, -128, 127)
+    assert fully_connected_reference(*args).tolist() == [[2]]
+    assert run_kernel(*args).tolist() == [[2]]
+
+
+def test_saturation_and_extreme_zero_points_by_hand():
+    # z_in = -128, x = 127: x - z = 255; w = 127 over 4 inputs: acc = 4 * 127 * 255 = 129540.
+    # M = 1/64 -> 129540 / 64 = 2024.06 -> saturates at 127 (z_out = 0) and at 127 with z_out = 127.
+    m, s = requant_params(1.0, np.array([1.0 / 64], np.float32), 1.0)
+    x = np.full((1, 4), 127, np.int8)
+    w = np.full((1, 4), 127, np.int8)
+    b = np.zeros(1, np.int32)
+    assert fully_connected_reference(x, w, b, m, s, -128, 0, -128, 127).tolist() == [[127]]
+    # negated weights: -2024 -> -128; z_in = 127, x = -128 gives x - z = -255, weights -127: +2024.
+    assert fully_connected_reference(x, -w, b, m, s, -128, 127, -128, 127).tolist() == [[-128]]
+    x2 = np.full((1, 4), -128, np.int8)
+    assert fully_connected_reference(x2, -w, b, m, s, 127, -128, -128, 127).tolist() == [[127]]
+    # a small value with z_out = -128: acc = 4*(-1)*... -> 0 real -> -128 + 0 (RELU-like floor)
+    assert fully_connected_reference(np.full((1, 4), -128, np.int8), w, b, m, s, -128, -128,
+                                     -128, 127).tolist() == [[-128]]
+
+
+def test_per_channel_by_hand():
+    # Two channels, x - z = [2, 4]; w0 = [1, 1] (s_w 0.5), w1 = [3, -1] (s_w 0.25); s_in = 1, s_out = 1.
+    # acc = [6, 2]; M = [0.5, 0.25]: y = [3, 0.5 -> 1 (SRDHM of 2 * 2^30 >> 31 = 1, shift 0... )]
+    ws = np.array([0.5, 0.25], np.float32)
+    m, s = requant_params(1.0, ws, 1.0)
+    assert m.tolist() == [2 ** 30, 2 ** 30] and s.tolist() == [0, -1]
+    x = np.array([[2, 4]], np.int8)
+    w = np.array([[1, 1], [3, -1]], np.int8)
+    # channel 1: SRDHM(2, 2^30) = (2^31 + 2^30) >> 31 = 1; RDBPOT(1, 1) = 0.5 -> 1.
+    out = fully_connected_reference(x, w, np.zeros(2, np.int32), m, s, 0, 0, -128, 127)
+    assert out.tolist() == [[3, 1]]
+
+
+@pytest.mark.parametrize("fused, scale, zp, expected", [
+    ("none", 0.1, 5, (-128, 127)),
+    ("relu", 0.1, -128, (-128, 127)),
+    ("relu", 0.1, 10, (10, 127)),
+    ("relu6", 0.05, -100, (-100, 20)),   # 6 / 0.05 = 120
+    ("relu6", 4.0, 0, (0, 2)),           # 6 / 4 = 1.5: tie away from zero -> 2
+    ("relu6", 12.0, -3, (-3, -2)),       # 6 / 12 = 0.5 -> 1
+    ("relu6", 0.01, 0, (0, 127)),        # 600 LSBs: capped at 127
+])
+def test_activation_bounds_hand_values(fused, scale, zp, expected):
+    assert activation_bounds(fused, scale, zp) == expected
+
+
+def test_choose_quant_params_hand_values():
+    scale, zp = choose_quant_params(0.0, 2.55)    # 2.55 / 255 = 0.01; 0.0 -> -128
+    assert scale == np.float32(0.01) and zp == -128
+    scale, zp = choose_quant_params(-1.0, 1.0)    # 2 / 255; zp = -128 + 127.5 -> nudged to -0.5 -> -1
+    assert scale == np.float32(2 / 255) and zp in (-1, 0)
+    assert choose_quant_params(0.5, 3.0)[1] == -128   # range widened to include 0
+
+
+def test_quantize_rounds_half_away_and_clamps():
+    q = quantize(np.array([0.25, -0.25, 0.75, 100.0, -100.0]), 0.5, 3)
+    assert q.tolist() == [4, 2, 5, 127, -128]     # 0.5 -> 1, -0.5 -> -1, 1.5 -> 2
+    x = dequantize(np.arange(-128, 128, dtype=np.int8), np.float32(0.0137), -7)
+    assert np.array_equal(quantize(x, np.float32(0.0137), -7), np.arange(-128, 128))
+
+
+# ------------------------------------------------------------------ kernels against the reference
+def random_layer(rng, n_in, n_out, big_multiplier=False):
+    w = rng.integers(-127, 128, (n_out, n_in)).astype(np.int8)
+    b = rng.integers(INT32_MIN, INT32_MAX, n_out, endpoint=True).astype(np.int32) \
+        if big_multiplier else rng.integers(-50_000, 50_000, n_out).astype(np.int32)
+    hi = 2.0 if big_multiplier else -2.0
+    ws = np.exp(rng.uniform(-8.0, hi, n_out)).astype(np.float32)
+    s_in, s_out = np.float32(np.exp(rng.uniform(-6, 0))), np.float32(np.exp(rng.uniform(-6, 0)))
+    m, s = requant_params(s_in, ws, s_out)
+    z_in, z_out = (int(z) for z in rng.integers(-128, 128, 2))
+    lo, hi = activation_bounds(str(rng.choice(["none", "relu", "relu6"])), s_out, z_out)
+    return w, b, m, s, z_in, z_out, lo, hi
+
+
+@pytest.mark.parametrize("big_multiplier", [False, True])
+def test_kernel_matches_reference(big_multiplier):
+    # big_multiplier: M up to ~e^8, left shifts, int32-extreme biases (wrapping accumulators).
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        n_in, n_out, n_probe = (int(n) for n in rng.integers(1, 70, 3))
+        w, b, m, s, z_in, z_out, lo, hi = random_layer(rng, n_in, n_out, big_multiplier)
+        x = rng.integers(-128, 128, (n_probe, n_in)).astype(np.int8)
+        ref = fully_connected_reference(x, w, b, m, s, z_in, z_out, lo, hi)
+        assert np.array_equal(run_kernel(x, w, b, m, s, z_in, z_out, lo, hi), ref)
+
+
+def test_requantize_kernel_matches_reference_on_ties_and_extremes():
+    rng = np.random.default_rng(3)
+    acc = np.concatenate([rng.integers(INT32_MIN, INT32_MAX, 20_000, endpoint=True),
+                          np.arange(-4096, 4096), [INT32_MIN, INT32_MAX, 0, -1, 1]])
+    for mult, shift in [(2 ** 30, -1), (2 ** 30, -12), (2 ** 30, 3), (1_518_500_250, -7),
+                        (INT32_MAX, -31), (2 ** 30, 0), (0, 0)]:
+        ref = multiply_by_quantized_multiplier(acc, mult, shift)
+        got = np.array([requantize(int(a), mult, shift) for a in acc])
+        assert np.array_equal(got, ref), (mult, shift)
+
+
+def test_perturbed_kernel_matches_reference_and_zero_perturbation():
+    rng = np.random.default_rng(11)
+    n_in, n_out, n_probe = 13, 7, 9
+    w, b, m, s, z_in, z_out, lo, hi = random_layer(rng, n_in, n_out)
+    w[0, :3] = [127, -127, 120]                         # perturbations that must clamp
+    b[1] = INT32_MAX - 5
+    x = rng.integers(-128, 128, (n_probe, n_in)).astype(np.int8)
+    dw = rng.integers(-254, 255, (n_probe, n_out, n_in)).astype(np.int16)
+    db = rng.integers(-100, 101, (n_probe, n_out)).astype(np.int64)
+    args = (m, s, np.int32(z_in), np.int32(z_out), np.int32(lo), np.int32(hi))
+    out = np.empty((n_probe, n_out), np.int8)
+    fully_connected_perturbed(x, w, b, dw, db, *args, out)
+    ref = fully_connected_perturbed_reference(x, w, b, dw, db, m, s, z_in, z_out, lo, hi)
+    assert np.array_equal(out, ref)
+    fully_connected_perturbed(x, w, b, np.zeros_like(dw), np.zeros_like(db), *args, out)
+    assert np.array_equal(out, fully_connected_reference(x, w, b, m, s, z_in, z_out, lo, hi))
+
+
+# ------------------------------------------------------------------ the oracle: tflite-micro
+@pytest.fixture(scope="module")
+def tflm():
+    """Builds and runs .tflite models in the TFLM interpreter (pinned in the test extra)."""
+    pytest.importorskip("tflite_micro", reason="tflite-micro missing: pip install -e .[test]")
+    return TFLM()
+
+
+class TFLM:
+    """Minimal .tflite writer (the schema module tflite-micro ships) and runner."""
+
+    def __init__(self):
+        import flatbuffers
+        from tflite_micro import runtime
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
+        self.flatbuffers, self.runtime, self.sch = flatbuffers, runtime, sch
+
+    def _tensor(self, shape, dtype, buffer, scales=None, zero_points=None):
+        sch = self.sch
+        t = sch.TensorT()
+        t.shape, t.buffer = list(shape), buffer
+        t.type = {"int8": sch.TensorType.INT8, "int32": sch.TensorType.INT32,
+                  "float32": sch.TensorType.FLOAT32}[dtype]
+        if scales is not None:
+            q = sch.QuantizationParametersT()
+            q.scale = [float(v) for v in np.atleast_1d(scales)]
+            q.zeroPoint = [int(v) for v in np.atleast_1d(zero_points)]
+            q.quantizedDimension = 0
+            t.quantization = q
+        return t
+
+    def model(self, n_probe, layers, float_io=False):
+        """A graph of FULLY_CONNECTED layers, each (w_q, b_q, w_scales, q_in, q_out, fused);
+        with ``float_io``, QUANTIZE in front and DEQUANTIZE behind."""
+        sch = self.sch
+        buffers, tensors, ops = [sch.BufferT()], [], []
+        codes = {"fc": sch.BuiltinOperator.FULLY_CONNECTED,
+                 "quantize": sch.BuiltinOperator.QUANTIZE,
+                 "dequantize": sch.BuiltinOperator.DEQUANTIZE}
+        code_index = {name: i for i, name in enumerate(codes)}
+
+        def constant(array, dtype, scales):
+            buf = sch.BufferT()
+            buf.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8)
+            buffers.append(buf)
+            tensors.append(self._tensor(array.shape, dtype, len(buffers) - 1, scales,
+                                        np.zeros(len(scales), np.int64)))
+            return len(tensors) - 1
+
+        def op(name, inputs, output, fused=None):
+            o = sch.OperatorT()
+            o.opcodeIndex, o.inputs, o.outputs = code_index[name], list(inputs), [output]
+            if name == "fc":
+                o.builtinOptionsType = sch.BuiltinOptions.FullyConnectedOptions
+                opt = sch.FullyConnectedOptionsT()
+                opt.fusedActivationFunction = {"none": sch.ActivationFunctionType.NONE,
+                                               "relu": sch.ActivationFunctionType.RELU,
+                                               "relu6": sch.ActivationFunctionType.RELU6}[fused]
+                o.builtinOptions = opt
+            ops.append(o)
+
+        n_in = layers[0][0].shape[1]
+        if float_io:
+            tensors.append(self._tensor((n_probe, n_in), "float32", 0))
+        q_in = layers[0][3]
+        tensors.append(self._tensor((n_probe, n_in), "int8", 0, q_in[0], q_in[1]))
+        graph_input = 0
+        if float_io:
+            op("quantize", [0], 1)
+        current = len(tensors) - 1
+        for w_q, b_q, w_scales, q_in, q_out, fused in layers:
+            wi = constant(w_q.astype(np.int8), "int8", w_scales)
+            bi = constant(b_q.astype(np.int32), "int32", bias_scales(q_in[0], w_scales))
+            tensors.append(self._tensor((n_probe, w_q.shape[0]), "int8", 0, q_out[0], q_out[1]))
+            op("fc", [current, wi, bi], len(tensors) - 1, fused)
+            current = len(tensors) - 1
+        if float_io:
+            tensors.append(self._tensor((n_probe, layers[-1][0].shape[0]), "float32", 0))
+            op("dequantize", [current], len(tensors) - 1)
+            current = len(tensors) - 1
+        graph = sch.SubGraphT()
+        graph.tensors, graph.operators = tensors, ops
+        graph.inputs, graph.outputs = [graph_input], [current]
+        opcodes = []
+        for name in codes:
+            c = sch.OperatorCodeT()
+            c.builtinCode = codes[name]
+            c.deprecatedBuiltinCode = min(codes[name], 127)
+            c.version = 1
+            opcodes.append(c)
+        m = sch.ModelT()
+        m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, opcodes, [graph], buffers
+        builder = self.flatbuffers.Builder(1024)
+        builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    def run(self, model, x):
+        interpreter = self.runtime.Interpreter.from_bytes(model, arena_size=10 * len(model) + 65536)
+        interpreter.set_input(x, 0)
+        interpreter.invoke()
+        return interpreter.get_output(0)
+
+
+def oracle_case(rng, kind):
+    """One random or adversarial single-layer case: (x, w, b, w_scales, q_in, q_out, fused)."""
+    n_in, n_out = int(rng.integers(1, 49)), int(rng.integers(1, 17))
+    per_channel = bool(rng.integers(2))
+    w = rng.integers(-127, 128, (n_out, n_in)).astype(np.int8)
+    b = rng.integers(-30_000, 30_000, n_out).astype(np.int32)
+    x = rng.integers(-128, 128, (16, n_in)).astype(np.int8)
+
+    def scales(lo, hi, n):
+        return np.exp(rng.uniform(lo, hi, n)).astype(np.float32)
+
+    ws = scales(-9, -3, n_out if per_channel else 1)
+    s_in, s_out = scales(-6, 0, 1)[0], scales(-4, 1, 1)[0]
+    z_in, z_out = (int(z) for z in rng.integers(-128, 128, 2))
+    if kind == "ties":        # power-of-two scales: M = 2^-k, so exact .5 ties are common
+        ws = np.float32(2.0) ** rng.integers(-10, -4, len(ws)).astype(np.float32)
+        s_in, s_out = np.float32(2.0) ** rng.integers(-6, 0, 2).astype(np.float32)
+        b = rng.integers(-64, 64, n_out).astype(np.int32)
+    elif kind == "saturation":   # outputs far beyond int8, biases at the int32 limits
+        s_out = scales(-14, -10, 1)[0]
+        b = rng.choice(np.array([INT32_MIN, INT32_MIN + 1, INT32_MAX - 1, INT32_MAX, 0],
+                                np.int64), n_out).astype(np.int32)
+        w = rng.choice(np.array([-127, 127], np.int8), (n_out, n_in))
+        x = rng.choice(np.array([-128, 127], np.int8), x.shape)
+    elif kind == "zero_points":  # extreme zero points
+        z_in, z_out = (int(z) for z in rng.choice([-128, 127], 2))
+    elif kind == "big_multiplier":  # M > 1: left shifts of the accumulator
+        ws = scales(-2, 2, len(ws))
+        s_in, s_out = scales(-1, 1, 1)[0], scales(-8, -5, 1)[0]
+    if not per_channel:
+        ws = np.full(n_out, ws[0], np.float32)
+    fused = str(rng.choice(["none", "relu", "relu6"]))
+    return x, w, b, ws, (s_in, z_in), (s_out, z_out), fused
+
+
+ORACLE_CASES = {"random": 1000, "ties": 500, "saturation": 300, "zero_points": 300,
+                "big_multiplier": 300}
+"""2,400 single-layer models, each run on 16 input rows (about 330,000 outputs)."""
+
+
+def single_rounding(x, w, b, m, s, z_in, z_out, lo, hi):
+    """The ``TFLITE_SINGLE_ROUNDING`` requantization (acc * m + 2^(30-e)) >> (31-e), for
+    multipliers below 1: a plausible wrong model the oracle must tell apart."""
+    acc = _acc32(x, w, b, z_in)
+    right = 31 - s.astype(np.int64)
+    y = (acc * m + (np.int64(1) << (right - 1))) >> right
+    return np.clip(y + z_out, lo, hi)
+
+
+def _acc32(x, w, b, z_in):
+    acc = (x.astype(np.int64) - z_in) @ w.astype(np.int64).T + b
+    return acc.astype(np.int32).astype(np.int64)
+
+
+def test_reference_and_kernel_match_tflite_micro(tflm):
+    rng = np.random.default_rng(2024)
+    outputs = single_rounding_misses = 0
+    for kind, n_cases in ORACLE_CASES.items():
+        for case in range(n_cases):
+            x, w, b, ws, q_in, q_out, fused = oracle_case(rng, kind)
+            expected = tflm.run(tflm.model(x.shape[0], [(w, b, ws, q_in, q_out, fused)]), x)
+            m, s = requant_params(q_in[0], ws, q_out[0])
+            lo, hi = activation_bounds(fused, *q_out)
+            ref = fully_connected_reference(x, w, b, m, s, q_in[1], q_out[1], lo, hi)
+            assert np.array_equal(ref, expected), (kind, case)
+            assert np.array_equal(run_kernel(x, w, b, m, s, q_in[1], q_out[1], lo, hi),
+                                  expected), (kind, case)
+            outputs += expected.size
+            if kind == "ties":
+                single = single_rounding(x, w, b, m, s, q_in[1], q_out[1], lo, hi)
+                single_rounding_misses += np.count_nonzero(single != expected)
+    assert outputs > 300_000  # 322,352 with this seed
+    # The oracle distinguishes rounding modes: single rounding is off by one LSB at
+    # about 0.16% of tie-heavy outputs (109 of 68,416 with this seed).
+    assert single_rounding_misses > 20
+
+
+def test_quantized_network_is_the_tflm_graph(tflm):
+    # float digits-like data -> QUANTIZE -> FC(relu) -> FC(relu) -> FC -> DEQUANTIZE in TFLM,
+    # against a devsim Network whose layers are the post-training-quantized MCU devices.
+    rng = np.random.default_rng(5)
+    widths = [20, 16, 12, 5]
+    ws = [rng.normal(0, 1 / np.sqrt(n), (m, n)) for n, m in zip(widths[:-1], widths[1:])]
+    bs = [rng.normal(0, 0.1, m) for m in widths[1:]]
+    acts = ["relu", "relu", "identity"]
+    x = rng.uniform(0.0, 1.0, (64, widths[0]))
+    layers = post_training_quantize(ws, bs, acts, x[:32], MCUParams(per_channel=True))
+    net = Network(NetworkParams(layers=tuple(
+        LayerParams(units=m, activation=ReLU() if a == "relu" else Identity())
+        for m, a in zip(widths[1:], acts))), widths[0],
+        np.random.default_rng(0), np.random.default_rng(1))
+    net.devices = layers
+    ours = net.run(x).outputs
+    model = tflm.model(x.shape[0], [(d.w_q, d.b_q, d.weight_scales, d.input_q, d.output_q,
+                                     d.fused_activation) for d in layers], float_io=True)
+    theirs = tflm.run(model, x.astype(np.float32))
+    q_out = layers[-1].output_q
+    assert np.array_equal(quantize(ours, *q_out), quantize(theirs, *q_out))
+    assert np.allclose(ours, theirs, rtol=0, atol=1e-6 * np.abs(ours).max())
+    # and it is a faithful int8 model: close to the float network it came from
+    h = x
+    for w, b, a in zip(ws, bs, acts):
+        h = h @ w.T + b
+        h = np.maximum(h, 0) if a == "relu" else h
+    assert np.abs(ours - h).max() < 0.1 * np.abs(h).max()
+
+
+# ------------------------------------------------------------------ the device contract
+@pytest.fixture
+def layer():
+    rng = np.random.default_rng(9)
+    return MCUParams(activation_range=(-2.0, 2.0)).build(
+        rng.normal(0, 0.3, (6, 10)), rng.normal(0, 0.1, 6), rng)
+
+
+def test_forward_is_dequantized_kernel_output(layer):
+    x = np.random.default_rng(1).uniform(-2, 2, (17, 10))
+    y = layer.forward(x)
+    y_q = fully_connected_reference(layer.quantize_input(x), layer.w_q, layer.b_q,
+                                    layer.multiplier, layer.shift, layer.input_q.zero_point,
+                                    layer.output_q.zero_point, layer.act_min, layer.act_max)
+    assert y.shape == (17, 6) and np.array_equal(y, layer.dequantize_output(y_q))
+    assert np.array_equal(layer.forward(x), y)           # deterministic
+
+
+def test_float_perturbations_land_as_whole_lsbs(layer):
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-2, 2, (5, 10))
+    k = rng.integers(-3, 4, (5, layer.n_params))
+    via_float = layer.forward(x, weight_perturbation=k * layer.param_lsb)
+    assert np.array_equal(via_float, layer.dequantize_output(
+        layer.forward_q(layer.quantize_input(x), weight_lsb=k)))
+    # zero perturbation is the plain forward
+    assert np.array_equal(layer.forward(x, weight_perturbation=np.zeros((5, layer.n_params))),
+                          layer.forward(x))
+    # node perturbation: k LSBs added to the int8 output, clamped to the fused range
+    kn = rng.integers(-300, 300, (5, 6))
+    y_q = layer.forward_q(layer.quantize_input(x))
+    expected = np.clip(y_q.astype(int) + kn, layer.act_min, layer.act_max)
+    got = layer.forward(x, node_perturbation=kn * layer.output_lsb)
+    assert np.array_equal(quantize(got, *layer.output_q), expected)
+
+
+def test_perturbed_forward_equals_writing_then_forward(layer):
+    rng = np.random.default_rng(4)
+    x_q = rng.integers(-128, 128, (1, 10)).astype(np.int8)
+    k = rng.integers(-200, 200, (1, layer.n_params))
+    perturbed = layer.forward_q(x_q, weight_lsb=k)
+    layer.write_q(k[0])
+    assert np.array_equal(layer.forward_q(x_q), perturbed)
+
+
+def test_write_rounds_to_lsbs_and_clamps(layer):
+    w0, b0 = layer.w_q.copy(), layer.b_q.copy()
+    k = np.zeros(layer.n_params)
+    k[0], k[1], k[60] = 2.4, -300.0, 7.5     # 7.5 rounds half to even -> 8
+    layer.write(k * layer.param_lsb)
+    assert layer.w_q[0, 0] == w0[0, 0] + 2
+    assert layer.w_q[0, 1] == -127
+    assert layer.b_q[0] == b0[0] + 8
+    assert layer.meter.pulses == 3 - int(w0[0, 1] == -127)
+    flat = layer.read()
+    assert np.array_equal(flat[:60].reshape(6, 10),
+                          layer.w_q * layer.weight_scales.astype(np.float64)[:, None])
+    assert np.array_equal(flat[60:], layer.b_q * layer.bias_lsb)
+
+
+def test_meter_counts_macs_as_core_cycles(layer):
+    core = CORES["cortex-m4"]
+    layer.forward(np.zeros((7, 10)))
+    macs = 7 * 10 * 6
+    assert layer.meter.reads == 7
+    assert layer.meter.time_s == pytest.approx(macs * core.cycles_per_mac / core.clock_hz)
+    assert layer.meter.energy_j == pytest.approx(macs * core.cycles_per_mac
+                                                 * core.energy_per_cycle_j)
+
+
+def test_params_overrides_and_rejections():
+    p = MCUParams(core="cortex-m7", clock_hz=400e6)
+    assert p.timing.clock_hz == 400e6 and p.timing.cycles_per_mac == CORES["cortex-m7"].cycles_per_mac
+    for bad in [dict(core="cortex-m0"), dict(clock_hz=0.0), dict(cycles_per_mac=-1.0),
+                dict(fused_activation="sigmoid"), dict(activation_range=(1.0, 2.0)),
+                dict(activation_range=(2.0, -2.0)), dict(sram_kib=0),
+                dict(activation_range=(-math.inf, 1.0))]:
+        with pytest.raises(ParamError):
+            MCUParams(**bad)
+
+
+def test_preset_loads_and_round_trips():
+    data = yaml.safe_load(PRESET.read_text())
+    cls = DeviceParams.registry[data.pop("type")]
+    params = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    assert isinstance(params, MCUParams)
+    again = params.to_dict()
+    assert again.pop("type") == "mcu"
+    assert cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in again.items()}) == params
+
+
+def test_post_training_quantize_chains_and_rejects_sigmoid():
+    rng = np.random.default_rng(0)
+    ws, bs = [rng.normal(size=(4, 3)), rng.normal(size=(2, 4))], [np.zeros(4), np.zeros(2)]
+    layers = post_training_quantize(ws, bs, ["relu", "identity"], rng.uniform(size=(10, 3)))
+    assert layers[0].output_q == layers[1].input_q
+    assert layers[0].fused_activation == "relu" and layers[1].fused_activation == "none"
+    with pytest.raises(ValueError, match="sigmoid"):
+        post_training_quantize(ws, bs, ["sigmoid", "identity"], rng.uniform(size=(10, 3)))
+
+
+def test_quant_params_from_range_represent_zero():
+    q = QuantParams.from_range(-0.3, 1.7)
+    assert dequantize(np.array([q.zero_point], np.int8), *q)[0] == 0.0
