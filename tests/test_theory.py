@@ -127,30 +127,35 @@ def test_stability_limit_in_theory(method, law):
 def test_max_and_optimal_rates_gaussian_closed_forms():
     """Werfel et al.: the limit falls with the noise dimension (M for NP, MN for WP)."""
     for n, m in ((1, 1), (4, 3), (10, 4), (50, 7)):
-        assert theory.max_learning_rate("gd", n, m) == pytest.approx(2 / (n + 2), rel=1e-14)
-        assert theory.max_learning_rate("np", n, m) == pytest.approx(2 / ((m + 2) * (n + 2)), rel=1e-14)
-        assert theory.max_learning_rate("wp", n, m) == pytest.approx(2 / ((m * n + 2) * (n + 2)), rel=1e-14)
+        exact = {"gd": 2 / (n + 2), "np": 2 / ((m + 2) * (n + 2)),
+                 "wp": 2 / ((m * n + 2) * (n + 2))}
+        for method, eta_max in exact.items():
+            assert theory.max_learning_rate(method, n, m) == pytest.approx(eta_max, rel=1e-14)
+            # at the optimum (half the maximum) 1 - r = a eta / 2 = eta, as a = 2
+            assert theory.best_decay(method, n, m) == pytest.approx(eta_max / 2, rel=1e-14)
         for method in theory.METHODS:
             eta_opt = theory.optimal_learning_rate(method, n, m)
             etas = eta_opt * np.array([0.9, 0.99, 1.0, 1.01, 1.1])
             rs = [theory.recursion(method, e, 0.0, n, m).r for e in etas]
             assert int(np.argmin(rs)) == 2
             assert 1 - rs[2] == pytest.approx(theory.best_decay(method, n, m), rel=1e-12)
-        assert theory.best_decay("np", n, m) == pytest.approx(1 / ((m + 2) * (n + 2)), rel=1e-14)
-        assert theory.best_decay("wp", n, m) == pytest.approx(1 / ((m * n + 2) * (n + 2)), rel=1e-14)
 
 
 def test_rademacher_against_gaussian():
     """Rademacher perturbations have |xi| fixed: M + 2 -> M (NP), MN + 2 -> MN (WP)."""
     for n, m in ((1, 1), (4, 3), (10, 4)):
-        assert theory.max_learning_rate("np", n, m, "rademacher") == pytest.approx(2 / (m * (n + 2)))
-        assert theory.max_learning_rate("wp", n, m, "rademacher") == pytest.approx(2 / (m * n * (n + 2)))
+        rad_np = theory.max_learning_rate("np", n, m, "rademacher")
+        rad_wp = theory.max_learning_rate("wp", n, m, "rademacher")
+        assert rad_np == pytest.approx(2 / (m * (n + 2)))
+        assert rad_wp == pytest.approx(2 / (m * n * (n + 2)))
         eta, sigma = 1e-3, 0.2
         # constants c: NP  N M^3 / 4 against N M (M + 2)(M + 4) / 4;
         # WP  M^2 N^2 ((M + 2)(N + 2) - 6) / 4 against N (N + 2) M (M + 2)(M N + 4) / 4
         scale = eta**2 * sigma**2 / 4
-        assert theory.recursion("np", eta, sigma, n, m, "rademacher").c == pytest.approx(scale * n * m**3)
-        assert theory.recursion("np", eta, sigma, n, m).c == pytest.approx(scale * n * m * (m + 2) * (m + 4))
+        assert theory.recursion("np", eta, sigma, n, m, "rademacher").c == pytest.approx(
+            scale * n * m**3)
+        assert theory.recursion("np", eta, sigma, n, m).c == pytest.approx(
+            scale * n * m * (m + 2) * (m + 4))
         assert theory.recursion("wp", eta, sigma, n, m, "rademacher").c == pytest.approx(
             scale * m**2 * n**2 * ((m + 2) * (n + 2) - 6))
         assert theory.recursion("wp", eta, sigma, n, m).c == pytest.approx(
@@ -169,14 +174,15 @@ def test_small_rates_coincide():
     eta, steps = 1e-4, 5000
     t = np.arange(steps + 1)
     reference = t * math.log1p(-2 * eta)
-    curves = {m: theory.learning_curve(m, eta, 0.0, N_IN, N_OUT, steps, 1.0) for m in theory.METHODS}
+    curves = {method: theory.learning_curve(method, eta, 0.0, N_IN, N_OUT, steps, 1.0)
+              for method in theory.METHODS}
     b_wp = (N_OUT * N_IN + 2) * (N_IN + 2)
     for method, curve in curves.items():
         gap = np.log(curve) - reference
         assert np.all(gap >= -1e-12)
         assert np.all(gap <= t * b_wp * eta**2 / (1 - 2 * eta) + 1e-12)
-    spread = max(abs(curves["wp"][-1] / curves["gd"][-1] - 1), abs(curves["np"][-1] / curves["gd"][-1] - 1))
-    assert spread < 5e-3
+    for method in ("np", "wp"):
+        assert curves[method][-1] == pytest.approx(curves["gd"][-1], rel=5e-3)
     assert curves["gd"][-1] == pytest.approx(math.exp(-1.0), rel=5e-3)
 
 
