@@ -43,9 +43,18 @@ from devsim.params import Params, param
 
 _BLOCK = 16
 """Devices per parallel work item: whole cache lines of each output row."""
+_S11 = np.uint64(11)
 
 
 # ----------------------------------------------------------------------- kernels
+
+@njit(cache=True)
+def threshold(p):
+    """The integer form of a flip probability: ``crng.bits(k, c) >> 11 < threshold(p)``
+    exactly when ``crng.uniform(k, c) < p``, without a float conversion per draw."""
+    return np.uint64(np.ceil(p * 2.0**53))
+
+
 @njit(cache=True)
 def leave_probabilities(x, delta, log_rate0):
     """Exact per-sample probabilities (p+, p-) of leaving m = +1 and m = -1.
@@ -78,10 +87,12 @@ def telegraph_drive(state, current, offset, ic0, delta, log_rate0, n_sub, key, s
             for j in range(lo, hi):
                 p_plus, p_minus = leave_probabilities(
                     (current[t, j] - offset[j]) / ic0[j], delta[j], log_rate0)
+                leave_plus, leave_minus = threshold(p_plus), threshold(p_minus)
                 m = state[j]
                 acc = 0
                 for k in range(n_sub):
-                    if crng.uniform(key, (first + k) * n + j) < (p_plus if m > 0 else p_minus):
+                    draw = crng.bits(key, (first + k) * n + j) >> _S11
+                    if draw < (leave_plus if m > 0 else leave_minus):
                         m = -m
                         count += 1
                     acc += m
@@ -103,12 +114,18 @@ def telegraph_hold(state, p_plus, p_minus, key, start, out):
     switches = np.zeros(n_blocks, np.int64)
     for b in prange(n_blocks):
         lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
+        leave_plus = np.empty(hi - lo, np.uint64)
+        leave_minus = np.empty(hi - lo, np.uint64)
+        for j in range(lo, hi):
+            leave_plus[j - lo] = threshold(p_plus[j])
+            leave_minus[j - lo] = threshold(p_minus[j])
         count = 0
         for t in range(n_steps):
             first = (start + t) * n
             for j in range(lo, hi):
                 m = state[j]
-                if crng.uniform(key, first + j) < (p_plus[j] if m > 0 else p_minus[j]):
+                draw = crng.bits(key, first + j) >> _S11
+                if draw < (leave_plus[j - lo] if m > 0 else leave_minus[j - lo]):
                     m = -m
                     state[j] = m
                     count += 1
@@ -129,7 +146,8 @@ def leave_probabilities_np(x, delta, log_rate0):
 
 
 def telegraph_drive_np(state, current, offset, ic0, delta, log_rate0, n_sub, key, start, out):
-    """NumPy twin of :func:`telegraph_drive`: vectorised over devices, stepping in time."""
+    """NumPy twin of :func:`telegraph_drive`: vectorised over devices, stepping in time,
+    comparing float uniforms where the kernel compares integer thresholds."""
     n_steps, n = current.shape
     devices = np.arange(n, dtype=np.uint64)
     m = state.astype(np.int64)

@@ -15,7 +15,7 @@ import pytest
 
 from devices import mtj
 from devices.base import NoiseSourceParams
-from devsim import config
+from devsim import config, crng
 from devsim.activations import ActivationParams, Identity
 from devsim.hardware import Hardware
 from devsim.network import LayerParams, Network, NetworkParams
@@ -71,6 +71,16 @@ def test_leave_probabilities_are_the_exact_two_state_transition():
 
 
 # --------------------------------------------------------- kernels against twins
+def test_integer_threshold_is_the_float_comparison():
+    key = crng.stream_key_np(5, 1)
+    draws = np.arange(20000, dtype=np.uint64)
+    uniform = crng.uniform_np(key, draws)
+    edges = uniform[:50]  # p exactly equal to a draw: the strict comparison must agree
+    for p in np.concatenate([[0.0, 1.0, 2.0**-53, 0.0809], edges, edges + 1e-17]):
+        kernel = (crng.bits_np(key, draws) >> np.uint64(11)) < mtj.threshold(p)
+        np.testing.assert_array_equal(kernel, uniform < p)
+
+
 def _spread(**extra):
     return dict(delta=2.0, dt=2e-9, delta_dtod=0.2, ic0_dtod=0.2, offset_dtod=5e-6, **extra)
 
