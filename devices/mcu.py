@@ -307,24 +307,27 @@ def requantize(acc, multiplier, shift):
 
 
 @njit(cache=True)
-def fully_connected(x_q, w_t, bias_q, multiplier, shift, in_zero_point, out_zero_point,
+def fully_connected(x_q, w_q, bias_q, multiplier, shift, in_zero_point, out_zero_point,
                     act_min, act_max, out):
-    """out[t] = int8 FC of x_q[t], with ``w_t`` the (n_in, n_out) transposed weights.
+    """out[t] = int8 FC of x_q[t] with weights ``w_q`` (n_out, n_in); int32 wrap as in C.
 
-    Row-accumulating: for each input k, acc[:] += w_t[k, :] * (x[k] - z_in), a
-    contiguous int32 update the compiler vectorises; int32 wrap as in C.
+    The centred input x - z_in (in [-255, 255]) is held as int16 so that each output's
+    dot product is an int8 x int16 -> int32 reduction, which LLVM vectorises
+    (pmaddwd-style); integer sums are exact, so no fastmath is involved.
     """
     n_probe, n_in = x_q.shape
-    n_out = w_t.shape[1]
+    n_out = w_q.shape[0]
+    xc = np.empty(n_in, dtype=np.int16)
     acc = np.empty(n_out, dtype=np.int32)
     for t in range(n_probe):
-        for j in range(n_out):
-            acc[j] = bias_q[j]
         for k in range(n_in):
-            xk = np.int32(np.int32(x_q[t, k]) - np.int32(in_zero_point))
-            for j in range(n_out):
-                acc[j] = np.int32(acc[j] + np.int32(w_t[k, j]) * xk)
+            xc[k] = np.int16(np.int32(x_q[t, k]) - np.int32(in_zero_point))
         for j in range(n_out):
+            a = np.int32(0)
+            for k in range(n_in):
+                a = np.int32(a + np.int32(w_q[j, k]) * np.int32(xc[k]))
+            acc[j] = np.int32(a + bias_q[j])
+        for j in range(n_out):  # requantize apart: keeps the dot-product loop tight
             y = requantize(acc[j], multiplier[j], shift[j]) + out_zero_point
             out[t, j] = min(max(y, act_min), act_max)
 
@@ -338,16 +341,19 @@ def fully_connected_perturbed(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
     """
     n_probe, n_in = x_q.shape
     n_out = w_q.shape[0]
+    xc = np.empty(n_in, dtype=np.int16)
     for t in range(n_probe):
+        for k in range(n_in):
+            xc[k] = np.int16(np.int32(x_q[t, k]) - np.int32(in_zero_point))
         for j in range(n_out):
-            b = np.int64(bias_q[j]) + np.int64(db_q[t, j])
-            b = min(max(b, np.int64(INT32_MIN)), np.int64(INT32_MAX))
-            acc = np.int32(b)
+            acc = np.int32(0)
             for k in range(n_in):
                 w = np.int32(w_q[j, k]) + np.int32(dw_q[t, j, k])
                 w = min(max(w, np.int32(-WEIGHT_MAX)), np.int32(WEIGHT_MAX))
-                acc = np.int32(acc + w * np.int32(np.int32(x_q[t, k]) - np.int32(in_zero_point)))
-            y = requantize(acc, multiplier[j], shift[j]) + out_zero_point
+                acc = np.int32(acc + w * np.int32(xc[k]))
+            b = np.int64(bias_q[j]) + db_q[t, j]
+            b = min(max(b, np.int64(INT32_MIN)), np.int64(INT32_MAX))
+            y = requantize(np.int32(acc + np.int32(b)), multiplier[j], shift[j]) + out_zero_point
             out[t, j] = min(max(y, act_min), act_max)
 
 
@@ -430,7 +436,6 @@ class MCUDense:
         self.fused_activation = params.fused_activation
         self.w_q = np.ascontiguousarray(w_q, dtype=np.int8)
         self.b_q = np.ascontiguousarray(b_q, dtype=np.int32)
-        self._w_t = np.ascontiguousarray(self.w_q.T)
         self.weight_scales = np.asarray(weight_scales, dtype=np.float32)
         self.bias_scales = bias_scales(self.input_q.scale, self.weight_scales)
         self.multiplier, self.shift = requant_params(self.input_q.scale, self.weight_scales,
@@ -493,7 +498,7 @@ class MCUDense:
                 np.int32(self.output_q.zero_point), np.int32(self.act_min),
                 np.int32(self.act_max), out)
         if weight_lsb is None:
-            fully_connected(x_q, self._w_t, self.b_q, *args)
+            fully_connected(x_q, self.w_q, self.b_q, *args)
         else:
             dw, db = self._split_lsb(weight_lsb)
             fully_connected_perturbed(x_q, self.w_q, self.b_q, dw, db, *args)
@@ -512,7 +517,6 @@ class MCUDense:
         self.meter.pulses += int(np.count_nonzero(w != self.w_q) + np.count_nonzero(b != self.b_q))
         self.w_q[...] = w
         self.b_q[...] = b
-        self._w_t[...] = w.T
 
     # ---- the DenseDevice contract (float-facing)
     def forward(self, x, node_perturbation=None, weight_perturbation=None):

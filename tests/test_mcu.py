@@ -27,7 +27,7 @@ PRESET = Path(__file__).resolve().parents[1] / "configs" / "presets" / "mcu_cort
 
 def run_kernel(x, w, b, m, s, z_in, z_out, lo, hi):
     out = np.empty((x.shape[0], w.shape[0]), dtype=np.int8)
-    fully_connected(x, np.ascontiguousarray(w.T), b, m, s, np.int32(z_in), np.int32(z_out),
+    fully_connected(x, w, b, m, s, np.int32(z_in), np.int32(z_out),
                     np.int32(lo), np.int32(hi), out)
     return out
 
