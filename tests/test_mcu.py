@@ -19,6 +19,9 @@ from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUDense, MCUParams, Quant
                          quantize_multiplier, requant_params, requantize,
                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 from devsim.activations import Identity, ReLU
+from devsim.config import ConfigError, from_data
+from devsim.hardware import Hardware
+from devsim.losses import mse
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError
 
@@ -415,6 +418,22 @@ def test_quantized_network_is_the_tflm_graph(tflm):
     assert np.abs(ours - h).max() < 0.1 * np.abs(h).max()
 
 
+def test_hardware_costs_are_losses_of_dequantized_outputs():
+    rng = np.random.default_rng(8)
+    ws, bs = [rng.normal(0, 0.5, (6, 4)), rng.normal(0, 0.5, (3, 6))], [np.zeros(6), np.zeros(3)]
+    x, y = rng.uniform(0, 1, (10, 4)), rng.uniform(0, 1, (10, 3))
+    layers = post_training_quantize(ws, bs, ["relu", "identity"], x)
+    net = Network(NetworkParams(layers=(LayerParams(units=6, activation=ReLU()),
+                                        LayerParams(units=3, activation=Identity()))),
+                  4, np.random.default_rng(0), np.random.default_rng(1))
+    net.devices = layers
+    hw = Hardware(net, "mse")
+    y_q = layers[1].forward_q(layers[0].forward_q(layers[0].quantize_input(x)))
+    out = layers[1].dequantize_output(y_q)
+    assert np.array_equal(hw.cost(x, y), mse(out, y))
+    assert hw.meter()["time_s"] > 0 and hw.steps == 10
+
+
 # ------------------------------------------------------------------ the device contract
 @pytest.fixture
 def layer():
@@ -497,13 +516,17 @@ def test_params_overrides_and_rejections():
 
 
 def test_preset_loads_and_round_trips():
-    data = yaml.safe_load(PRESET.read_text())
-    cls = DeviceParams.registry[data.pop("type")]
-    params = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-    assert isinstance(params, MCUParams)
-    again = params.to_dict()
-    assert again.pop("type") == "mcu"
-    assert cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in again.items()}) == params
+    params = from_data(DeviceParams, yaml.safe_load(PRESET.read_text()), str(PRESET))
+    assert isinstance(params, MCUParams) and params.timing.clock_hz == 100e6
+    assert params.sram_kib == 128 and params.activation_range == (-4.0, 4.0)
+    assert from_data(DeviceParams, params.to_dict()) == params
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="fused_activation"):
+        from_data(DeviceParams, {"type": "mcu", "fused_activation": "tanh"})
+    with pytest.raises(ConfigError, match="did you mean 'clock_hz'"):
+        from_data(DeviceParams, {"type": "mcu", "clock_hz_": 1e6})
 
 
 def test_post_training_quantize_chains_and_rejects_sigmoid():
