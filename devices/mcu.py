@@ -74,27 +74,29 @@ class Core(NamedTuple):
 
     clock_hz: float
     cycles_per_mac: float
-    energy_per_cycle_j: float
+    energy_per_cycle_j: float | None
     source: str
 
 
+_CMSIS_LOOP = ("CMSIS-NN's int8 vector x matrix loop (arm_nn_vec_mat_mult_t_s8, DSP path) "
+               "spends per 2 rows x 4 inputs 3 LDR, 2 SXTAB16, 4 SXTB16 and 4 SMLAD: 13 "
+               "instructions per 8 MACs")
 CORES = {
     "cortex-m4": Core(
-        clock_hz=100e6, cycles_per_mac=1.5, energy_per_cycle_j=3.3e-10,
-        source=("STM32F411 (DS10314): Cortex-M4F at 100 MHz, run mode ~100 uA/MHz at "
-                "3.3 V -> 0.33 nJ/cycle. Cycles/MAC estimated from the Cortex-M4 TRM "
-                "(ARM DDI 0439) timings for CMSIS-NN's int8 vector-matrix loop: per 2 "
-                "rows x 4 inputs, 1 LDR + 2 SXTAB16 for the input and per row 1 LDR + "
-                "2 SXTB16 + 2 SMLAD (1 cycle each): 12 cycles / 8 MACs.")),
+        clock_hz=100e6, cycles_per_mac=2.0, energy_per_cycle_j=3.3e-10,
+        source=("STM32F411 (ST DS10314): Cortex-M4F at up to 100 MHz, run-mode current "
+                "about 100 uA/MHz, at 3.3 V about 0.33 nJ per cycle. " + _CMSIS_LOOP +
+                "; with the Cortex-M4 TRM (ARM DDI 0439) timings, LDR 2 cycles and the "
+                "others 1, 16 cycles: 2 cycles/MAC, an estimate, not a measurement.")),
     "cortex-m7": Core(
-        clock_hz=216e6, cycles_per_mac=1.0, energy_per_cycle_j=4.6e-10,
-        source=("STM32F746 (DS10916): Cortex-M7 at 216 MHz. Cycles/MAC: the M4 "
-                "instruction count above with the M7's dual issue of loads next to "
-                "DSP ops (Cortex-M7 TRM, ARM DDI 0489), an estimate; energy/cycle an "
-                "estimate of ~140 uA/MHz at 3.3 V, not a datasheet figure.")),
+        clock_hz=216e6, cycles_per_mac=1.0, energy_per_cycle_j=None,
+        source=("STM32F746 (ST DS10916): Cortex-M7 at up to 216 MHz. " + _CMSIS_LOOP +
+                "; the M7 dual-issues loads beside DSP ops (Cortex-M7 TRM, ARM DDI 0489): "
+                "about 8 cycles, 1 cycle/MAC, an estimate. No energy figure: set "
+                "energy_per_cycle_j from a measurement of your board.")),
 }
-"""Named cores. Clock frequencies are vendor figures; cycles per MAC are derived from
-instruction timings, not measured; energies are approximate (see ``source``)."""
+"""Named cores. Clock frequencies are vendor figures; cycles per MAC are estimates
+from instruction timings, not measurements; see each ``source``."""
 
 
 # ------------------------------------------------------------------ scalar helpers
@@ -385,7 +387,8 @@ class MCUParams(DeviceParams, kind="mcu"):
     cycles_per_mac: float | None = param(None, gt=0.0, unit="cycles")
     """Core cycles per int8 multiply-accumulate; unset: the named core's."""
     energy_per_cycle_j: float | None = param(None, ge=0.0, unit="J")
-    """Energy of one core cycle; unset: the named core's."""
+    """Energy of one core cycle; unset: the named core's (energy is not counted when
+    neither gives one)."""
     per_channel: bool = param(True, choices=(True, False))
     """Weight scales per output channel (True) or one per layer (False)."""
     fused_activation: str = param("none", choices=FUSED_ACTIVATIONS)
@@ -560,7 +563,8 @@ class MCUDense:
         cycles = macs * self._timing.cycles_per_mac
         self.meter.reads += n_probe
         self.meter.time_s += cycles / self._timing.clock_hz
-        self.meter.energy_j += cycles * self._timing.energy_per_cycle_j
+        if self._timing.energy_per_cycle_j is not None:
+            self.meter.energy_j += cycles * self._timing.energy_per_cycle_j
 
 
 # ------------------------------------------------------------------ post-training quantization

@@ -507,6 +507,10 @@ def test_meter_counts_macs_as_core_cycles(layer):
 def test_params_overrides_and_rejections():
     p = MCUParams(core="cortex-m7", clock_hz=400e6)
     assert p.timing.clock_hz == 400e6 and p.timing.cycles_per_mac == CORES["cortex-m7"].cycles_per_mac
+    layer = p.build(np.ones((2, 3)), np.zeros(2), np.random.default_rng(0))
+    layer.forward(np.zeros((5, 3)))
+    assert layer.meter.time_s == 5 * 6 * 1.0 / 400e6
+    assert layer.meter.energy_j == 0.0          # the M7 entry gives no energy figure
     for bad in [dict(core="cortex-m0"), dict(clock_hz=0.0), dict(cycles_per_mac=-1.0),
                 dict(fused_activation="sigmoid"), dict(activation_range=(1.0, 2.0)),
                 dict(activation_range=(2.0, -2.0)), dict(sram_kib=0),
