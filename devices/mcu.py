@@ -339,23 +339,27 @@ def fully_connected_perturbed(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
                               in_zero_point, out_zero_point, act_min, act_max, out):
     """Probe t runs weights clamp(w + dw[t], +-127) and bias saturate32(b + db[t]).
 
-    ``dw_q`` is (T, n_out, n_in) int16 and ``db_q`` (T, n_out) int64, in LSBs.
+    ``dw_q`` is (T, n_out, n_in) int16 with entries in [-254, 254] (a larger step
+    clamps alike; :class:`MCUDense` clips to that), so w + dw is exact in int16;
+    ``db_q`` is (T, n_out) int64. Both in LSBs.
     """
     n_probe, n_in = x_q.shape
     n_out = w_q.shape[0]
     xc = np.empty(n_in, dtype=np.int16)
+    acc = np.empty(n_out, dtype=np.int32)
+    w_lo, w_hi = np.int16(-WEIGHT_MAX), np.int16(WEIGHT_MAX)
     for t in range(n_probe):
         for k in range(n_in):
             xc[k] = np.int16(np.int32(x_q[t, k]) - np.int32(in_zero_point))
         for j in range(n_out):
-            acc = np.int32(0)
+            a = np.int32(0)
             for k in range(n_in):
-                w = np.int32(w_q[j, k]) + np.int32(dw_q[t, j, k])
-                w = min(max(w, np.int32(-WEIGHT_MAX)), np.int32(WEIGHT_MAX))
-                acc = np.int32(acc + w * np.int32(xc[k]))
-            b = np.int64(bias_q[j]) + db_q[t, j]
-            b = min(max(b, np.int64(INT32_MIN)), np.int64(INT32_MAX))
-            y = requantize(np.int32(acc + np.int32(b)), multiplier[j], shift[j]) + out_zero_point
+                w = min(max(np.int16(np.int16(w_q[j, k]) + dw_q[t, j, k]), w_lo), w_hi)
+                a = np.int32(a + np.int32(w) * np.int32(xc[k]))
+            b = min(max(np.int64(bias_q[j]) + db_q[t, j], np.int64(INT32_MIN)), np.int64(INT32_MAX))
+            acc[j] = np.int32(a + np.int32(b))
+        for j in range(n_out):
+            y = requantize(acc[j], multiplier[j], shift[j]) + out_zero_point
             out[t, j] = min(max(y, act_min), act_max)
 
 
