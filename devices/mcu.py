@@ -488,6 +488,7 @@ class MCUDense:
         return quantize(x, *self.input_q)
 
     def dequantize_output(self, y_q: np.ndarray) -> np.ndarray:
+        """Real values s_out * (q - z_out) of int8 outputs (TFLM DEQUANTIZE, in float64)."""
         return dequantize(y_q, *self.output_q)
 
     def forward_q(self, x_q: np.ndarray, node_lsb: np.ndarray | None = None,
