@@ -41,11 +41,11 @@ The recursion
 -------------
 Write ``dW = -eta u`` with the step direction ``u``.  Then ``||D + dW||^2 = ||D||^2 -
 2 eta <D, u> + eta^2 ||u||^2``.  Inputs and perturbations are fresh each step and
-independent of ``D``, and for every method ``E <D, u> = a' |g|^2`` while
-``E ||u||^2 = b' |x|^2 |g|^2 + sigma^2 (terms free of D)``.  Averaging over ``x``
-with the Gaussian moments ``E |D x|^2 = ||D||^2``, ``E |x|^2 |D x|^2 = (N + 2)
-||D||^2``, ``E |x|^2 = N``, ``E |x|^4 = N (N + 2)`` and ``E sum_n x_n^4 = 3 N``
-gives, exactly and for every ``t``,
+independent of ``D``.  Averaging first over the perturbation (odd moments vanish),
+then over ``x`` with the Gaussian moments ``E |D x|^2 = ||D||^2``, ``E |x|^2 |D
+x|^2 = (N + 2) ||D||^2``, ``E |x|^2 = N``, ``E |x|^4 = N (N + 2)`` and ``E sum_n
+x_n^4 = 3 N``, gives ``E <D, u> = (a / 2) ||D||^2`` and ``E ||u||^2 = b ||D||^2 + f
+sigma^2``, so that, exactly and for every ``t``,
 
     e_{t+1} = r e_t + c,   r = 1 - a eta + b eta^2,   c = f eta^2 sigma^2,
 
