@@ -11,7 +11,8 @@ Cases (each times the same two-state process, per-sample exact flip probabilitie
 * driven: p-bit neurons whose current changes every step, 4 samples per step; the NumPy
   baseline recomputes the flip probabilities every step as the kernel does.
 
-The NumPy twin used by the tests (same counter-based draws, bit-exact) is timed too.
+The NumPy twin used by the tests (same counter-based draws, bit-exact) is timed too, and
+so are bare NumPy Bernoulli draws, as a measure of the machine in the same run.
 Timings are the best of ``--repeat`` runs after one warm-up; ratios are to the NumPy
 baseline of the same case in the same run.
 
@@ -95,6 +96,8 @@ def cases(threads_list, repeat):
                  n * steps / best_time(lambda: numpy_steps(array.state, p_plus, p_minus, rng,
                                                            steps), repeat)))
     numba_rows(label, lambda: array.hold(10e-6, steps), n * steps)
+    rows.append((label, "(NumPy Bernoulli draws alone, no process)",
+                 n * steps / best_time(lambda: rng.random((steps, n)) < p_plus, repeat)))
     short = 500
     out = np.empty((short, n))
     rows.append((label, "NumPy twin (counter-based draws)",

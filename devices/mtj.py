@@ -41,8 +41,9 @@ from devsim import crng
 from devsim.activations import Activation, ActivationParams
 from devsim.params import Params, param
 
-_BLOCK = 16
-"""Devices per parallel work item: whole cache lines of each output row."""
+_BLOCK = 256
+"""Devices per parallel work item: each writes 2 kB stretches of every output row, which
+stream far better than one cache line per row."""
 _S11 = np.uint64(11)
 
 
@@ -88,13 +89,13 @@ def telegraph_drive(state, current, offset, ic0, delta, log_rate0, n_sub, key, s
                 p_plus, p_minus = leave_probabilities(
                     (current[t, j] - offset[j]) / ic0[j], delta[j], log_rate0)
                 leave_plus, leave_minus = threshold(p_plus), threshold(p_minus)
-                m = state[j]
+                m = np.int64(state[j])
                 acc = 0
-                for k in range(n_sub):
-                    draw = crng.bits(key, (first + k) * n + j) >> _S11
-                    if draw < (leave_plus if m > 0 else leave_minus):
-                        m = -m
-                        count += 1
+                for k in range(n_sub):  # branch-free: flips are unpredictable
+                    leave = leave_plus if m > 0 else leave_minus
+                    flip = np.int64(crng.bits(key, (first + k) * n + j) >> _S11 < leave)
+                    m -= 2 * m * flip
+                    count += flip
                     acc += m
                 state[j] = m
                 out[t, j] = acc / n_sub
@@ -102,35 +103,46 @@ def telegraph_drive(state, current, offset, ic0, delta, log_rate0, n_sub, key, s
     return switches.sum()
 
 
+@njit(cache=True)
+def telegraph_hold_block(state, p_plus, p_minus, key, start, out, lo, hi):
+    """Devices lo..hi-1 of :func:`telegraph_hold`, serially; returns their switch count."""
+    n_steps, n = out.shape
+    width = hi - lo
+    leave_plus = np.empty(width, np.uint64)
+    leave_minus = np.empty(width, np.uint64)
+    m = np.empty(width, np.int64)
+    for i in range(width):
+        leave_plus[i] = threshold(p_plus[lo + i])
+        leave_minus[i] = threshold(p_minus[lo + i])
+        m[i] = state[lo + i]
+    count = 0
+    for t in range(n_steps):
+        first = (start + t) * n + lo
+        for i in range(width):  # branch-free: flips are unpredictable
+            leave = leave_plus[i] if m[i] > 0 else leave_minus[i]
+            flip = np.int64(crng.bits(key, first + i) >> _S11 < leave)
+            m[i] -= 2 * m[i] * flip
+            count += flip
+            out[t, lo + i] = m[i]
+    for i in range(width):
+        state[lo + i] = m[i]
+    return count
+
+
 @njit(cache=True, parallel=True)
 def telegraph_hold(state, p_plus, p_minus, key, start, out):
     """Sample n devices at fixed flip probabilities for T steps; returns the switch count.
 
     ``out[t, j]`` (T, n) receives m of device j at sample ``start + t``; ``state`` is
-    updated in place. Same draws as :func:`telegraph_drive` with ``n_sub = 1``.
+    updated in place. Same draws as :func:`telegraph_drive` with ``n_sub = 1``; blocks
+    of devices run in parallel.
     """
-    n_steps, n = out.shape
+    n = out.shape[1]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     switches = np.zeros(n_blocks, np.int64)
     for b in prange(n_blocks):
-        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-        leave_plus = np.empty(hi - lo, np.uint64)
-        leave_minus = np.empty(hi - lo, np.uint64)
-        for j in range(lo, hi):
-            leave_plus[j - lo] = threshold(p_plus[j])
-            leave_minus[j - lo] = threshold(p_minus[j])
-        count = 0
-        for t in range(n_steps):
-            first = (start + t) * n
-            for j in range(lo, hi):
-                m = state[j]
-                draw = crng.bits(key, first + j) >> _S11
-                if draw < (leave_plus[j - lo] if m > 0 else leave_minus[j - lo]):
-                    m = -m
-                    state[j] = m
-                    count += 1
-                out[t, j] = m
-        switches[b] = count
+        switches[b] = telegraph_hold_block(state, p_plus, p_minus, key, start, out,
+                                           b * _BLOCK, min((b + 1) * _BLOCK, n))
     return switches.sum()
 
 
@@ -259,7 +271,11 @@ class MTJArray:
         constant current (A; a scalar or one value per device)."""
         p_plus, p_minus = self.leave_probabilities(current)
         out = np.empty((n_steps, self.n))
-        switches = telegraph_hold(self.state, p_plus, p_minus, self.key, self.samples, out)
+        if self.n > _BLOCK:
+            switches = telegraph_hold(self.state, p_plus, p_minus, self.key, self.samples, out)
+        else:  # one block: no thread pool (idle workers cost time on small machines)
+            switches = telegraph_hold_block(self.state, p_plus, p_minus, self.key,
+                                            self.samples, out, 0, self.n)
         self._count(n_steps, switches)
         return out
 

@@ -85,8 +85,8 @@ def _spread(**extra):
     return dict(delta=2.0, dt=2e-9, delta_dtod=0.2, ic0_dtod=0.2, offset_dtod=5e-6, **extra)
 
 
-def test_kernels_match_numpy_twins_bit_for_bit():
-    n = 37  # not a multiple of the kernel's device block
+@pytest.mark.parametrize("n", [7, 600])  # one block (serial path); blocks with a remainder
+def test_kernels_match_numpy_twins_bit_for_bit(n):
     a, b = _array(n, 3, **_spread()), _array(n, 3, **_spread())
     current = np.random.default_rng(4).normal(0.0, 30e-6, (60, n))
     out = a.drive(current, 3)
@@ -105,8 +105,9 @@ def test_kernels_match_numpy_twins_bit_for_bit():
 
 
 def test_hold_is_drive_at_constant_current():
-    a, b = _array(20, 5, **_spread()), _array(20, 5, **_spread())
-    np.testing.assert_array_equal(a.hold(3e-6, 100), b.drive(np.full((100, 20), 3e-6)))
+    for n in (20, 300):  # serial and parallel hold
+        a, b = _array(n, 5, **_spread()), _array(n, 5, **_spread())
+        np.testing.assert_array_equal(a.hold(3e-6, 100), b.drive(np.full((100, n), 3e-6)))
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
@@ -114,11 +115,11 @@ def test_hold_is_drive_at_constant_current():
 def test_results_do_not_depend_on_thread_count():
     outputs = []
     before = numba.get_num_threads()
-    current = np.random.default_rng(1).normal(0.0, 30e-6, (40, 100))
+    current = np.random.default_rng(1).normal(0.0, 30e-6, (40, 700))
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            a = _array(100, 9, **_spread())
+            a = _array(700, 9, **_spread())  # 3 blocks of devices
             outputs.append((a.drive(current, 2), a.hold(1e-6, 300), a.state.copy()))
     finally:
         numba.set_num_threads(before)
