@@ -48,7 +48,6 @@ _S11 = np.uint64(11)
 
 
 # ----------------------------------------------------------------------- kernels
-
 @njit(cache=True)
 def threshold(p):
     """The integer form of a flip probability: ``crng.bits(k, c) >> 11 < threshold(p)``
@@ -260,6 +259,8 @@ class MTJArray:
         """Mean m of each device over each step: (T, n) currents in A, each held for
         ``n_sub`` samples."""
         current = np.ascontiguousarray(current, dtype=np.float64)
+        if current.ndim != 2 or current.shape[1] != self.n:
+            raise ValueError(f"current has shape {current.shape}, expected (T, {self.n})")
         out = np.empty(current.shape)
         switches = telegraph_drive(self.state, current, self.offset, self.ic0, self.delta,
                                    self.log_rate0, n_sub, self.key, self.samples, out)
@@ -348,10 +349,11 @@ class MTJTelegraphNoiseParams(NoiseSourceParams, MTJParams, kind="mtj_telegraph"
     """Read-out of telegraph sMTJs added to the pre-activations in a noisy pass.
 
     Sample value: mean + amplitude·m + read_noise·N(0, 1) (pre-activation units; the
-    Koenders et al. code adds the read-out voltage in volts directly). Per node, each
-    node has its own device; with ``shared`` one device is read T·n_nodes times per
-    call and its successive samples go to successive nodes, row after row, as in the
-    hardware demonstration of Koenders et al., so neighbouring nodes see correlated noise.
+    Koenders et al. code adds the read-out voltage in volts directly). By default every
+    node has its own device, read once per probe. With ``shared``, one device is read
+    T·n_nodes times per call and its successive samples go to successive nodes, row
+    after row, as in the hardware demonstration of Koenders et al., so neighbouring
+    nodes see correlated noise.
     """
 
     mean: float = 0.0

@@ -110,6 +110,21 @@ def test_hold_is_drive_at_constant_current():
         np.testing.assert_array_equal(a.hold(3e-6, 100), b.drive(np.full((100, n), 3e-6)))
 
 
+def test_drive_rejects_a_current_of_the_wrong_width():
+    with pytest.raises(ValueError, match="expected"):
+        _array(5).drive(np.zeros((3, 6)))
+
+
+def test_device_to_device_spread_has_the_requested_statistics():
+    n = 4000
+    a = _array(n, 1, delta=3.0, ic0=40e-6, delta_dtod=0.2, ic0_dtod=0.1, offset_dtod=2e-6)
+    # sample sd of n normals: relative SE 1/sqrt(2n); sample mean: SE sd/sqrt(n)
+    for values, sd in ((np.log(a.delta / 3.0), 0.2), (np.log(a.ic0 / 40e-6), 0.1),
+                       (a.offset, 2e-6)):
+        assert abs(values.std(ddof=1) / sd - 1) < 5 / np.sqrt(2 * n)
+        assert abs(values.mean()) < 5 * sd / np.sqrt(n)
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                     reason="needs at least 2 Numba threads to compare thread counts")
 def test_results_do_not_depend_on_thread_count():
@@ -291,6 +306,12 @@ def test_meter_counts_reads_time_and_energy():
     assert source.meter.reads == 3000
     assert source.meter.time_s == pytest.approx(300 * 2e-9)
     assert source.meter.energy_j == pytest.approx(3000 * 1e-15 + switches * 3e-15)
+    neuron = mtj.MTJNeuronParams(dt=2e-9, read_samples=4, read_energy=1e-15).build(
+        10, np.random.default_rng(4))
+    neuron(np.zeros((300, 10)))
+    assert neuron.meter.reads == 300 * 4 * 10
+    assert neuron.meter.time_s == pytest.approx(300 * 4 * 2e-9)
+    assert neuron.meter.energy_j == pytest.approx(12000 * 1e-15)
 
 
 # ------------------------------------------------------------ in the machine
