@@ -8,7 +8,9 @@ For each layer shape (probes T, n_in, n_out), all measured in the same run:
 * ``kernel``: ``devices.mcu.fully_connected`` (Numba, int8 x int16 dot products, one thread);
 * ``perturbed``: ``devices.mcu.fully_connected_perturbed``, every probe with its own
   integer weight and bias perturbation (clamped), as quantized zeroth-order training
-  runs it; it reads T times the weights, so it is memory-bound by design;
+  runs it, the perturbations passed in as an int16 array (their drawing not timed);
+* ``seeded``: ``devices.mcu.fully_connected_rademacher``, the same with +-1 LSB
+  Rademacher directions drawn inside the kernel from a counter-based key;
 * ``f64 gemm``: ``X @ W.T`` in float64 through BLAS, not bit-exact, for scale only.
 
 The kernel's output is checked equal to the baseline's before timing. Rates are
@@ -27,7 +29,9 @@ import time
 import numpy as np
 
 from devices.mcu import (activation_bounds, fully_connected, fully_connected_perturbed,
-                         multiply_by_quantized_multiplier, requant_params)
+                         fully_connected_rademacher, multiply_by_quantized_multiplier,
+                         requant_params)
+from devsim import crng
 
 SHAPES = ((256, 64, 128), (1024, 64, 10), (256, 512, 256), (64, 1024, 1024))
 
@@ -75,6 +79,9 @@ def bench_shape(n_probe, n_in, n_out, repeat, rng):
         "kernel": best_time(lambda: fully_connected(x, w, b, *args), repeat) / macs,
         "perturbed": best_time(lambda: fully_connected_perturbed(
             x[:n_pert], w, b, dw, db, *args[:-1], out_p), repeat) / (n_pert * n_in * n_out),
+        "seeded": best_time(lambda: fully_connected_rademacher(
+            x[:n_pert], w, b, crng.stream_key_np(0, 1), np.int64(0), np.int64(1), np.int64(100),
+            *args[:-1], out_p), repeat) / (n_pert * n_in * n_out),
         "f64 gemm": best_time(lambda: xf @ wf.T, repeat) / macs,
     }
     return rows

@@ -59,6 +59,7 @@ import numpy as np
 from numba import njit
 
 from devices.base import DeviceParams, Meter, layer_size, split_flat
+from devsim import crng
 from devsim.params import ParamError, param
 
 INT8_MIN, INT8_MAX = -128, 127
@@ -290,6 +291,24 @@ def fully_connected_perturbed_reference(x_q, w_q, bias_q, dw_q, db_q, multiplier
     return out
 
 
+def rademacher_lsb(key, first_probe: int, n_probe: int, shape: tuple[int, int],
+                   mu_weight: int, mu_bias: int) -> np.ndarray:
+    """(T, n_params) integer perturbations mu * u, u the counter-based Rademacher draw.
+
+    Probe p (= first_probe + t) perturbs flat parameter i by ``mu * sign(key, p * d + i)``
+    with d the layer's parameter count (``mu_weight`` on weights, ``mu_bias`` on
+    biases): any party holding the key regenerates the same directions with
+    :func:`devsim.crng.sign_np`, so they never need storing. NumPy twin of the
+    directions :func:`fully_connected_rademacher` draws.
+    """
+    d = layer_size(shape)
+    index = (first_probe + np.arange(n_probe, dtype=np.uint64))[:, None] * np.uint64(d) \
+        + np.arange(d, dtype=np.uint64)
+    u = crng.sign_np(key, index).astype(np.int64)
+    mu = np.where(np.arange(d) < shape[0] * shape[1], mu_weight, mu_bias)
+    return u * mu
+
+
 # ------------------------------------------------------------------ Numba kernels
 @njit(cache=True)
 def requantize(acc, multiplier, shift):
@@ -357,6 +376,52 @@ def fully_connected_perturbed(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
                 w = min(max(np.int16(np.int16(w_q[j, k]) + dw_q[t, j, k]), w_lo), w_hi)
                 a = np.int32(a + np.int32(w) * np.int32(xc[k]))
             b = min(max(np.int64(bias_q[j]) + db_q[t, j], np.int64(INT32_MIN)), np.int64(INT32_MAX))
+            acc[j] = np.int32(a + np.int32(b))
+        for j in range(n_out):
+            y = requantize(acc[j], multiplier[j], shift[j]) + out_zero_point
+            out[t, j] = min(max(y, act_min), act_max)
+
+
+@njit(cache=True)
+def fully_connected_rademacher(x_q, w_q, bias_q, key, first_probe, mu_weight, mu_bias,
+                               multiplier, shift, in_zero_point, out_zero_point,
+                               act_min, act_max, out):
+    """Probe t runs the layer perturbed by :func:`rademacher_lsb` directions, drawn here.
+
+    The signs come from the counter-based generator keyed on (key, probe, parameter
+    index), 64 per hash, so no perturbation array is stored or passed: what an MCU
+    trainer does by replaying its PRNG. ``mu_weight`` must lie in [0, 254].
+    """
+    n_probe, n_in = x_q.shape
+    n_out = w_q.shape[0]
+    d = n_out * n_in + n_out
+    xc = np.empty(n_in, dtype=np.int16)
+    sgn = np.empty(n_in, dtype=np.int16)
+    acc = np.empty(n_out, dtype=np.int32)
+    w_lo, w_hi = np.int16(-WEIGHT_MAX), np.int16(WEIGHT_MAX)
+    mu_w = np.int16(mu_weight)
+    for t in range(n_probe):
+        base = np.uint64(first_probe + t) * np.uint64(d)
+        for k in range(n_in):
+            xc[k] = np.int16(np.int32(x_q[t, k]) - np.int32(in_zero_point))
+        for j in range(n_out):
+            k = 0
+            while k < n_in:  # one hash per 64 signs: the bits of one word at a time
+                index = base + np.uint64(j * n_in + k)
+                word = crng.bits(key, index >> np.uint64(6))
+                first = np.int64(index & np.uint64(63))
+                count = min(64 - first, n_in - k)
+                bits = np.int64(word >> np.uint64(first))  # (bits >> q) & 1 is bit q, q < 64
+                for q in range(count):
+                    sgn[k + q] = mu_w - np.int16(2) * mu_w * np.int16((bits >> q) & 1)
+                k += count
+            a = np.int32(0)
+            for k in range(n_in):
+                w = min(max(np.int16(np.int16(w_q[j, k]) + sgn[k]), w_lo), w_hi)
+                a = np.int32(a + np.int32(w) * np.int32(xc[k]))
+            u = crng.sign(key, base + np.uint64(n_out * n_in + j))
+            b = np.int64(bias_q[j]) + np.int64(u) * np.int64(mu_bias)
+            b = min(max(b, np.int64(INT32_MIN)), np.int64(INT32_MAX))
             acc[j] = np.int32(a + np.int32(b))
         for j in range(n_out):
             y = requantize(acc[j], multiplier[j], shift[j]) + out_zero_point
@@ -514,6 +579,21 @@ class MCUDense:
             y = out.astype(np.int64) + np.asarray(node_lsb, dtype=np.int64)
             out = np.clip(y, self.act_min, self.act_max).astype(np.int8)
         self._count(n_probe)
+        return out
+
+    def forward_q_rademacher(self, x_q: np.ndarray, key, first_probe: int, mu_weight: int,
+                             mu_bias: int) -> np.ndarray:
+        """Like ``forward_q(x_q, weight_lsb=rademacher_lsb(...))``, the directions drawn
+        in the kernel from ``key`` instead of passed in (see :func:`rademacher_lsb`)."""
+        if not 0 <= mu_weight <= 2 * WEIGHT_MAX:
+            raise ValueError(f"mu_weight must be in [0, {2 * WEIGHT_MAX}], got {mu_weight}")
+        x_q = np.ascontiguousarray(x_q, dtype=np.int8)
+        out = np.empty((x_q.shape[0], self.shape[0]), dtype=np.int8)
+        fully_connected_rademacher(
+            x_q, self.w_q, self.b_q, np.uint64(key), np.int64(first_probe), np.int64(mu_weight),
+            np.int64(mu_bias), self.multiplier, self.shift, np.int32(self.input_q.zero_point),
+            np.int32(self.output_q.zero_point), np.int32(self.act_min), np.int32(self.act_max), out)
+        self._count(x_q.shape[0])
         return out
 
     def write_q(self, delta_lsb: np.ndarray) -> None:

@@ -14,10 +14,12 @@ from devices import DeviceParams
 from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUDense, MCUParams, QuantParams,
                          activation_bounds, bias_scales, choose_quant_params, dequantize,
                          fully_connected, fully_connected_perturbed,
-                         fully_connected_perturbed_reference, fully_connected_reference,
+                         fully_connected_perturbed_reference, fully_connected_rademacher,
+                         fully_connected_reference,
                          multiply_by_quantized_multiplier, post_training_quantize, quantize,
-                         quantize_multiplier, requant_params, requantize,
+                         quantize_multiplier, rademacher_lsb, requant_params, requantize,
                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from devsim import crng
 from devsim.activations import Identity, ReLU
 from devsim.config import ConfigError, from_data
 from devsim.hardware import Hardware
@@ -206,6 +208,28 @@ def test_perturbed_kernel_matches_reference_and_zero_perturbation():
     assert np.array_equal(out, ref)
     fully_connected_perturbed(x, w, b, np.zeros_like(dw), np.zeros_like(db), *args, out)
     assert np.array_equal(out, fully_connected_reference(x, w, b, m, s, z_in, z_out, lo, hi))
+
+
+def test_seeded_rademacher_kernel_matches_its_twin():
+    # Directions drawn in the kernel from (key, probe, index) equal the NumPy twin's,
+    # which equal devsim.crng.sign_np at index probe * d + i: a trainer regenerates them.
+    rng = np.random.default_rng(12)
+    n_out, n_in, n_probe, first = 5, 150, 6, 1_000_003   # rows straddle 64-bit words
+    w, b, m, s, z_in, z_out, lo, hi = random_layer(rng, n_in, n_out)
+    w[0, :4] = [127, -127, 126, -126]                      # clamping at mu_w = 3
+    b[0] = INT32_MAX - 50                                  # saturating at mu_b = 100
+    x = rng.integers(-128, 128, (n_probe, n_in)).astype(np.int8)
+    key = crng.stream_key_np(31, 4)
+    lsb = rademacher_lsb(key, first, n_probe, (n_out, n_in), 3, 100)
+    d = n_out * n_in + n_out
+    assert lsb[2, 7] == 3 * crng.sign_np(key, [(first + 2) * d + 7])[0]
+    assert lsb[4, d - 1] == 100 * crng.sign_np(key, [(first + 4) * d + d - 1])[0]
+    out = np.empty((n_probe, n_out), np.int8)
+    fully_connected_rademacher(x, w, b, key, np.int64(first), np.int64(3), np.int64(100), m, s,
+                               np.int32(z_in), np.int32(z_out), np.int32(lo), np.int32(hi), out)
+    ref = fully_connected_perturbed_reference(x, w, b, lsb[:, :-n_out].reshape(n_probe, n_out, n_in),
+                                              lsb[:, -n_out:], m, s, z_in, z_out, lo, hi)
+    assert np.array_equal(out, ref)
 
 
 # ------------------------------------------------------------------ the oracle: tflite-micro
@@ -477,6 +501,16 @@ def test_perturbed_forward_equals_writing_then_forward(layer):
     perturbed = layer.forward_q(x_q, weight_lsb=k)
     layer.write_q(k[0])
     assert np.array_equal(layer.forward_q(x_q), perturbed)
+
+
+def test_seeded_perturbation_equals_passed_perturbation(layer):
+    x_q = np.random.default_rng(6).integers(-128, 128, (4, 10)).astype(np.int8)
+    key = crng.stream_key_np(5, 1)
+    assert np.array_equal(layer.forward_q_rademacher(x_q, key, 17, 2, 50),
+                          layer.forward_q(x_q, weight_lsb=rademacher_lsb(key, 17, 4, (6, 10), 2, 50)))
+    assert layer.meter.reads == 8
+    with pytest.raises(ValueError, match="mu_weight"):
+        layer.forward_q_rademacher(x_q, key, 0, 255, 1)
 
 
 def test_write_rounds_to_lsbs_and_clamps(layer):
