@@ -474,7 +474,8 @@ class MCUParams(DeviceParams, kind="mcu"):
             raise ParamError(("activation_range",), "must be [min, max]")
         lo, hi = self.activation_range
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ParamError(("activation_range",), f"must be finite with min < max, got {[lo, hi]}")
+            raise ParamError(("activation_range",),
+                             f"must be finite with min < max, got {[lo, hi]}")
         if lo > 0 or hi < 0:
             raise ParamError(("activation_range",), f"must contain 0.0, got {[lo, hi]}")
 
@@ -512,8 +513,8 @@ class MCUDense:
         self.bias_scales = bias_scales(self.input_q.scale, self.weight_scales)
         self.multiplier, self.shift = requant_params(self.input_q.scale, self.weight_scales,
                                                      self.output_q.scale)
-        self.act_min, self.act_max = activation_bounds(params.fused_activation,
-                                                       self.output_q.scale, self.output_q.zero_point)
+        self.act_min, self.act_max = activation_bounds(
+            params.fused_activation, self.output_q.scale, self.output_q.zero_point)
         self._timing = params.timing
         self.meter = Meter()
 
@@ -679,6 +680,7 @@ def post_training_quantize(weights, biases, activations, calibration_x,
             h = np.maximum(h, 0.0)
         q_out = QuantParams.from_range(h.min(), h.max())
         fused = _FUSED_FOR[act] if params.fused_activation == "none" else params.fused_activation
-        layers.append(MCUDense.from_float(w, b, q_in, q_out, params.replace(fused_activation=fused)))
+        layers.append(MCUDense.from_float(w, b, q_in, q_out,
+                                          params.replace(fused_activation=fused)))
         q_in = q_out
     return layers

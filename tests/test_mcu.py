@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from devices import DeviceParams
-from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUDense, MCUParams, QuantParams,
+from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUParams, QuantParams,
                          activation_bounds, bias_scales, choose_quant_params, dequantize,
                          fully_connected, fully_connected_perturbed,
                          fully_connected_perturbed_reference, fully_connected_rademacher,
@@ -99,24 +99,30 @@ def test_double_rounding_differs_from_single_rounding_by_hand():
 
 def test_saturation_and_extreme_zero_points_by_hand():
     # z_in = -128, x = 127: x - z = 255; w = 127 over 4 inputs: acc = 4 * 127 * 255 = 129540.
-    # M = 1/64 -> 129540 / 64 = 2024.06 -> saturates at 127 (z_out = 0) and at 127 with z_out = 127.
+    # M = 1/64 -> 129540 / 64 = 2024.06 -> saturates at 127 (z_out = 0).
     m, s = requant_params(1.0, np.array([1.0 / 64], np.float32), 1.0)
     x = np.full((1, 4), 127, np.int8)
     w = np.full((1, 4), 127, np.int8)
     b = np.zeros(1, np.int32)
     assert fully_connected_reference(x, w, b, m, s, -128, 0, -128, 127).tolist() == [[127]]
-    # negated weights: -2024 -> -128; z_in = 127, x = -128 gives x - z = -255, weights -127: +2024.
+    # negated weights: -2024 -> -128 even with z_out = 127; z_in = 127 and x = -128 give
+    # x - z = -255, with weights -127: +2024 -> 127 even with z_out = -128.
     assert fully_connected_reference(x, -w, b, m, s, -128, 127, -128, 127).tolist() == [[-128]]
     x2 = np.full((1, 4), -128, np.int8)
     assert fully_connected_reference(x2, -w, b, m, s, 127, -128, -128, 127).tolist() == [[127]]
-    # a small value with z_out = -128: acc = 4*(-1)*... -> 0 real -> -128 + 0 (RELU-like floor)
-    assert fully_connected_reference(np.full((1, 4), -128, np.int8), w, b, m, s, -128, -128,
-                                     -128, 127).tolist() == [[-128]]
+    # x = z_in: acc = 0 and the output is z_out = -128 exactly
+    assert fully_connected_reference(x2, w, b, m, s, -128, -128, -128, 127).tolist() == [[-128]]
+    # unsaturated at extreme zero points: x - z = -128 - 127 = -255 on one weight of 1,
+    # M = 1/64 -> (2^30, -5): SRDHM(-255, 2^30) = -127.5 -> -127; RDBPOT(-127, 5) = -3.97
+    # -> -4; plus z_out = 127: 123
+    w1 = np.array([[1, 0, 0, 0]], np.int8)
+    assert fully_connected_reference(x2, w1, b, m, s, 127, 127, -128, 127).tolist() == [[123]]
 
 
 def test_per_channel_by_hand():
-    # Two channels, x - z = [2, 4]; w0 = [1, 1] (s_w 0.5), w1 = [3, -1] (s_w 0.25); s_in = 1, s_out = 1.
-    # acc = [6, 2]; M = [0.5, 0.25]: y = [3, 0.5 -> 1 (SRDHM of 2 * 2^30 >> 31 = 1, shift 0... )]
+    # Two channels, x = [2, 4] (z_in = 0); w0 = [1, 1] with s_w 0.5, w1 = [3, -1] with
+    # s_w 0.25; s_in = s_out = 1. acc = [6, 2]; M = [0.5, 0.25] -> (2^30, 0), (2^30, -1).
+    # channel 0: SRDHM(6, 2^30) = 3 exactly.
     ws = np.array([0.5, 0.25], np.float32)
     m, s = requant_params(1.0, ws, 1.0)
     assert m.tolist() == [2 ** 30, 2 ** 30] and s.tolist() == [0, -1]
@@ -143,8 +149,9 @@ def test_activation_bounds_hand_values(fused, scale, zp, expected):
 def test_choose_quant_params_hand_values():
     scale, zp = choose_quant_params(0.0, 2.55)    # 2.55 / 255 = 0.01; 0.0 -> -128
     assert scale == np.float32(0.01) and zp == -128
-    scale, zp = choose_quant_params(-1.0, 1.0)    # 2 / 255; zp = -128 + 127.5 -> nudged to -0.5 -> -1
-    assert scale == np.float32(2 / 255) and zp in (-1, 0)
+    # scale 2/255; both ends give zero point -0.5 (1 / scale = 127.5 exactly in double),
+    # the max end has the smaller error; -0.5 rounds away from zero to -1
+    assert choose_quant_params(-1.0, 1.0) == (np.float32(2 / 255), -1)
     assert choose_quant_params(0.5, 3.0)[1] == -128   # range widened to include 0
 
 
@@ -227,8 +234,9 @@ def test_seeded_rademacher_kernel_matches_its_twin():
     out = np.empty((n_probe, n_out), np.int8)
     fully_connected_rademacher(x, w, b, key, np.int64(first), np.int64(3), np.int64(100), m, s,
                                np.int32(z_in), np.int32(z_out), np.int32(lo), np.int32(hi), out)
-    ref = fully_connected_perturbed_reference(x, w, b, lsb[:, :-n_out].reshape(n_probe, n_out, n_in),
-                                              lsb[:, -n_out:], m, s, z_in, z_out, lo, hi)
+    dw = lsb[:, :-n_out].reshape(n_probe, n_out, n_in)
+    ref = fully_connected_perturbed_reference(x, w, b, dw, lsb[:, -n_out:], m, s,
+                                              z_in, z_out, lo, hi)
     assert np.array_equal(out, ref)
 
 
@@ -506,8 +514,9 @@ def test_perturbed_forward_equals_writing_then_forward(layer):
 def test_seeded_perturbation_equals_passed_perturbation(layer):
     x_q = np.random.default_rng(6).integers(-128, 128, (4, 10)).astype(np.int8)
     key = crng.stream_key_np(5, 1)
+    passed = rademacher_lsb(key, 17, 4, (6, 10), 2, 50)
     assert np.array_equal(layer.forward_q_rademacher(x_q, key, 17, 2, 50),
-                          layer.forward_q(x_q, weight_lsb=rademacher_lsb(key, 17, 4, (6, 10), 2, 50)))
+                          layer.forward_q(x_q, weight_lsb=passed))
     assert layer.meter.reads == 8
     with pytest.raises(ValueError, match="mu_weight"):
         layer.forward_q_rademacher(x_q, key, 0, 255, 1)
@@ -540,7 +549,8 @@ def test_meter_counts_macs_as_core_cycles(layer):
 
 def test_params_overrides_and_rejections():
     p = MCUParams(core="cortex-m7", clock_hz=400e6)
-    assert p.timing.clock_hz == 400e6 and p.timing.cycles_per_mac == CORES["cortex-m7"].cycles_per_mac
+    assert p.timing.clock_hz == 400e6
+    assert p.timing.cycles_per_mac == CORES["cortex-m7"].cycles_per_mac
     layer = p.build(np.ones((2, 3)), np.zeros(2), np.random.default_rng(0))
     layer.forward(np.zeros((5, 3)))
     assert layer.meter.time_s == 5 * 6 * 1.0 / 400e6
