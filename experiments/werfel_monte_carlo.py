@@ -29,8 +29,11 @@ def _draw(rng, law, sigma, shape):
 
 
 def simulate(method, eta, sigma, n_in, n_out, steps, e0, trials, rng,
-             law="gaussian", sequential=False):
+             law="gaussian", sequential=False, cost_noise=0.0):
     """Mean, standard error and final per-run values of ``||W_t - W*||_F^2``.
+
+    ``cost_noise`` is the standard deviation of a Gaussian error added to each
+    observed cost difference.
 
     Returns ``(mean, stderr, final)``: two arrays over ``t = 0 .. steps`` and the
     ``trials`` values at ``t = steps``.  The start ``W_0 - W*`` is one random matrix
@@ -57,11 +60,14 @@ def simulate(method, eta, sigma, n_in, n_out, steps, e0, trials, rng,
             p = p.reshape(shape)
             if method == "np":
                 noisy = clean + p
-                dl = 0.5 * ((noisy**2).sum(axis=1) - (clean**2).sum(axis=1))
-                d -= (eta / sigma**2) * dl[:, None, None] * p[:, :, None] * x[:, None, :]
             else:
                 noisy = np.einsum("kmn,kn->km", d + w_star + p, x) - x @ w_star.T
-                dl = 0.5 * ((noisy**2).sum(axis=1) - (clean**2).sum(axis=1))
+            dl = 0.5 * ((noisy**2).sum(axis=1) - (clean**2).sum(axis=1))
+            if cost_noise:
+                dl += cost_noise * rng.standard_normal(trials)
+            if method == "np":
+                d -= (eta / sigma**2) * dl[:, None, None] * p[:, :, None] * x[:, None, :]
+            else:
                 d -= (eta / sigma**2) * dl[:, None, None] * p
         err = (d**2).sum(axis=(1, 2))
         total[t], total_sq[t] = err.sum(), (err**2).sum()
@@ -70,21 +76,23 @@ def simulate(method, eta, sigma, n_in, n_out, steps, e0, trials, rng,
     return mean, np.sqrt(var / trials), err
 
 
-def compare(method, frac, law, sequential, n_in, n_out, sigma, e0, trials, rng):
+def compare(method, frac, law, sequential, n_in, n_out, sigma, e0, trials, rng,
+            cost_noise=0.0):
     """One row of the agreement table: the curve over ``3 / best_decay`` steps."""
     eta = frac * theory.max_learning_rate(method, n_in, n_out, law, sequential)
     steps = int(round(3.0 / theory.best_decay(method, n_in, n_out, law, sequential)))
     mean, se, final = simulate(method, eta, sigma, n_in, n_out, steps, e0, trials, rng,
-                               law, sequential)
+                               law, sequential, cost_noise)
     expected = theory.learning_curve(method, eta, sigma, n_in, n_out, steps, e0, law,
-                                     sequential)
+                                     sequential, cost_noise)
     z = (mean[1:] - expected[1:]) / se[1:]
     rel = mean[1:] / expected[1:] - 1.0
     return dict(method=method + ("-seq" if sequential else ""), law=law, frac=frac,
                 eta=eta, steps=steps, max_abs_z=float(np.max(np.abs(z))),
                 max_abs_rel=float(np.max(np.abs(rel))), end_rel=float(rel[-1]),
                 end_theory=float(expected[-1]), end_median=float(np.median(final)),
-                floor=theory.error_floor(method, eta, sigma, n_in, n_out, law, sequential))
+                floor=theory.error_floor(method, eta, sigma, n_in, n_out, law, sequential,
+                                         cost_noise))
 
 
 def main(argv=None):
@@ -94,6 +102,8 @@ def main(argv=None):
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--sigma", type=float, default=0.1)
     parser.add_argument("--e0", type=float, default=1.0)
+    parser.add_argument("--cost-noise", type=float, default=0.0,
+                        help="standard deviation of the error on each cost difference")
     parser.add_argument("--fracs", type=float, nargs="+", default=[0.1, 0.5, 0.9, 1.1])
     parser.add_argument("--laws", nargs="+", default=["gaussian", "rademacher"],
                         choices=list(theory.PERTURBATIONS))
@@ -103,7 +113,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     print(f"N={args.n_in} M={args.n_out} trials={args.trials} sigma={args.sigma} "
-          f"e0={args.e0} seed={args.seed}")
+          f"cost_noise={args.cost_noise} e0={args.e0} seed={args.seed}")
     header = ("method", "law", "eta/max", "eta", "steps", "max|z|", "max|rel|",
               "end rel", "end theory", "end median", "floor")
     print("| " + " | ".join(header) + " |")
@@ -114,7 +124,7 @@ def main(argv=None):
     for method, law, sequential in variants:
         for frac in args.fracs:
             row = compare(method, frac, law, sequential, args.n_in, args.n_out, args.sigma,
-                          args.e0, args.trials, rng)
+                          args.e0, args.trials, rng, args.cost_noise)
             print(f"| {row['method']} | {row['law'] if method != 'gd' else '-'} | {frac:g} | "
                   f"{row['eta']:.4g} | {row['steps']} | {row['max_abs_z']:.2f} | "
                   f"{row['max_abs_rel']:.3f} | {row['end_rel']:+.3f} | "

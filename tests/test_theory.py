@@ -35,8 +35,12 @@ def _loss(w, x, target):
 
 
 def simulate(method, eta, sigma, steps, e0, seed, law="gaussian", sequential=False,
-             n_in=N_IN, n_out=N_OUT, trials=TRIALS):
-    """Mean and standard error over runs of ||W_t - W*||_F^2, t = 0 .. steps."""
+             cost_noise=0.0, n_in=N_IN, n_out=N_OUT, trials=TRIALS):
+    """Mean and standard error over runs of ||W_t - W*||_F^2, t = 0 .. steps.
+
+    ``cost_noise``: standard deviation of a Gaussian error on each observed cost
+    difference.
+    """
     rng = np.random.default_rng(seed)
     w_star = rng.standard_normal((n_out, n_in))
     d0 = rng.standard_normal((n_out, n_in))
@@ -62,10 +66,13 @@ def simulate(method, eta, sigma, steps, e0, seed, law="gaussian", sequential=Fal
                 out = np.einsum("kmn,kn->km", w, x)
                 dl = (0.5 * ((out + p - target) ** 2).sum(axis=1)
                       - 0.5 * ((out - target) ** 2).sum(axis=1))
-                step = (dl / sigma**2)[:, None, None] * p[:, :, None] * x[:, None, :]
             else:
                 dl = _loss(w + p, x, target) - _loss(w, x, target)
-                step = (dl / sigma**2)[:, None, None] * p
+            dl = (dl + cost_noise * rng.standard_normal(trials)) / sigma**2
+            if method == "np":
+                step = dl[:, None, None] * p[:, :, None] * x[:, None, :]
+            else:
+                step = dl[:, None, None] * p
         w -= eta * step
         errors[t] = ((w - w_star) ** 2).sum(axis=(1, 2))
     return errors.mean(axis=1), errors.std(axis=1, ddof=1) / math.sqrt(trials)
@@ -90,6 +97,44 @@ def test_curve_matches_monte_carlo(method, law, sequential):
                                          law, sequential)
         assert np.all(np.abs(mean[1:] - expected[1:]) <= Z * se[1:]), (
             np.abs(mean - expected) / np.maximum(se, 1e-300))
+
+
+@pytest.mark.parametrize("method,sequential", [("np", False), ("np", True), ("wp", False),
+                                               ("wp", True)])
+def test_cost_noise_matches_monte_carlo(method, sequential):
+    """Noisy cost readings raise the floor by h cost_noise^2 / sigma^2 (from e0 = 0).
+
+    At the floor-optimal sigma the cost noise makes half of the drive, which a 30-step
+    curve from the teacher shows at many standard errors.
+    """
+    cost_noise, steps = 0.3, 30
+    sigma = theory.optimal_sigma(method, N_IN, N_OUT, cost_noise, sequential=sequential)
+    eta = 0.25 * theory.max_learning_rate(method, N_IN, N_OUT, sequential=sequential)
+    mean, se = simulate(method, eta, sigma, steps, 0.0, seed=20, sequential=sequential,
+                        cost_noise=cost_noise)
+    expected = theory.learning_curve(method, eta, sigma, N_IN, N_OUT, steps, 0.0,
+                                     sequential=sequential, cost_noise=cost_noise)
+    assert np.all(np.abs(mean[1:] - expected[1:]) <= Z * se[1:])
+    # omitting the noise term would have failed the comparison above
+    quiet = theory.learning_curve(method, eta, sigma, N_IN, N_OUT, steps, 0.0,
+                                  sequential=sequential)
+    assert expected[-1] - quiet[-1] > 3 * Z * se[-1]
+
+
+@pytest.mark.parametrize("law", theory.PERTURBATIONS)
+@pytest.mark.parametrize("method,sequential", [("np", False), ("np", True), ("wp", False),
+                                               ("wp", True)])
+def test_optimal_sigma_minimises_the_floor(method, sequential, law):
+    cost_noise = 0.05
+    eta = 0.3 * theory.max_learning_rate(method, N_IN, N_OUT, law, sequential)
+    best = theory.optimal_sigma(method, N_IN, N_OUT, cost_noise, law, sequential)
+    sigmas = best * np.array([0.8, 0.95, 1.0, 1.05, 1.25])
+    floors = [theory.error_floor(method, eta, s, N_IN, N_OUT, law, sequential, cost_noise)
+              for s in sigmas]
+    assert int(np.argmin(floors)) == 2
+    # at the optimum both parts of the drive are equal, so the floor is twice either
+    quiet = theory.error_floor(method, eta, best, N_IN, N_OUT, law, sequential)
+    assert floors[2] == pytest.approx(2 * quiet, rel=1e-12)
 
 
 @pytest.mark.parametrize("method", theory.METHODS)
@@ -239,6 +284,9 @@ def test_curve_is_the_iterated_recursion():
     lambda: theory.recursion("gd", 0.1, 0.1, 4, 3, sequential=True),
     lambda: theory.learning_curve("np", 0.1, 0.1, 4, 3, -1, 1.0),
     lambda: theory.learning_curve("np", 0.1, 0.1, 4, 3, 10, -1.0),
+    lambda: theory.recursion("np", 0.1, 0.1, 4, 3, cost_noise=-0.1),
+    lambda: theory.recursion("wp", 0.1, 0.0, 4, 3, cost_noise=0.1),
+    lambda: theory.optimal_sigma("gd", 4, 3, 0.1),
 ])
 def test_invalid_arguments_rejected(call):
     with pytest.raises(ValueError):

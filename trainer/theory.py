@@ -37,6 +37,13 @@ only through ``k4 = E s^4 / sigma^4`` and ``k6 = E s^6 / sigma^6``
 (:data:`PERTURBATIONS`): Gaussian (3, 15), Rademacher ``s = +-sigma`` (1, 1),
 uniform on ``[-sqrt(3) sigma, sqrt(3) sigma]`` (9/5, 27/7).
 
+Noisy cost readings: hardware measures ``dL`` with an error ``nu``, independent of
+everything else, of mean 0 and standard deviation ``cost_noise`` (for two passes
+that each read the cost with independent noise of deviation ``s``, ``cost_noise =
+sqrt(2) s``).  It leaves ``E dW`` unchanged and adds ``E nu^2 ||p x^T||^2 / sigma^4``
+(NP) or ``E nu^2 ||psi||^2 / sigma^4`` (WP) to ``E ||u||^2``: ``h cost_noise^2 /
+sigma^2`` with ``h`` the number of perturbed entries times ``N`` (NP) or times 1 (WP).
+
 The recursion
 -------------
 Write ``dW = -eta u`` with the step direction ``u``.  Then ``||D + dW||^2 = ||D||^2 -
@@ -45,14 +52,17 @@ independent of ``D``.  Averaging first over the perturbation (odd moments vanish
 then over ``x`` with the Gaussian moments ``E |D x|^2 = ||D||^2``, ``E |x|^2 |D
 x|^2 = (N + 2) ||D||^2``, ``E |x|^2 = N``, ``E |x|^4 = N (N + 2)`` and ``E sum_n
 x_n^4 = 3 N``, gives ``E <D, u> = (a / 2) ||D||^2`` and ``E ||u||^2 = b ||D||^2 + f
-sigma^2``, so that, exactly and for every ``t``,
+sigma^2 + h cost_noise^2 / sigma^2``, so that, exactly and for every ``t``,
 
-    e_{t+1} = r e_t + c,   r = 1 - a eta + b eta^2,   c = f eta^2 sigma^2,
+    e_{t+1} = r e_t + c,   r = 1 - a eta + b eta^2,
+    c = eta^2 (f sigma^2 + h cost_noise^2 / sigma^2),
 
-with method constants ``(a, b, f)`` derived in the docstrings of
+with method constants ``(a, b, f, h)`` derived in the docstrings of
 :func:`_gd`, :func:`_np_parallel`, :func:`_wp_parallel` and :func:`_sequential`.
 Hence ``e_t = r^t e_0 + c (1 - r^t) / (1 - r)`` and, for ``r < 1``, the floor
-``e_inf = c / (1 - r)``, proportional to ``sigma^2``.  The mean error converges
+``e_inf = c / (1 - r)``, proportional to ``sigma^2`` when costs are read exactly;
+with noisy readings it is smallest at ``sigma^4 = h cost_noise^2 / f``.  The mean
+error converges
 iff ``r < 1``, i.e. ``eta < a / b`` (the maximum learning rate); the transient
 decays fastest at ``eta = a / (2 b)`` (the optimal learning rate), where ``1 - r =
 a^2 / (4 b)``.  For ``eta -> 0`` every method gives ``r = 1 - 2 eta + O(eta^2)``
@@ -97,28 +107,29 @@ class Recursion(NamedTuple):
     r: float
     """Contraction factor per step."""
     c: float
-    """Error added per step by the perturbation's own size (0 for GD)."""
+    """Error added per step by the perturbation's size and the cost noise (0 for GD)."""
 
 
 class _Coefficients(NamedTuple):
-    """``r = 1 - a eta + b eta^2`` and ``c = f eta^2 sigma^2``."""
+    """``r = 1 - a eta + b eta^2`` and ``c = eta^2 (f sigma^2 + h cost_noise^2 / sigma^2)``."""
 
     a: float
     b: float
     f: float
+    h: float
 
 
 def _gd(n_in: int, n_out: int) -> _Coefficients:
-    """GD: ``a = 2``, ``b = N + 2``, ``f = 0``.
+    """GD: ``a = 2``, ``b = N + 2``, ``f = h = 0``.
 
     ``u = g x^T``: ``<D, u> = |g|^2`` and ``||u||^2 = |x|^2 |g|^2``, whose input
     averages are ``||D||^2`` and ``(N + 2) ||D||^2``.
     """
-    return _Coefficients(2.0, n_in + 2.0, 0.0)
+    return _Coefficients(2.0, n_in + 2.0, 0.0, 0.0)
 
 
 def _np_parallel(n_in: int, n_out: int, m: Moments) -> _Coefficients:
-    """NP: ``a = 2``, ``b = (M - 1 + k4)(N + 2)``, ``f = N S6 / 4``.
+    """NP: ``a = 2``, ``b = (M - 1 + k4)(N + 2)``, ``f = N S6 / 4``, ``h = M N``.
 
     ``u = dL xi x^T / sigma^2`` with ``dL = xi.g + |xi|^2/2``.  Odd moments of
     ``xi`` vanish, so ``E <D, u> = E (xi.g)^2 / sigma^2 = |g|^2``.  Next,
@@ -134,11 +145,13 @@ def _np_parallel(n_in: int, n_out: int, m: Moments) -> _Coefficients:
     """
     mm = float(n_out)
     s6 = mm * m.k6 + 3.0 * mm * (mm - 1.0) * m.k4 + mm * (mm - 1.0) * (mm - 2.0)
-    return _Coefficients(2.0, (mm - 1.0 + m.k4) * (n_in + 2.0), n_in * s6 / 4.0)
+    return _Coefficients(2.0, (mm - 1.0 + m.k4) * (n_in + 2.0), n_in * s6 / 4.0,
+                         mm * n_in)
 
 
 def _wp_parallel(n_in: int, n_out: int, m: Moments) -> _Coefficients:
-    """WP: ``a = 2``, ``b = (M N - 1 + k4)(N + 2)``, ``f = N (A (N + 2) + 3 B) / 4``.
+    """WP: ``a = 2``, ``b = (M N - 1 + k4)(N + 2)``, ``f = N (A (N + 2) + 3 B) / 4``,
+    ``h = M N``.
 
     ``u = dL psi / sigma^2`` with ``dL = <psi, g x^T> + |psi x|^2/2``.  As for NP,
     ``E <D, u> = <D, g x^T> = |g|^2`` and, with ``K = M N`` entries,
@@ -168,7 +181,7 @@ def _wp_parallel(n_in: int, n_out: int, m: Moments) -> _Coefficients:
     b_coef = (mm * (k6 - 6.0 * k4 + 3.0 + (k4 - 3.0) * (nn - 1.0))
               + mm * (mm - 1.0) * nn * (k4 - 3.0))
     f = nn * (a_coef * (nn + 2.0) + 3.0 * b_coef) / 4.0
-    return _Coefficients(2.0, (mm * nn - 1.0 + k4) * (nn + 2.0), f)
+    return _Coefficients(2.0, (mm * nn - 1.0 + k4) * (nn + 2.0), f, mm * nn)
 
 
 def _sequential(method: str, n_in: int, n_out: int, m: Moments) -> _Coefficients:
@@ -177,13 +190,13 @@ def _sequential(method: str, n_in: int, n_out: int, m: Moments) -> _Coefficients
     NP, unit ``i`` of ``P = M``: ``dL = s g_i + s^2/2``, ``u = dL s e_i x^T /
     sigma^2``.  ``E <D, u> = E_i g_i^2 = |g|^2 / M`` and ``E ||u||^2 = |x|^2 (k4
     E_i g_i^2 + sigma^2 k6 / 4)``, so ``a = 2 / M``, ``b = k4 (N + 2) / M`` and
-    ``f = N k6 / 4``.
+    ``f = N k6 / 4``; the cost noise adds ``E |s x|^2 / sigma^4``: ``h = N``.
 
     WP, weight ``(i, n)`` of ``P = M N``: ``dL = s g_i x_n + s^2 x_n^2 / 2``,
     ``u = dL s E_in / sigma^2``.  ``E <D, u> = E_in g_i x_n D_in = |g|^2 / P`` and
     ``E ||u||^2 = k4 E_in g_i^2 x_n^2 + sigma^2 k6 E_in x_n^4 / 4``; with
     ``E_x sum_in g_i^2 x_n^2 = (N + 2) ||D||^2`` and ``E x_n^4 = 3`` this is
-    ``a = 2 / P``, ``b = k4 (N + 2) / P``, ``f = 3 k6 / 4``.
+    ``a = 2 / P``, ``b = k4 (N + 2) / P``, ``f = 3 k6 / 4``, and ``h = 1``.
 
     The fastest decay, ``1 - r = 1 / (k4 P (N + 2))`` at ``eta = 1 / (k4 (N +
     2))``, is ``k4 P / (P - 1 + k4)`` times slower than parallel perturbation
@@ -191,8 +204,11 @@ def _sequential(method: str, n_in: int, n_out: int, m: Moments) -> _Coefficients
     grow with the network, and no loss at all for Rademacher.
     """
     p = float(n_out) if method == "np" else float(n_out * n_in)
-    f = n_in * m.k6 / 4.0 if method == "np" else 3.0 * m.k6 / 4.0
-    return _Coefficients(2.0 / p, m.k4 * (n_in + 2.0) / p, f)
+    if method == "np":
+        f, h = n_in * m.k6 / 4.0, float(n_in)
+    else:
+        f, h = 3.0 * m.k6 / 4.0, 1.0
+    return _Coefficients(2.0 / p, m.k4 * (n_in + 2.0) / p, f, h)
 
 
 def _coefficients(method: str, n_in: int, n_out: int, perturbation: str,
@@ -222,23 +238,36 @@ def _check_rate(eta: float, sigma: float) -> None:
         raise ValueError(f"sigma: must be >= 0, got {sigma!r}")
 
 
+def _drive(k: _Coefficients, sigma: float, cost_noise: float) -> float:
+    """``c / eta^2 = f sigma^2 + h cost_noise^2 / sigma^2``."""
+    if not cost_noise >= 0.0:
+        raise ValueError(f"cost_noise: must be >= 0, got {cost_noise!r}")
+    if k.h == 0.0 or cost_noise == 0.0:
+        return k.f * sigma**2
+    if sigma == 0.0:
+        raise ValueError("sigma: must be > 0 when cost_noise > 0")
+    return k.f * sigma**2 + k.h * cost_noise**2 / sigma**2
+
+
 def recursion(method: str, eta: float, sigma: float, n_in: int, n_out: int,
-              perturbation: str = "gaussian", sequential: bool = False) -> Recursion:
+              perturbation: str = "gaussian", sequential: bool = False,
+              cost_noise: float = 0.0) -> Recursion:
     """The exact one-step map ``e_{t+1} = r e_t + c`` of ``e_t = E ||W_t - W*||_F^2``.
 
     ``method`` is one of :data:`METHODS`; ``sigma`` is the standard deviation of each
     perturbation entry (ignored by GD); ``perturbation`` names its law in
     :data:`PERTURBATIONS`; ``sequential`` perturbs one randomly chosen node or
-    weight per step instead of all at once.
+    weight per step instead of all at once; ``cost_noise`` is the standard
+    deviation of the error on each observed cost difference (ignored by GD).
     """
     _check_rate(eta, sigma)
     k = _coefficients(method, n_in, n_out, perturbation, sequential)
-    return Recursion(1.0 + eta * (k.b * eta - k.a), k.f * eta**2 * sigma**2)
+    return Recursion(1.0 + eta * (k.b * eta - k.a), eta**2 * _drive(k, sigma, cost_noise))
 
 
 def learning_curve(method: str, eta: float, sigma: float, n_in: int, n_out: int,
                    steps: int, e0: float, perturbation: str = "gaussian",
-                   sequential: bool = False) -> np.ndarray:
+                   sequential: bool = False, cost_noise: float = 0.0) -> np.ndarray:
     """``e_t = E ||W_t - W*||_F^2`` for ``t = 0 .. steps`` (``steps + 1`` values).
 
     ``e_t = r^t e0 + c (1 - r^t) / (1 - r)``, evaluated through ``log1p`` and
@@ -253,7 +282,7 @@ def learning_curve(method: str, eta: float, sigma: float, n_in: int, n_out: int,
     _check_rate(eta, sigma)
     k = _coefficients(method, n_in, n_out, perturbation, sequential)
     r_minus_1 = eta * (k.b * eta - k.a)  # > -1: min r = 1 - a^2/(4b) > 0
-    c = k.f * eta**2 * sigma**2
+    c = eta**2 * _drive(k, sigma, cost_noise)
     t = np.arange(steps + 1, dtype=float)
     log_r = math.log1p(r_minus_1)
     if r_minus_1 == 0.0:
@@ -264,17 +293,19 @@ def learning_curve(method: str, eta: float, sigma: float, n_in: int, n_out: int,
 
 
 def error_floor(method: str, eta: float, sigma: float, n_in: int, n_out: int,
-                perturbation: str = "gaussian", sequential: bool = False) -> float:
+                perturbation: str = "gaussian", sequential: bool = False,
+                cost_noise: float = 0.0) -> float:
     """The limit ``c / (1 - r)`` of ``e_t``; ``inf`` when ``eta`` is not below the
-    maximum rate (0 for GD).  Proportional to ``sigma^2``; at small ``eta`` it is
-    ``f eta sigma^2 / a``, proportional to ``eta`` too.
+    maximum rate (0 for GD).  Without cost noise it is proportional to ``sigma^2``;
+    at small ``eta`` it is ``eta (f sigma^2 + h cost_noise^2 / sigma^2) / a``,
+    proportional to ``eta`` too.
     """
     _check_rate(eta, sigma)
     k = _coefficients(method, n_in, n_out, perturbation, sequential)
-    one_minus_r = eta * (k.a - k.b * eta)
-    if one_minus_r <= 0.0:
+    drive = _drive(k, sigma, cost_noise)
+    if eta * (k.a - k.b * eta) <= 0.0:
         return math.inf
-    return k.f * eta * sigma**2 / (k.a - k.b * eta)
+    return eta * drive / (k.a - k.b * eta)
 
 
 def max_learning_rate(method: str, n_in: int, n_out: int,
@@ -309,3 +340,19 @@ def best_decay(method: str, n_in: int, n_out: int,
     """
     k = _coefficients(method, n_in, n_out, perturbation, sequential)
     return k.a**2 / (4.0 * k.b)
+
+
+def optimal_sigma(method: str, n_in: int, n_out: int, cost_noise: float,
+                  perturbation: str = "gaussian", sequential: bool = False) -> float:
+    """The perturbation size ``(h cost_noise^2 / f)^(1/4)`` with the lowest floor.
+
+    A larger ``sigma`` raises the perturbation's own floor ``f sigma^2``, a smaller
+    one amplifies the cost noise, ``h cost_noise^2 / sigma^2``; the sum is smallest
+    where the two are equal, for every learning rate.
+    """
+    if method == "gd":
+        raise ValueError("method: gd injects no perturbation")
+    if not cost_noise >= 0.0:
+        raise ValueError(f"cost_noise: must be >= 0, got {cost_noise!r}")
+    k = _coefficients(method, n_in, n_out, perturbation, sequential)
+    return (k.h * cost_noise**2 / k.f) ** 0.25
