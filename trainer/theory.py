@@ -40,7 +40,7 @@ uniform on ``[-sqrt(3) sigma, sqrt(3) sigma]`` (9/5, 27/7).
 Noisy cost readings: hardware measures ``dL`` with an error ``nu``, independent of
 everything else, of mean 0 and standard deviation ``cost_noise`` (for two passes
 that each read the cost with independent noise of deviation ``s``, ``cost_noise =
-sqrt(2) s``).  It leaves ``E dW`` unchanged and adds ``E nu^2 ||p x^T||^2 / sigma^4``
+sqrt(2) s``).  It leaves ``E dW`` unchanged and adds ``E nu^2 ||xi x^T||^2 / sigma^4``
 (NP) or ``E nu^2 ||psi||^2 / sigma^4`` (WP) to ``E ||u||^2``: ``h cost_noise^2 /
 sigma^2`` with ``h`` the number of perturbed entries times ``N`` (NP) or times 1 (WP).
 
@@ -62,10 +62,9 @@ with method constants ``(a, b, f, h)`` derived in the docstrings of
 Hence ``e_t = r^t e_0 + c (1 - r^t) / (1 - r)`` and, for ``r < 1``, the floor
 ``e_inf = c / (1 - r)``, proportional to ``sigma^2`` when costs are read exactly;
 with noisy readings it is smallest at ``sigma^4 = h cost_noise^2 / f``.  The mean
-error converges
-iff ``r < 1``, i.e. ``eta < a / b`` (the maximum learning rate); the transient
-decays fastest at ``eta = a / (2 b)`` (the optimal learning rate), where ``1 - r =
-a^2 / (4 b)``.  For ``eta -> 0`` every method gives ``r = 1 - 2 eta + O(eta^2)``
+error converges iff ``r < 1``, i.e. ``eta < a / b`` (the maximum learning rate);
+the transient decays fastest at ``eta = a / (2 b)`` (the optimal learning rate),
+where ``1 - r = a^2 / (4 b)``.  For ``eta -> 0`` every method gives ``r = 1 - 2 eta + O(eta^2)``
 (parallel) and the curves coincide.
 
 Results (parallel, Gaussian): the maximum rate is ``2 / (N + 2)`` for GD, ``2 / ((M
@@ -142,6 +141,7 @@ def _np_parallel(n_in: int, n_out: int, m: Moments) -> _Coefficients:
     coincident indices in ``E |xi|^6 = sum_ijk E xi_i^2 xi_j^2 xi_k^2``,
     ``S6 = M k6 + 3 M (M - 1) k4 + M (M - 1)(M - 2)``.  The input average gives
     ``b`` and ``f``.  Gaussian: ``S6 = M (M + 2)(M + 4)``; Rademacher: ``M^3``.
+    The cost noise adds ``cost_noise^2 E |xi|^2 |x|^2 / sigma^4``: ``h = M N``.
     """
     mm = float(n_out)
     s6 = mm * m.k6 + 3.0 * mm * (mm - 1.0) * m.k4 + mm * (mm - 1.0) * (mm - 2.0)
@@ -161,15 +161,16 @@ def _wp_parallel(n_in: int, n_out: int, m: Moments) -> _Coefficients:
     ``E (sum_i v_i)^2 sum_k w_k`` sums, over coincidence patterns of ``(i, j, k)``,
 
         E v w   = sigma^4 (N - 1 + k4) s,         E v = sigma^2 s,   E w = N sigma^2,
-        E v^2   = sigma^4 (3 s^2 + (k4 - 3) h),
-        E v^2 w = sigma^6 ((6 k4 + 3 N - 6) s^2 + (k6 - 6 k4 + 3 + (k4 - 3)(N - 1)) h),
+        E v^2   = sigma^4 (3 s^2 + (k4 - 3) s4),
+        E v^2 w = sigma^6 ((6 k4 + 3 N - 6) s^2 + (k6 - 6 k4 + 3 + (k4 - 3)(N - 1)) s4),
 
-    with ``s = |x|^2`` and ``h = sum_n x_n^4`` (the last by splitting ``q.x`` into
+    with ``s = |x|^2`` and ``s4 = sum_n x_n^4`` (the last by splitting ``q.x`` into
     ``q_n x_n`` plus an independent remainder for each ``n`` of ``|q|^2 = sum_n
     q_n^2``).  Collecting ``M`` (i = j = k), ``M (M - 1)`` (i = j != k), ``2 M (M -
     1)`` (k equal to one of i != j) and ``M (M - 1)(M - 2)`` (all distinct) terms
-    gives ``sigma^6 (A s^2 + B h)`` with ``A`` and ``B`` as coded below, and the
-    input averages ``E s^2 = N (N + 2)``, ``E h = 3 N`` give ``f``.  Gaussian
+    gives ``sigma^6 (A s^2 + B s4)`` with ``A`` and ``B`` as coded below, and the
+    input averages ``E s^2 = N (N + 2)``, ``E s4 = 3 N`` give ``f``.  The cost
+    noise adds ``cost_noise^2 E ||psi||^2 / sigma^4``: ``h = M N``.  Gaussian
     (``B = 0``): ``f = N (N + 2) M (M + 2)(M N + 4) / 4``; Rademacher: ``f = M^2
     N^2 ((M + 2)(N + 2) - 6) / 4``.
     """
@@ -190,13 +191,15 @@ def _sequential(method: str, n_in: int, n_out: int, m: Moments) -> _Coefficients
     NP, unit ``i`` of ``P = M``: ``dL = s g_i + s^2/2``, ``u = dL s e_i x^T /
     sigma^2``.  ``E <D, u> = E_i g_i^2 = |g|^2 / M`` and ``E ||u||^2 = |x|^2 (k4
     E_i g_i^2 + sigma^2 k6 / 4)``, so ``a = 2 / M``, ``b = k4 (N + 2) / M`` and
-    ``f = N k6 / 4``; the cost noise adds ``E |s x|^2 / sigma^4``: ``h = N``.
+    ``f = N k6 / 4``; the cost noise adds ``cost_noise^2 E s^2 |x|^2 / sigma^4``:
+    ``h = N``.
 
     WP, weight ``(i, n)`` of ``P = M N``: ``dL = s g_i x_n + s^2 x_n^2 / 2``,
     ``u = dL s E_in / sigma^2``.  ``E <D, u> = E_in g_i x_n D_in = |g|^2 / P`` and
     ``E ||u||^2 = k4 E_in g_i^2 x_n^2 + sigma^2 k6 E_in x_n^4 / 4``; with
     ``E_x sum_in g_i^2 x_n^2 = (N + 2) ||D||^2`` and ``E x_n^4 = 3`` this is
-    ``a = 2 / P``, ``b = k4 (N + 2) / P``, ``f = 3 k6 / 4``, and ``h = 1``.
+    ``a = 2 / P``, ``b = k4 (N + 2) / P``, ``f = 3 k6 / 4``; the cost noise adds
+    ``cost_noise^2 E s^2 / sigma^4``: ``h = 1``.
 
     The fastest decay, ``1 - r = 1 / (k4 P (N + 2))`` at ``eta = 1 / (k4 (N +
     2))``, is ``k4 P / (P - 1 + k4)`` times slower than parallel perturbation
