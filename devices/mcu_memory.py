@@ -9,9 +9,13 @@ layer with per-tensor weights), and for every *trained* layer a writable copy of
 weights and biases plus the buffers of its training method:
 
 ``zo_weight`` (quantized zeroth-order, weight perturbation; directions regenerated
-from a seed, never stored): a backup of the layer's parameters, since a clamped
-perturbation cannot be undone by subtracting it, and a gradient accumulator of
-``grad_bytes`` per parameter.
+from a seed, never stored). With ``zo_replay`` (the default, what
+:func:`devices.mcu.fully_connected_rademacher` computes) the kernel adds the
+perturbation on the fly and the update replays the n directions from the seed, so
+only the n query losses and the clean loss are kept (float32 each), once for the
+whole network. Without it, weights are perturbed in place: a backup of the layer's
+parameters (a clamped perturbation cannot be undone by subtracting it) and a
+gradient accumulator of ``grad_bytes`` per parameter, as a plain CMSIS-NN kernel needs.
 
 ``zo_node`` (node perturbation; the suffix of the network re-run from the cached
 layer input): the cached int8 input (n_in) and unperturbed int8 output (n_out), a
@@ -82,12 +86,17 @@ class MemoryReport:
 
 
 def memory_report(shapes: Sequence[tuple[int, int]], training: Sequence[str | None] | None = None,
-                  *, per_channel: bool = True, grad_bytes: int = 4) -> MemoryReport:
+                  *, per_channel: bool = True, grad_bytes: int = 4, n_queries: int = 1,
+                  zo_replay: bool = True) -> MemoryReport:
     """Flash and SRAM of dense int8 layers ``shapes[l] = (n_out, n_in)``.
 
     ``training[l]`` is the method that trains layer l (one of :data:`METHODS`) or
-    None for a frozen layer; None overall means inference only.
+    None for a frozen layer; None overall means inference only. ``n_queries`` is the
+    number of perturbations per zeroth-order step; ``zo_replay`` chooses between
+    replayed directions and in-place perturbation (see the module docstring).
     """
+    if n_queries < 1 or grad_bytes < 1:
+        raise ValueError(f"n_queries and grad_bytes must be >= 1, got {n_queries}, {grad_bytes}")
     shapes = [tuple(int(n) for n in s) for s in shapes]
     training = list(training) if training is not None else [None] * len(shapes)
     if len(training) != len(shapes):
@@ -110,12 +119,15 @@ def memory_report(shapes: Sequence[tuple[int, int]], training: Sequence[str | No
         if method is None:
             continue
         add("trained weights and biases", d + 4 * n_out)
-        if method == "zo_weight":
+        if method == "zo_weight" and not zo_replay:
             add("zo: parameter backup", d + 4 * n_out)
         if method == "zo_node":
             add("zo: cached layer input/output", n_in + n_out)
             add("zo: node gradient", grad_bytes * n_out)
-        add("gradient accumulators", grad_bytes * (d + n_out))
+        if method != "zo_weight" or not zo_replay:
+            add("gradient accumulators", grad_bytes * (d + n_out))
+    if "zo_weight" in training and zo_replay:
+        add("zo: query losses", 4 * (n_queries + 1))
     if "bp" in training:
         tail = shapes[training.index("bp"):]
         add("bp: stored layer inputs", sum(n_in for _, n_in in tail))

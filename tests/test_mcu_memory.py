@@ -25,8 +25,9 @@ def test_inference_per_tensor():
 
 
 @pytest.mark.parametrize("training, extra", [
-    # last layer only, weight perturbation: params 8 + 8, backup 16, gradients 4*(8 + 2)
-    ([None, "zo_weight"], 16 + 16 + 40),
+    # last layer only, weight perturbation with replayed directions: params 8 + 8,
+    # clean loss + 1 query loss, float32: 8
+    ([None, "zo_weight"], 16 + 8),
     # first layer, node perturbation: params 12 + 16, cached input/output 3 + 4,
     # node gradient 4*4, weight gradient 4*(12 + 4)
     (["zo_node", None], 28 + 7 + 16 + 64),
@@ -36,7 +37,7 @@ def test_inference_per_tensor():
     # both by BP: params 28 + 16, gradients 64 + 40, stored inputs 3 + 4, buffers 2*4*4
     (["bp", "bp"], 44 + 104 + 7 + 32),
     # mixed by depth: node perturbation first, weight perturbation last
-    (["zo_node", "zo_weight"], (28 + 7 + 16 + 64) + (16 + 16 + 40)),
+    (["zo_node", "zo_weight"], (28 + 7 + 16 + 64) + (16 + 8)),
 ])
 def test_training_buffers(training, extra):
     r = memory_report(SHAPES, training)
@@ -44,9 +45,13 @@ def test_training_buffers(training, extra):
     assert r.flash_bytes == 68          # the model in flash does not change
 
 
-def test_int16_gradient_accumulators():
-    r = memory_report(SHAPES, [None, "zo_weight"], grad_bytes=2)
+def test_weight_perturbation_in_place_and_query_count():
+    # in place: params 16, backup 16, int16 gradient accumulators 2*(8 + 2)
+    r = memory_report(SHAPES, [None, "zo_weight"], grad_bytes=2, zo_replay=False)
     assert r.sram_bytes == 55 + 16 + 16 + 2 * 10
+    # replayed, 50 queries on both layers: params 44, one loss buffer 4*(50 + 1)
+    r = memory_report(SHAPES, ["zo_weight", "zo_weight"], n_queries=50)
+    assert r.sram_bytes == 55 + 44 + 204
 
 
 def test_budget_is_enforced_with_a_clear_error():
@@ -66,7 +71,7 @@ def test_report_serialises_and_tabulates():
     r = memory_report(SHAPES, [None, "zo_weight"])
     d = r.to_dict()
     assert d["sram_bytes"] == r.sram_bytes and d["flash"]["weights (int8)"] == 20
-    assert "zo: parameter backup" in r.table()
+    assert "zo: query losses" in r.table()
 
 
 def test_rejects_unknown_method_and_length_mismatch():
@@ -74,3 +79,5 @@ def test_rejects_unknown_method_and_length_mismatch():
         memory_report(SHAPES, ["sgd", None])
     with pytest.raises(ValueError, match="layers"):
         memory_report(SHAPES, ["bp"])
+    with pytest.raises(ValueError, match="n_queries"):
+        memory_report(SHAPES, n_queries=0)
