@@ -476,6 +476,50 @@ def pulse_kernel(request, u_pos, u_neg, lo_pos, hi_pos, lo_neg, hi_neg, stuck_po
                                        up_pos[k], down_pos[k], noise, soft)
 
 
+def _pulse_step_np(u, lo, hi, up, step_up, step_down, noise, soft):
+    """NumPy twin of :func:`_pulse_step` over arrays."""
+    step = np.where(up, step_up, step_down) * (1.0 + noise)
+    if soft:
+        span = hi - lo
+        factor = np.where(up, hi - u, u - lo) / np.where(span > 0, span, 1.0)
+        step = np.where(span > 0, step * factor, step)
+    u = np.where(up, u + step, u - step)
+    return np.minimum(np.maximum(u, lo), hi)
+
+
+def pulse_np(request, u_pos, u_neg, lo_pos, hi_pos, lo_neg, hi_neg, stuck_pos, stuck_neg,
+             up_pos, down_pos, up_neg, down_neg, differential, dw_std, soft, stochastic,
+             max_pulses, key, key_round, base, counts):
+    """NumPy twin of :func:`pulse_kernel`: all cells at once, one pulse index at a time."""
+    k = np.arange(request.size, dtype=np.uint64)
+    up = request > 0.0
+    mag = np.abs(request)
+    n = np.floor(mag)
+    frac = mag - n
+    if stochastic:
+        n += crng.uniform_np(key_round, np.uint64(base) + k) < frac
+    else:
+        n += frac >= 0.5
+    n = np.minimum(n.astype(np.int64), max_pulses)
+    counts[:] = n
+    for p in range(int(n.max(initial=0))):
+        active = n > p
+        noise = np.zeros(request.size)
+        if dw_std > 0:
+            z, _ = normal_pair_np(key, np.uint64(base) + k * np.uint64(max_pulses) + np.uint64(p))
+            noise = dw_std * z
+        use_neg = np.zeros(request.size, dtype=bool)
+        if differential:
+            use_neg = np.where(up, u_neg - lo_neg > 0.5 * down_neg,
+                               ~(u_pos - lo_pos > 0.5 * down_pos))
+        move = active & use_neg & (stuck_neg == 0)
+        u_neg[move] = _pulse_step_np(u_neg, lo_neg, hi_neg, ~up, up_neg, down_neg, noise,
+                                     soft)[move]
+        move = active & ~use_neg & (stuck_pos == 0)
+        u_pos[move] = _pulse_step_np(u_pos, lo_pos, hi_pos, up, up_pos, down_pos, noise,
+                                     soft)[move]
+
+
 # ---------------------------------------------------------------- the array
 class Crossbar:
     """One layer's weights on tiled analog arrays; fulfils :class:`devices.base.DenseDevice`.
