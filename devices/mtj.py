@@ -87,17 +87,17 @@ def telegraph_drive(state, current, offset, ic0, delta, log_rate0, n_sub, key, s
             for j in range(lo, hi):
                 p_plus, p_minus = leave_probabilities(
                     (current[t, j] - offset[j]) / ic0[j], delta[j], log_rate0)
-                leave_plus, leave_minus = threshold(p_plus), threshold(p_minus)
-                m = np.int64(state[j])
-                acc = 0
+                base = threshold(p_minus)  # flip iff draw < base + diff * up: the
+                diff = threshold(p_plus) - base  # threshold of the current state (mod 2^64)
+                up = np.uint64(state[j] > 0)
+                ups = 0
                 for k in range(n_sub):  # branch-free: flips are unpredictable
-                    leave = leave_plus if m > 0 else leave_minus
-                    flip = np.int64(crng.bits(key, (first + k) * n + j) >> _S11 < leave)
-                    m -= 2 * m * flip
+                    flip = crng.bits(key, (first + k) * n + j) >> _S11 < base + diff * up
+                    up ^= np.uint64(flip)
                     count += flip
-                    acc += m
-                state[j] = m
-                out[t, j] = acc / n_sub
+                    ups += np.int64(up)
+                state[j] = 2 * np.int64(up) - 1
+                out[t, j] = (2 * ups - n_sub) / n_sub
         switches[b] = count
     return switches.sum()
 
@@ -107,24 +107,40 @@ def telegraph_hold_block(state, p_plus, p_minus, key, start, out, lo, hi):
     """Devices lo..hi-1 of :func:`telegraph_hold`, serially; returns their switch count."""
     n_steps, n = out.shape
     width = hi - lo
-    leave_plus = np.empty(width, np.uint64)
-    leave_minus = np.empty(width, np.uint64)
-    m = np.empty(width, np.int64)
+    base = np.empty(width, np.uint64)  # as in telegraph_drive
+    diff = np.empty(width, np.uint64)
+    up = np.empty(width, np.uint64)
     for i in range(width):
-        leave_plus[i] = threshold(p_plus[lo + i])
-        leave_minus[i] = threshold(p_minus[lo + i])
-        m[i] = state[lo + i]
+        base[i] = threshold(p_minus[lo + i])
+        diff[i] = threshold(p_plus[lo + i]) - base[i]
+        up[i] = state[lo + i] > 0
     count = 0
     for t in range(n_steps):
         first = (start + t) * n + lo
         for i in range(width):  # branch-free: flips are unpredictable
-            leave = leave_plus[i] if m[i] > 0 else leave_minus[i]
-            flip = np.int64(crng.bits(key, first + i) >> _S11 < leave)
-            m[i] -= 2 * m[i] * flip
+            flip = crng.bits(key, first + i) >> _S11 < base[i] + diff[i] * up[i]
+            up[i] ^= np.uint64(flip)
             count += flip
-            out[t, lo + i] = m[i]
+            out[t, lo + i] = 2.0 * up[i] - 1.0
     for i in range(width):
-        state[lo + i] = m[i]
+        state[lo + i] = 2 * np.int64(up[i]) - 1
+    return count
+
+
+@njit(cache=True)
+def telegraph_hold_single(state, p_plus, p_minus, key, start, out):
+    """:func:`telegraph_hold` for one device, its state in a register: a single chain is
+    bound by the latency of one sample's update, not by throughput."""
+    base = threshold(p_minus[0])
+    diff = threshold(p_plus[0]) - base
+    up = np.uint64(state[0] > 0)
+    count = 0
+    for t in range(out.shape[0]):
+        flip = crng.bits(key, start + t) >> _S11 < base + diff * up
+        up ^= np.uint64(flip)
+        count += flip
+        out[t, 0] = 2.0 * up - 1.0
+    state[0] = 2 * np.int64(up) - 1
     return count
 
 
@@ -272,11 +288,13 @@ class MTJArray:
         constant current (A; a scalar or one value per device)."""
         p_plus, p_minus = self.leave_probabilities(current)
         out = np.empty((n_steps, self.n))
-        if self.n > _BLOCK:
-            switches = telegraph_hold(self.state, p_plus, p_minus, self.key, self.samples, out)
-        else:  # one block: no thread pool (idle workers cost time on small machines)
-            switches = telegraph_hold_block(self.state, p_plus, p_minus, self.key,
-                                            self.samples, out, 0, self.n)
+        args = (self.state, p_plus, p_minus, self.key, self.samples, out)
+        if self.n == 1:
+            switches = telegraph_hold_single(*args)
+        elif self.n <= _BLOCK:  # one block: no thread pool (idle workers cost time)
+            switches = telegraph_hold_block(*args, 0, self.n)
+        else:
+            switches = telegraph_hold(*args)
         self._count(n_steps, switches)
         return out
 

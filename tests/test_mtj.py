@@ -85,7 +85,7 @@ def _spread(**extra):
     return dict(delta=2.0, dt=2e-9, delta_dtod=0.2, ic0_dtod=0.2, offset_dtod=5e-6, **extra)
 
 
-@pytest.mark.parametrize("n", [7, 600])  # one block (serial path); blocks with a remainder
+@pytest.mark.parametrize("n", [1, 7, 600])  # single device, one block, blocks + remainder
 def test_kernels_match_numpy_twins_bit_for_bit(n):
     a, b = _array(n, 3, **_spread()), _array(n, 3, **_spread())
     current = np.random.default_rng(4).normal(0.0, 30e-6, (60, n))
@@ -105,7 +105,7 @@ def test_kernels_match_numpy_twins_bit_for_bit(n):
 
 
 def test_hold_is_drive_at_constant_current():
-    for n in (20, 300):  # serial and parallel hold
+    for n in (1, 20, 300):  # single, serial and parallel hold
         a, b = _array(n, 5, **_spread()), _array(n, 5, **_spread())
         np.testing.assert_array_equal(a.hold(3e-6, 100), b.drive(np.full((100, n), 3e-6)))
 
