@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from devsim.params import ParamError, Params, format_path
+from devsim.params import ParamError, Params, field_violation, format_path
 
 __all__ = ["ConfigError", "load", "loads", "from_data", "parse_overrides", "apply_overrides",
            "dump"]
@@ -172,6 +172,10 @@ def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
         if f.name in value:
             before = len(ctx.errors)
             kwargs[f.name] = _convert(hints[f.name], value[f.name], path + (f.name,), ctx)
+            if len(ctx.errors) == before:
+                violation = field_violation(f, kwargs[f.name])
+                if violation:
+                    ctx.error(path + violation.path, violation.message)
             bad |= len(ctx.errors) > before
         elif f.default is MISSING and f.default_factory is MISSING:
             ctx.error(path, f"missing required key '{f.name}'")
@@ -196,22 +200,18 @@ def from_data(cls: type[Params], data: Any, source: str = "<config>",
 
 
 # ---------------------------------------------------------------- overrides
-_TOKEN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\.(\d+)(?=\.|\[|$)")
+_SEGMENT = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_]*)|(\d+))((?:\[\d+\])*)$")
 
 
 def _split_path(text: str) -> tuple:
-    path, pos = [], 0
-    text = text.strip()
-    while pos < len(text):
-        if text[pos] == ".":
-            pos += 1
-        m = _TOKEN.match(text, pos)
+    """``"a.b[1].c"`` or ``"a.b.1.c"`` -> ``("a", "b", 1, "c")``."""
+    path = []
+    for segment in text.strip().split("."):
+        m = _SEGMENT.match(segment)
         if not m:
-            raise ConfigError([f"--set {text}: cannot read key path at {text[pos:]!r}"])
-        path.append(m.group(1) if m.group(1) else int(m.group(2) or m.group(3)))
-        pos = m.end()
-    if not path:
-        raise ConfigError([f"--set {text}: empty key path"])
+            raise ConfigError([f"--set {text}: cannot read key path at {segment!r}"])
+        path.append(m.group(1) if m.group(1) else int(m.group(2)))
+        path += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(3))]
     return tuple(path)
 
 

@@ -81,8 +81,9 @@ def _table(cls: type) -> list[str]:
     hints = typing.get_type_hints(cls)
     lines = ["| key | type | default | rule | meaning |", "|---|---|---|---|---|"]
     for f in fields(cls):
-        lines.append(f"| `{f.name}` | {_type_name(hints[f.name])} | {_default(f)} | "
-                     f"{_rules(f)} | {describe_field(cls, f.name)} |")
+        cells = [f"`{f.name}`", _type_name(hints[f.name]), _default(f), _rules(f),
+                 describe_field(cls, f.name)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return lines if len(lines) > 2 else ["(no keys)"]
 
 

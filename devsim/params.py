@@ -22,7 +22,7 @@ import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
 
-__all__ = ["Params", "ParamError", "param", "format_path", "check_field"]
+__all__ = ["Params", "ParamError", "param", "format_path", "check_field", "field_violation"]
 
 
 class ParamError(ValueError):
@@ -85,18 +85,25 @@ def _check_scalar(value, rules: dict) -> str | None:
     return None
 
 
-def check_field(obj, f: dataclasses.Field) -> None:
-    """Raise :class:`ParamError` if ``obj``'s field ``f`` breaks its declared rules."""
+def field_violation(f: dataclasses.Field, value) -> ParamError | None:
+    """The error for the first declared rule of field ``f`` that ``value`` breaks."""
     rules = f.metadata.get("rules") if f.metadata else None
     if not rules:
-        return
-    value = getattr(obj, f.name)
+        return None
     values = value if isinstance(value, tuple) else (value,)
     for i, v in enumerate(values):
         message = _check_scalar(v, rules)
         if message:
             path = (f.name, i) if isinstance(value, tuple) else (f.name,)
-            raise ParamError(path, message)
+            return ParamError(path, message)
+    return None
+
+
+def check_field(obj, f: dataclasses.Field) -> None:
+    """Raise :class:`ParamError` if ``obj``'s field ``f`` breaks its declared rules."""
+    error = field_violation(f, getattr(obj, f.name))
+    if error:
+        raise error
 
 
 @dataclass(frozen=True)

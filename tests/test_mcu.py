@@ -271,9 +271,10 @@ class TFLM:
             t.quantization = q
         return t
 
-    def model(self, n_probe, layers, float_io=False):
+    def model(self, n_probe, layers, float_io=False, n_in=None, q_in=None):
         """A graph of FULLY_CONNECTED layers, each (w_q, b_q, w_scales, q_in, q_out, fused);
-        with ``float_io``, QUANTIZE in front and DEQUANTIZE behind."""
+        with ``float_io``, QUANTIZE in front and DEQUANTIZE behind. With no layers it is
+        the QUANTIZE op alone, to int8 with ``q_in``, for ``n_in`` inputs."""
         sch = self.sch
         buffers, tensors, ops = [sch.BufferT()], [], []
         codes = {"fc": sch.BuiltinOperator.FULLY_CONNECTED,
@@ -301,12 +302,11 @@ class TFLM:
                 o.builtinOptions = opt
             ops.append(o)
 
-        n_in = layers[0][0].shape[1]
+        if layers:
+            n_in, q_in = layers[0][0].shape[1], layers[0][3]
         if float_io:
             tensors.append(self._tensor((n_probe, n_in), "float32", 0))
-        q_in = layers[0][3]
         tensors.append(self._tensor((n_probe, n_in), "int8", 0, q_in[0], q_in[1]))
-        graph_input = 0
         if float_io:
             op("quantize", [0], 1)
         current = len(tensors) - 1
@@ -316,13 +316,13 @@ class TFLM:
             tensors.append(self._tensor((n_probe, w_q.shape[0]), "int8", 0, q_out[0], q_out[1]))
             op("fc", [current, wi, bi], len(tensors) - 1, fused)
             current = len(tensors) - 1
-        if float_io:
+        if float_io and layers:
             tensors.append(self._tensor((n_probe, layers[-1][0].shape[0]), "float32", 0))
             op("dequantize", [current], len(tensors) - 1)
             current = len(tensors) - 1
         graph = sch.SubGraphT()
         graph.tensors, graph.operators = tensors, ops
-        graph.inputs, graph.outputs = [graph_input], [current]
+        graph.inputs, graph.outputs = [0], [current]
         opcodes = []
         for name in codes:
             c = sch.OperatorCodeT()
@@ -418,6 +418,25 @@ def test_reference_and_kernel_match_tflite_micro(tflm):
     # The oracle distinguishes rounding modes: single rounding is off by one LSB at
     # about 0.16% of tie-heavy outputs (109 of 68,416 with this seed).
     assert single_rounding_misses > 20
+
+
+def test_quantize_matches_tflite_micro_at_ties(tflm):
+    # Exact halves (power-of-two scale), their float32 neighbours, values beyond the
+    # int8 range and random floats under random scales: 40 models x 256 inputs.
+    rng = np.random.default_rng(17)
+    for case in range(40):
+        if case % 2:
+            scale, zp = np.float32(2.0 ** -int(rng.integers(1, 8))), int(rng.integers(-128, 128))
+            halves = ((rng.integers(-200, 200, 86) + 0.5) * scale).astype(np.float32)
+            x = np.concatenate([halves, np.nextafter(halves, np.float32(np.inf)),
+                                np.nextafter(halves, np.float32(-np.inf))])[:256]
+        else:
+            scale = np.float32(np.exp(rng.uniform(-6, 1)))
+            zp = int(rng.integers(-128, 128))
+            x = (rng.normal(0, 100, 256) * scale).astype(np.float32)
+        x = x.reshape(1, 256)
+        expected = tflm.run(tflm.model(1, [], float_io=True, n_in=256, q_in=(scale, zp)), x)
+        assert np.array_equal(quantize(x, scale, zp), expected), case
 
 
 def test_quantized_network_is_the_tflm_graph(tflm):

@@ -26,6 +26,7 @@ import numpy as np
 from devsim import crng
 from devsim.params import ParamError, param
 from trainer.base import Estimate, Estimator, EstimatorParams, Window, layer_gradient
+from trainer.perturbations import rademacher_codes
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,9 @@ class MGD(Estimator):
 
     def codes(self, first_step: int, steps: int) -> np.ndarray:
         """Perturbations (steps, K) for steps first_step.., each code held tau_p steps."""
-        code_ids = (first_step + np.arange(steps)) // self.params.tau_p
-        unique, where = np.unique(code_ids, return_inverse=True)
-        counters = unique[:, None] * self.channels + np.arange(self.channels)
-        return self.amplitude * crng.sign_np(self._key, counters)[where]
+        out = np.empty((steps, self.channels))
+        rademacher_codes(self._key, first_step, self.params.tau_p, self.amplitude, out)
+        return out
 
     def estimate(self, hardware, window: Window) -> Estimate:
         steps = len(window.x)

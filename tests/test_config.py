@@ -1,0 +1,168 @@
+"""Config loading: every bad input gets a one-line error with file, line and key path."""
+import textwrap
+
+import pytest
+
+from devsim.config import ConfigError, dump, loads
+from devsim.run import RunConfig
+
+BASE = """\
+name: t
+seed: 3
+data: {type: digits}
+network:
+  loss: mse
+  layers:
+    - {units: 8, activation: tanh}
+    - units: 10
+      activation: sigmoid
+train:
+  estimator: {type: mgd, target: nodes, epsilon: 0.1}
+  optimizer: {type: sgd, lr: 0.5}
+  timescales: {tau_x: 1, tau_theta: 10}
+  steps: 1000
+"""
+
+
+def _errors(text, overrides=()):
+    with pytest.raises(ConfigError) as info:
+        loads(text, RunConfig, source="c.yaml", overrides=overrides)
+    return info.value.messages
+
+
+# (description, replace old -> new in BASE, expected start of the single message)
+BAD = [
+    ("negative seed", ("seed: 3", "seed: -1"), "c.yaml:2: seed: must be >= 0, got -1"),
+    ("seed not an int", ("seed: 3", "seed: 1.5"), "c.yaml:2: seed: must be an integer, got 1.5"),
+    ("unknown top key", ("name: t", "nmae: t"), "c.yaml:1: nmae: unknown key (did you mean 'name'?)"),
+    ("unknown data type", ("{type: digits}", "{type: digts}"),
+     "c.yaml:3: data.type: unknown data type 'digts' (did you mean 'digits'?)"),
+    ("data without type", ("{type: digits}", "{bits: 3}"), "c.yaml:3: data: unknown data type None"),
+    ("test_fraction too big", ("{type: digits}", "{type: digits, test_fraction: 1.0}"),
+     "c.yaml:3: data.test_fraction: must be < 1.0, got 1.0"),
+    ("bad loss", ("loss: mse", "loss: mae"),
+     "c.yaml:5: network.loss: must be one of 'mse', 'cross_entropy', got 'mae'"),
+    ("layers not a list", ("  layers:\n    - {units: 8, activation: tanh}\n    - units: 10\n      activation: sigmoid",
+                           "  layers: 3"), "c.yaml:6: network.layers: must be a list, got 3"),
+    ("zero units", ("{units: 8,", "{units: 0,"), "c.yaml:7: network.layers[0].units: must be >= 1, got 0"),
+    ("units as string", ("units: 10", "units: ten"),
+     "c.yaml:8: network.layers[1].units: must be an integer, got 'ten'"),
+    ("misspelt layer key", ("activation: sigmoid", "activaton: sigmoid"),
+     "c.yaml:9: network.layers[1].activaton: unknown key (did you mean 'activation'?)"),
+    ("unknown activation", ("activation: tanh", "activation: tahn"),
+     "c.yaml:7: network.layers[0].activation.type: unknown activation type 'tahn' (did you mean 'tanh'?)"),
+    ("leaky slope out of range", ("activation: tanh}", "activation: {type: leaky_relu, slope: 2}}"),
+     "c.yaml:7: network.layers[0].activation.slope: must be <= 1.0, got 2.0"),
+    ("logistic negative spread", ("activation: tanh}", "activation: {type: logistic, k_spread: -0.1}}"),
+     "c.yaml:7: network.layers[0].activation.k_spread: must be >= 0.0, got -0.1"),
+    ("unknown device", ("  loss: mse", "  loss: mse\n  device: {type: memristr}"),
+     "c.yaml:6: network.device.type: unknown device type 'memristr'"),
+    ("empty layer list", ("  layers:\n    - {units: 8, activation: tanh}\n    - units: 10\n      activation: sigmoid",
+                          "  layers: []"), "c.yaml:6: network.layers: must list at least one layer"),
+    ("bad init", ("  loss: mse", "  loss: mse\n  init: zeros"),
+     "c.yaml:6: network.init: must be one of 'glorot_uniform', 'glorot_normal', 'he_normal', got 'zeros'"),
+    ("estimator target", ("target: nodes", "target: synapses"),
+     "c.yaml:11: train.estimator.target: must be one of 'nodes', 'weights', got 'synapses'"),
+    ("epsilon zero", ("epsilon: 0.1", "epsilon: 0"), "c.yaml:11: train.estimator.epsilon: must be > 0.0, got 0.0"),
+    ("unknown optimizer", ("type: sgd", "type: adamw"),
+     "c.yaml:12: train.optimizer.type: unknown optimizer type 'adamw' (did you mean 'adam'?)"),
+    ("negative lr", ("lr: 0.5", "lr: -0.5"), "c.yaml:12: train.optimizer.lr: must be > 0.0, got -0.5"),
+    ("lr not a number", ("lr: 0.5", "lr: fast"), "c.yaml:12: train.optimizer.lr: must be a number, got 'fast'"),
+    ("momentum beta", ("{type: sgd, lr: 0.5}", "{type: momentum, lr: 0.5, beta: 1}"),
+     "c.yaml:12: train.optimizer.beta: must be < 1.0, got 1.0"),
+    ("tau zero", ("tau_x: 1", "tau_x: 0"), "c.yaml:13: train.timescales.tau_x: must be >= 1, got 0"),
+    ("steps bool", ("steps: 1000", "steps: yes"), "c.yaml:14: train.steps: must be an integer, got True"),
+    ("trace not a mapping", ("name: t", "name: t\ntrace: 5"), "c.yaml:2: trace: must be a mapping, got 5"),
+    ("data not a mapping", ("{type: digits}", "5"), "c.yaml:3: data: must be a mapping with a 'type' key, got 5"),
+    ("duplicate key", ("seed: 3", "seed: 3\nseed: 4"), "c.yaml:3: seed: duplicate key (first given on line 2)"),
+    ("not YAML", ("name: t", "name: [t"), "c.yaml:2: not valid YAML"),
+    ("file data without path", ("{type: digits}", "{type: file}"),
+     "c.yaml:3: data.path: must name a .npz or .h5 file"),
+]
+
+
+@pytest.mark.parametrize("old_new,expected", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_input_names_file_line_path_and_rule(old_new, expected):
+    old, new = old_new
+    assert old in BASE
+    messages = _errors(BASE.replace(old, new, 1))
+    assert len(messages) == 1, messages
+    assert messages[0].startswith(expected), messages[0]
+    assert "\n" not in messages[0]
+
+
+def test_all_errors_are_reported_at_once():
+    text = BASE.replace("seed: 3", "seed: -2").replace("lr: 0.5", "lr: -1")
+    messages = _errors(text)
+    assert [m.split(":")[2].strip() for m in messages] == ["seed", "train.optimizer.lr"]
+
+
+def test_missing_required_key():
+    assert _errors("seed: 1\n") == ["c.yaml:1: missing required key 'network'"]
+
+
+def test_valid_config_loads_with_defaults():
+    config = loads(BASE, RunConfig, source="c.yaml")
+    assert config.seed == 3 and config.network.layers[1].units == 10
+    assert config.network.layers[0].activation.kind == "tanh"
+    assert config.train.optimizer.lr == 0.5 and config.trace.log_every == 10_000
+
+
+def test_scientific_notation_floats():
+    config = loads(BASE.replace("lr: 0.5", "lr: 1e-3"), RunConfig)
+    assert config.train.optimizer.lr == 1e-3
+
+
+def test_overrides_set_nested_values_and_are_validated():
+    config = loads(BASE, RunConfig, overrides=["train.optimizer.lr=0.25", "network.layers[0].units=16",
+                                               "network.layers.1.activation=relu", "seed=9",
+                                               "train.optimizer.type=adam"])
+    assert config.train.optimizer.lr == 0.25 and config.train.optimizer.kind == "adam"
+    assert config.network.layers[0].units == 16 and config.seed == 9
+    assert config.network.layers[1].activation.kind == "relu"
+    bad = _errors(BASE, overrides=["train.optimizer.lr=-3"])
+    assert bad == ["c.yaml:12: train.optimizer.lr: must be > 0.0, got -3.0"]
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        loads(BASE, RunConfig, overrides=["seed"])
+    with pytest.raises(ConfigError, match=r"network.layers\[5\].units: index out of range|does not exist"):
+        loads(BASE, RunConfig, overrides=["network.layers[5].units=3"])
+    with pytest.raises(ConfigError, match="short form 'tanh'"):
+        loads(BASE, RunConfig, overrides=["network.layers[0].activation.slope=0.1"])
+
+
+def test_dump_round_trips():
+    config = loads(BASE, RunConfig)
+    again = loads(dump(config), RunConfig)
+    assert again == config
+
+
+def test_every_bundled_config_validates():
+    from pathlib import Path
+
+    from devsim.run import load_config
+    paths = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+    assert len(paths) >= 5
+    for path in paths:
+        load_config(path)
+
+
+def test_presets_load_as_devices():
+    from pathlib import Path
+
+    import yaml
+
+    import devices
+    presets = Path(__file__).parents[1] / "configs" / "presets"
+    for path in sorted(presets.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        family = devices.DeviceParams if data["type"] in devices.DeviceParams.registry else None
+        if family is None:
+            continue
+        from devsim.config import from_data
+        from_data(family, data, source=path.name)
+
+
+def test_error_text_is_one_line_per_problem():
+    text = textwrap.dedent(BASE).replace("units: 10", "units: -1").replace("epsilon: 0.1", "epsilon: -1")
+    messages = _errors(text)
+    assert len(messages) == 2 and all("\n" not in m for m in messages)

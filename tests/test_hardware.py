@@ -1,0 +1,130 @@
+"""The batched hardware interface against per-probe NumPy loops and closed forms."""
+import numpy as np
+import pytest
+
+from conftest import make_hardware
+from devices.ideal import add_weight_perturbation, add_weight_perturbation_np
+from devices.noise import BernoulliNoiseParams, GaussianNoiseParams
+from devsim.activations import LeakyReLU, Logistic, ReLU
+
+
+def _per_probe_costs(hw, x, y, node=None, weight=None):
+    """Reference: one probe at a time, plain NumPy, from the flat parameters."""
+    params = hw.read_params()
+    costs = []
+    for t in range(len(x)):
+        p = params + (weight[t] if weight is not None else 0.0)
+        h = x[t]
+        for i, (n_out, n_in) in enumerate(hw.layer_shapes):
+            flat = p[hw.param_offsets[i]:hw.param_offsets[i + 1]]
+            a = flat[: n_out * n_in].reshape(n_out, n_in) @ h + flat[n_out * n_in:]
+            if node is not None:
+                a = a + node[t, hw.node_offsets[i]:hw.node_offsets[i + 1]]
+            h = hw._network.activations[i](a[None])[0]
+        costs.append(np.mean((h - y[t]) ** 2))
+    return np.array(costs)
+
+
+def test_batched_call_equals_per_probe_loop(rng):
+    hw = make_hardware((6, 5, 4, 3))
+    T = 17
+    x, y = rng.normal(size=(T, 6)), rng.random((T, 3))
+    node = 0.1 * rng.normal(size=(T, hw.n_nodes))
+    weight = 0.05 * rng.normal(size=(T, hw.n_params))
+    for kw in ({}, {"node_perturbation": node}, {"weight_perturbation": weight},
+               {"node_perturbation": node, "weight_perturbation": weight}):
+        ref = _per_probe_costs(hw, x, y, kw.get("node_perturbation"), kw.get("weight_perturbation"))
+        np.testing.assert_allclose(hw.cost(x, y, **kw), ref, rtol=1e-12, atol=1e-14)
+
+
+def test_steps_are_counted_and_eval_kept_apart(rng):
+    hw = make_hardware()
+    x, y = rng.normal(size=(9, 5)), rng.random((9, 3))
+    hw.cost(x, y)
+    hw.probe(x[:4], y[:4], node_perturbation=np.zeros((4, hw.n_nodes)))
+    hw.outputs(x)
+    assert hw.steps == 13 and hw.eval_reads == 9
+
+
+def test_probe_returns_local_signals(rng):
+    hw = make_hardware((5, 4, 3))
+    x, y = rng.normal(size=(6, 5)), rng.random((6, 3))
+    node = rng.normal(size=(6, hw.n_nodes))
+    clean = hw.probe(x, y)
+    noisy = hw.probe(x, y, node_perturbation=node)
+    np.testing.assert_array_equal(noisy.inputs[0], x)
+    # first layer's pre-activation moves by exactly the injected perturbation
+    np.testing.assert_allclose(noisy.preactivations[0] - clean.preactivations[0], node[:, :4])
+    assert noisy.inputs[1].shape == (6, 4) and noisy.preactivations[1].shape == (6, 3)
+
+
+def test_weight_perturbation_kernel_equals_numpy_twin(rng):
+    x = rng.normal(size=(11, 7))
+    pert = rng.normal(size=(11, 5 * 7 + 5))
+    a, b = np.zeros((11, 5)), np.zeros((11, 5))
+    add_weight_perturbation(x, pert, 5, a)
+    add_weight_perturbation_np(x, pert, 5, b)
+    np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_write_lands_exactly_on_ideal_device(rng):
+    hw = make_hardware()
+    before = hw.read_params()
+    delta = rng.normal(size=hw.n_params)
+    hw.write(delta)
+    np.testing.assert_allclose(hw.read_params(), before + delta)
+    with pytest.raises(ValueError, match="update has shape"):
+        hw.write(delta[:-1])
+
+
+def test_bad_perturbation_shape_is_rejected(rng):
+    hw = make_hardware()
+    with pytest.raises(ValueError, match="node_perturbation has shape"):
+        hw.cost(np.zeros((3, 5)), np.zeros((3, 3)), node_perturbation=np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1), Logistic(L=1.5, k=2.0, x0=0.1, y0=-0.2,
+                                                                   k_spread=0.3, L_spread=0.2)])
+def test_reference_gradient_matches_finite_differences(rng, loss, act):
+    hw = make_hardware((4, 6, 3), activations=[act, act], loss=loss)
+    x, y = rng.normal(size=(8, 4)), np.eye(3)[rng.integers(0, 3, 8)]
+    model, p = hw.reference(), hw.read_params()
+    g = model.gradient(p, x, y)
+    h = 1e-6
+    fd = np.array([(model.costs(p + h * e, x, y).mean() - model.costs(p - h * e, x, y).mean()) / (2 * h)
+                   for e in np.eye(len(p))])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
+    # the reference forward equals the hardware's
+    np.testing.assert_allclose(model.costs(p, x, y), hw.cost(x, y), rtol=1e-12)
+
+
+def test_logistic_neuron_variation_is_per_neuron():
+    act = Logistic(L=1.0, k=1.0, L_spread=0.1, k_spread=0.1, x0_spread=0.1, y0_spread=0.1)
+    f = act.build(50, np.random.default_rng(0))
+    out = f(np.zeros((1, 50)))[0]
+    assert np.std(out) > 0.01  # neurons answer the same input differently
+    f0 = Logistic(L=2.0, k=3.0, x0=0.5, y0=-1.0).build(3, np.random.default_rng(0))
+    z = np.array([[0.5, 1.0, -1.0]])
+    np.testing.assert_allclose(f0(z), 2.0 / (1 + np.exp(-3.0 * (z - 0.5))) - 1.0)
+
+
+def test_noisy_pass_adds_intrinsic_noise_with_its_statistics():
+    hw = make_hardware((3, 4), activations=[ReLU()], node_noise=GaussianNoiseParams(std=0.2, mean=1.0))
+    x = np.zeros((20000, 3))
+    clean = hw.probe(x, np.zeros((20000, 4)))
+    noisy = hw.probe(x, np.zeros((20000, 4)), noisy=True)
+    d = noisy.preactivations[0] - clean.preactivations[0]
+    n = d.size  # tolerances: 5 standard errors of mean and variance
+    assert abs(d.mean() - 1.0) < 5 * 0.2 / np.sqrt(n)
+    assert abs(d.var() - 0.04) < 5 * 0.04 * np.sqrt(2 / n)
+    with pytest.raises(ValueError, match="node_noise is not set"):
+        make_hardware().cost(np.zeros((1, 5)), np.zeros((1, 3)), noisy=True)
+
+
+def test_bernoulli_noise_levels():
+    src = BernoulliNoiseParams(amplitude=0.5, p=0.25, offset=-1.0).build(3, np.random.default_rng(1))
+    s = src.sample(40000)
+    assert set(np.unique(s)) == {-1.0, -0.5}
+    n = s.size
+    assert abs((s == -0.5).mean() - 0.25) < 5 * np.sqrt(0.25 * 0.75 / n)
