@@ -21,7 +21,7 @@ against it, and the reference is tested against the ``tflite-micro`` interpreter
 How a devsim network of :class:`MCUDense` layers is the TFLM int8 graph, bit for
 bit. devsim passes float arrays between layers; this device makes them carry int8
 tensors exactly. ``forward`` quantizes its input with the layer's input
-(scale, zero point) as TFLM's QUANTIZE op does (float32 input, division, round half
+(scale, zero point) as TFLM's QUANTIZE op does (float32 input and division, round half
 away from zero, clamp), runs the integer kernel, and returns the *dequantized* int8
 output ``s_out * (q - z_out)`` in float64. When layer l+1's input quantization is
 layer l's output quantization (post-training quantization and :class:`MCUParams`
@@ -102,9 +102,14 @@ from instruction timings, not measurements; see each ``source``."""
 
 # ------------------------------------------------------------------ scalar helpers
 def round_half_away(x):
-    """``TfLiteRound`` (``std::round``): to nearest, ties away from zero."""
+    """``TfLiteRound`` (``std::round``): to nearest, ties away from zero, in x's precision.
+
+    Via the exact fractional part x - trunc(x), so values just below a half (such as
+    0.49999997 in float32) do not round up as floor(x + 0.5) would.
+    """
     x = np.asarray(x)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    whole = np.trunc(x)
+    return whole + np.sign(x) * (np.abs(x - whole) >= 0.5)
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -185,10 +190,11 @@ def choose_quant_params(rmin: float, rmax: float) -> tuple[np.float32, int]:
 def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """TFLM QUANTIZE (float32 -> int8): round(x / s) + z, ties away from zero, clamped.
 
-    The input is taken as float32 (a TFLM input tensor) and divided in double.
+    As ``reference_ops::AffineQuantize``: the input is a float32 tensor and the
+    division is done in float32.
     """
-    x = np.asarray(x, dtype=np.float32).astype(np.float64)
-    q = round_half_away(x / float(np.float32(scale))) + zero_point
+    x = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    q = round_half_away(x).astype(np.int64) + zero_point
     return np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
 
 

@@ -18,6 +18,7 @@ from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUParams, QuantParams,
                          fully_connected_reference,
                          multiply_by_quantized_multiplier, post_training_quantize, quantize,
                          quantize_multiplier, rademacher_lsb, requant_params, requantize,
+                         round_half_away,
                          rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 from devsim import crng
 from devsim.activations import Identity, ReLU
@@ -420,23 +421,37 @@ def test_reference_and_kernel_match_tflite_micro(tflm):
     assert single_rounding_misses > 20
 
 
-def test_quantize_matches_tflite_micro_at_ties(tflm):
-    # Exact halves (power-of-two scale), their float32 neighbours, values beyond the
-    # int8 range and random floats under random scales: 40 models x 256 inputs.
+def near_halves(rng, scale, n):
+    """float32 inputs within one ulp of (k + 0.5) * scale: ties and near-ties of x / s."""
+    halves = ((rng.integers(-200, 200, n) + 0.5) * np.float64(scale)).astype(np.float32)
+    return np.concatenate([halves, np.nextafter(halves, np.float32(np.inf)),
+                           np.nextafter(halves, np.float32(-np.inf))])
+
+
+def test_quantize_matches_tflite_micro(tflm):
+    # 60 models x 256 inputs: exact halves under power-of-two scales and their float32
+    # neighbours; inputs whose quotient x / s rounds differently in float32 and in
+    # double (TFLM divides in float32); random floats, some beyond the int8 range.
     rng = np.random.default_rng(17)
-    for case in range(40):
-        if case % 2:
-            scale, zp = np.float32(2.0 ** -int(rng.integers(1, 8))), int(rng.integers(-128, 128))
-            halves = ((rng.integers(-200, 200, 86) + 0.5) * scale).astype(np.float32)
-            x = np.concatenate([halves, np.nextafter(halves, np.float32(np.inf)),
-                                np.nextafter(halves, np.float32(-np.inf))])[:256]
+    differ = 0
+    for case in range(60):
+        zp = int(rng.integers(-128, 128))
+        if case % 3 == 0:
+            scale = np.float32(2.0 ** -int(rng.integers(1, 8)))
+            x = near_halves(rng, scale, 86)[:256]
+        elif case % 3 == 1:
+            scale = np.float32(np.exp(rng.uniform(-6, 1)))
+            x = near_halves(rng, scale, 100_000)
+            in_double = round_half_away(x.astype(np.float64) / np.float64(scale))
+            x = x[round_half_away(x / scale) != in_double][:256]
+            differ += x.size
         else:
             scale = np.float32(np.exp(rng.uniform(-6, 1)))
-            zp = int(rng.integers(-128, 128))
             x = (rng.normal(0, 100, 256) * scale).astype(np.float32)
-        x = x.reshape(1, 256)
-        expected = tflm.run(tflm.model(1, [], float_io=True, n_in=256, q_in=(scale, zp)), x)
-        assert np.array_equal(quantize(x, scale, zp), expected), case
+        x = x.reshape(1, -1)
+        model = tflm.model(1, [], float_io=True, n_in=x.shape[1], q_in=(scale, zp))
+        assert np.array_equal(quantize(x, scale, zp), tflm.run(model, x)), case
+    assert differ > 1000   # float32-versus-double cases exercised (5,120 with this seed)
 
 
 def test_quantized_network_is_the_tflm_graph(tflm):
