@@ -3,8 +3,9 @@
 Top row: each method at several learning rates, given as fractions of its own
 maximum stable rate (0.5 is the optimal rate; above 1 the mean error diverges).
 Bottom row: the three methods at one small rate (they coincide), the error floor
-against the perturbation size (slope 2 on log axes), and the maximum rates against
-the number of outputs.  ``--trials K`` overlays the mean of K brute-force runs from
+against the perturbation size (slope 2 on log axes; dotted with noisy cost readings,
+lowest at the optimal sigma), and the maximum rates against the number of outputs.
+``--trials K`` overlays the mean of K brute-force runs from
 :mod:`experiments.werfel_monte_carlo` on the top row.  The script also prints the
 maximum and optimal rates as a table.
 
@@ -63,14 +64,22 @@ def plot_small_rate(ax, n_in, n_out, sigma, e0):
     ax.legend(fontsize=7)
 
 
-def plot_floors(ax, n_in, n_out):
-    """Error floor at the optimal rate against sigma, Gaussian and Rademacher."""
-    sigmas = np.logspace(-3, 0, 13)
+def plot_floors(ax, n_in, n_out, cost_noise):
+    """Error floor at the optimal rate against sigma, Gaussian and Rademacher.
+
+    Dotted: Gaussian perturbations with noisy cost readings, lowest at the optimal sigma.
+    """
+    sigmas = np.logspace(-3, 0, 31)
     for method in ("np", "wp"):
         for law, style in (("gaussian", "-"), ("rademacher", "--")):
             eta = theory.optimal_learning_rate(method, n_in, n_out, law)
             floors = [theory.error_floor(method, eta, s, n_in, n_out, law) for s in sigmas]
-            ax.plot(sigmas, floors, style, label=f"{NAMES[method]} {law}")
+            line, = ax.plot(sigmas, floors, style, label=f"{NAMES[method]} {law}")
+            if cost_noise > 0.0 and law == "gaussian":
+                noisy = [theory.error_floor(method, eta, s, n_in, n_out, law,
+                                            cost_noise=cost_noise) for s in sigmas]
+                ax.plot(sigmas, noisy, ":", color=line.get_color(),
+                        label=f"{NAMES[method]} gaussian, cost noise {cost_noise:g}")
     ax.set(xscale="log", yscale="log", xlabel="sigma", ylabel="error floor",
            title="floor at the optimal rate ∝ sigma²")
     ax.legend(fontsize=7)
@@ -114,6 +123,8 @@ def main(argv=None):
     parser.add_argument("--n-out", type=int, default=4)
     parser.add_argument("--sigma", type=float, default=0.1)
     parser.add_argument("--e0", type=float, default=1.0)
+    parser.add_argument("--cost-noise", type=float, default=0.01,
+                        help="cost-difference noise for the dotted floors (0: none)")
     parser.add_argument("--trials", type=int, default=0,
                         help="overlay the mean of this many Monte-Carlo runs (0: none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -125,7 +136,7 @@ def main(argv=None):
     for ax, method in zip(axes[0], theory.METHODS):
         plot_rates(ax, method, args.n_in, args.n_out, args.sigma, args.e0, args.trials, rng)
     plot_small_rate(axes[1, 0], args.n_in, args.n_out, args.sigma, args.e0)
-    plot_floors(axes[1, 1], args.n_in, args.n_out)
+    plot_floors(axes[1, 1], args.n_in, args.n_out, args.cost_noise)
     plot_max_rates(axes[1, 2], args.n_in)
     fig.suptitle(f"Linear teacher-student, N = {args.n_in} inputs, M = {args.n_out} outputs, "
                  f"Gaussian perturbations of size sigma = {args.sigma:g}"
