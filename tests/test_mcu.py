@@ -385,7 +385,7 @@ def oracle_case(rng, kind):
 
 ORACLE_CASES = {"random": 1000, "ties": 500, "saturation": 300, "zero_points": 300,
                 "big_multiplier": 300, "relu6": 100}
-"""2,500 single-layer models, each run on 16 input rows (334,880 outputs with the seed used)."""
+"""2,500 single-layer models, each run on 16 input rows: 334,880 outputs with the seed used."""
 
 
 def single_rounding(x, w, b, m, s, z_in, z_out, lo, hi):
