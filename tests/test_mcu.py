@@ -488,6 +488,29 @@ def test_quantized_network_is_the_tflm_graph(tflm):
     assert np.abs(ours - h).max() < 0.1 * np.abs(h).max()
 
 
+def test_configured_mcu_network_with_float_relu_is_the_fused_tflm_graph(tflm):
+    # A Network built from config (device: mcu, per-tensor weights, no fused clamp,
+    # static activation range) with float ReLUs between layers, after a write through
+    # the Hardware interface, against TFLM running the same int8 tensors with RELU fused.
+    params = NetworkParams(
+        layers=(LayerParams(units=24, activation=ReLU()), LayerParams(units=24, activation=ReLU()),
+                LayerParams(units=4, activation=Identity())),
+        device=MCUParams(per_channel=False, activation_range=(-3.0, 5.0)))
+    net = Network(params, 10, np.random.default_rng(2), np.random.default_rng(3))
+    hw = Hardware(net, "mse")
+    rng = np.random.default_rng(4)
+    hw.write(rng.normal(0, 0.05, hw.n_params))
+    x = rng.uniform(-3, 3, (128, 10))
+    ours = net.run(x).outputs
+    fused = ["relu", "relu", "none"]
+    model = tflm.model(x.shape[0], [(d.w_q, d.b_q, d.weight_scales, d.input_q, d.output_q, f)
+                                    for d, f in zip(net.devices, fused)], float_io=True)
+    theirs = tflm.run(model, x.astype(np.float32))
+    q_out = net.devices[-1].output_q
+    assert np.array_equal(quantize(ours, *q_out), quantize(theirs, *q_out))
+    assert len(np.unique(quantize(ours, *q_out))) > 20      # not a saturated, trivial output
+
+
 def test_hardware_costs_are_losses_of_dequantized_outputs():
     rng = np.random.default_rng(8)
     ws, bs = [rng.normal(0, 0.5, (6, 4)), rng.normal(0, 0.5, (3, 6))], [np.zeros(6), np.zeros(3)]
