@@ -7,8 +7,8 @@ The public Python API::
 """
 __version__ = "0.1.0"
 
-_API = {"load_config": "devsim.run", "run": "devsim.run", "build": "devsim.run",
-        "RunConfig": "devsim.run", "read_trace": "devsim.trace", "Hardware": "devsim.hardware",
+_API = {"load_config": "devsim.runner", "run": "devsim.runner", "build": "devsim.runner",
+        "RunConfig": "devsim.runner", "read_trace": "devsim.trace", "Hardware": "devsim.hardware",
         "ConfigError": "devsim.config"}
 
 __all__ = ["__version__", *_API]

@@ -23,7 +23,7 @@ def _fail(messages) -> int:
 
 
 def _load(args):
-    from devsim.run import load_config
+    from devsim.runner import load_config
     config = load_config(args.config, args.set or ())
     if getattr(args, "seed", None) is not None:
         config = config.replace(seed=args.seed)
@@ -31,7 +31,7 @@ def _load(args):
 
 
 def cmd_run(args) -> int:
-    from devsim.run import run
+    from devsim.runner import run
     config = _load(args)
     summary = run(config, out=args.out, progress=not args.quiet, source=Path(args.config).name)
     final = summary["final"]

@@ -1,0 +1,127 @@
+"""MGD estimates against the true gradient of known costs."""
+import numpy as np
+import pytest
+
+from conftest import Identity, make_hardware
+from trainer.base import Window
+from trainer.mgd import MGDParams
+from trainer.perturbations import rademacher_codes, rademacher_codes_np
+from devsim import crng
+
+
+def _window(x, y, steps):
+    new = np.zeros(steps, bool)
+    new[0] = True
+    return Window(np.repeat(x[None], steps, 0), np.repeat(y[None], steps, 0), new)
+
+
+def _linear_problem(seed=0):
+    """A linear 4 -> 3 layer with MSE on one sample: cost is quadratic in the weights."""
+    hw = make_hardware((4, 3), activations=[Identity()], seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    x, y = rng.normal(size=4), rng.normal(size=3)
+    g = hw.reference().gradient(hw.read_params(), x[None], y[None])
+    return hw, x, y, g
+
+
+@pytest.mark.parametrize("T", [1, 4, 15, 60])
+def test_cosine_to_true_gradient_follows_one_over_sqrt_1_plus_K_over_T(T):
+    hw, x, y, g = _linear_problem()
+    K = hw.n_params  # 15 weight-perturbation channels
+    est = MGDParams(target="weights", epsilon=1e-5).build(hw, np.random.default_rng(T))
+    trials = 1500
+    G = np.array([est.estimate(hw, _window(x, y, T)).gradient for _ in range(trials)])
+    # Second moment: E|g_hat|^2 = |g|^2 (1 + (K-1)/T) for Rademacher codes (exact in expectation).
+    ratio = (G ** 2).sum(1) / (g @ g)
+    predicted = 1 + (K - 1) / T
+    assert abs(ratio.mean() - predicted) < 5 * ratio.std() / np.sqrt(trials)
+    # The cosine itself: ratio of expectations gives 1/sqrt(1+(K-1)/T).
+    cos_law = (G @ g).mean() / np.sqrt((G ** 2).sum(1).mean() * (g @ g))
+    assert abs(cos_law - 1 / np.sqrt(predicted)) < 0.03
+    # mean cosine is close to the law too (Jensen gap shrinks as T grows)
+    cos = (G @ g) / np.linalg.norm(G, axis=1) / np.linalg.norm(g)
+    assert abs(cos.mean() - 1 / np.sqrt(predicted)) < 0.12
+
+
+def test_cosine_rises_with_integration_time():
+    hw, x, y, g = _linear_problem(3)
+    est = MGDParams(target="weights", epsilon=1e-5).build(hw, np.random.default_rng(0))
+    means = []
+    for T in (2, 8, 32, 128):
+        G = np.array([est.estimate(hw, _window(x, y, T)).gradient for _ in range(200)])
+        means.append(((G @ g) / np.linalg.norm(G, axis=1)).mean() / np.linalg.norm(g))
+    assert np.all(np.diff(means) > 0)
+
+
+@pytest.mark.parametrize("target", ["nodes", "weights"])
+def test_estimate_is_unbiased_on_a_nonlinear_network(target):
+    hw = make_hardware((5, 4, 3), seed=2)
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=5), rng.random(3)
+    g = hw.reference().gradient(hw.read_params(), x[None], y[None])
+    est = MGDParams(target=target, epsilon=1e-4).build(hw, np.random.default_rng(1))
+    trials = 3000
+    G = np.array([est.estimate(hw, _window(x, y, 4)).gradient for _ in range(trials)])
+    se = G.std(0) / np.sqrt(trials)
+    assert np.all(np.abs(G.mean(0) - g) < 5 * se + 1e-6)
+
+
+def test_node_mode_uses_each_synapse_input():
+    """With node perturbation the weight estimate is the node estimate times the input,
+    so it is exact in rank: dW_l is an outer product for a single-sample window."""
+    hw = make_hardware((5, 4, 3), seed=1)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=5), rng.random(3)
+    est = MGDParams(target="nodes", epsilon=1e-3).build(hw, rng)
+    G = est.estimate(hw, _window(x, y, 1)).gradient
+    W1 = G[: 4 * 5].reshape(4, 5)
+    assert np.linalg.matrix_rank(W1, tol=1e-12 * np.abs(W1).max()) == 1
+    b1 = G[20:24]
+    np.testing.assert_allclose(W1, np.outer(b1, x), rtol=1e-10, atol=1e-14)
+
+
+def test_baseline_remeasured_per_sample_and_counted():
+    hw = make_hardware((5, 3), seed=0)
+    est = MGDParams(target="nodes").build(hw, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(12, 5)), rng.random((12, 3))
+    new = np.zeros(12, bool)
+    new[[0, 4, 8]] = True  # three samples, each held four steps
+    est.estimate(hw, Window(x, y, new))
+    assert hw.steps == 12 + 3
+    new[0] = False  # a sample carried over from the previous window: still re-measured
+    est.estimate(hw, Window(x, y, new))
+    assert hw.steps == 2 * 12 + 3 + 3
+
+
+def test_codes_rms_hold_and_determinism():
+    key = crng.stream_key_np(11, 0)
+    K, steps, tau_p, eps = 50, 40, 4, 0.3
+    out = np.empty((steps, K))
+    rademacher_codes(key, 3, tau_p, eps / np.sqrt(K), out)
+    np.testing.assert_array_equal(out, rademacher_codes_np(key, 3, steps, tau_p, K, eps / np.sqrt(K)))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), eps)  # eps is the L2 norm
+    code_id = (3 + np.arange(steps)) // tau_p
+    for t in range(1, steps):
+        assert np.array_equal(out[t], out[t - 1]) == (code_id[t] == code_id[t - 1])
+    # distinct codes are nearly orthogonal: |<u_a, u_b>|/K ~ 1/sqrt(K)
+    codes = np.unique(out, axis=0) / (eps / np.sqrt(K))
+    gram = codes @ codes.T / K
+    off = gram[~np.eye(len(codes), dtype=bool)]
+    pairs = len(off) / 2  # each pair appears twice in the Gram matrix
+    assert abs(off.mean()) < 5 / np.sqrt(K * pairs)  # each entry has sd 1/sqrt(K)
+    assert off.std() == pytest.approx(1 / np.sqrt(K), rel=0.35)
+    # regenerable from the seed: same key, same codes in any chunking
+    a = np.empty((20, K))
+    b = np.empty((20, K))
+    rademacher_codes(key, 3, tau_p, 1.0, a)
+    rademacher_codes(key, 23, tau_p, 1.0, b)
+    np.testing.assert_array_equal(np.vstack([a, b]) * eps / np.sqrt(K), out)
+
+
+def test_weight_target_on_hardware_without_the_port_is_a_config_error():
+    from devsim.params import ParamError
+    hw = make_hardware((3, 2))
+    hw.supports = frozenset({"nodes"})
+    with pytest.raises(ParamError, match="no 'weights' port"):
+        MGDParams(target="weights").build(hw, np.random.default_rng(0))
