@@ -4,7 +4,7 @@ import textwrap
 import pytest
 
 from devsim.config import ConfigError, dump, loads
-from devsim.run import RunConfig
+from devsim.runner import RunConfig
 
 BASE = """\
 name: t
@@ -139,7 +139,7 @@ def test_dump_round_trips():
 def test_every_bundled_config_validates():
     from pathlib import Path
 
-    from devsim.run import load_config
+    from devsim.runner import load_config
     paths = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
     assert len(paths) >= 5
     for path in paths:
