@@ -44,6 +44,9 @@ from devsim.params import Params, param
 _BLOCK = 256
 """Devices per parallel work item: each writes 2 kB stretches of every output row, which
 stream far better than one cache line per row."""
+_PARALLEL_SAMPLES = 1 << 22
+"""Calls with fewer samples run serially: waking the thread pool costs microseconds on an
+idle machine but milliseconds on a busy one (measured in BENCHMARKS.md)."""
 _S11 = np.uint64(11)
 
 
@@ -68,37 +71,47 @@ def leave_probabilities(x, delta, log_rate0):
             leave / (1.0 + np.exp(log_plus - log_minus)))
 
 
+@njit(cache=True)
+def telegraph_drive_block(state, current, offset, ic0, delta, log_rate0, n_sub, key, start,
+                          out, lo, hi):
+    """Devices lo..hi-1 of :func:`telegraph_drive`, serially; returns their switch count."""
+    n_steps, n = current.shape
+    count = 0
+    for t in range(n_steps):
+        first = start + t * n_sub
+        for j in range(lo, hi):
+            p_plus, p_minus = leave_probabilities(
+                (current[t, j] - offset[j]) / ic0[j], delta[j], log_rate0)
+            base = threshold(p_minus)  # flip iff draw < base + diff * up: the
+            diff = threshold(p_plus) - base  # threshold of the current state (mod 2^64)
+            up = np.uint64(state[j] > 0)
+            ups = 0
+            for k in range(n_sub):  # branch-free: flips are unpredictable
+                flip = crng.bits(key, (first + k) * n + j) >> _S11 < base + diff * up
+                up ^= np.uint64(flip)
+                count += flip
+                ups += np.int64(up)
+            state[j] = 2 * np.int64(up) - 1
+            out[t, j] = (2 * ups - n_sub) / n_sub
+    return count
+
+
 @njit(cache=True, parallel=True)
 def telegraph_drive(state, current, offset, ic0, delta, log_rate0, n_sub, key, start, out):
     """Drive n devices through T steps of ``n_sub`` samples each; returns the switch count.
 
     Row t of ``current`` (T, n) is held over step t; ``out[t, j]`` receives the mean of
     m over that step's samples. ``state`` (n,) int8 is updated in place; ``start`` is
-    the index of the first sample (samples already taken by this array).
+    the index of the first sample (samples already taken by this array). Blocks of
+    devices run in parallel.
     """
-    n_steps, n = current.shape
+    n = current.shape[1]
     n_blocks = (n + _BLOCK - 1) // _BLOCK
     switches = np.zeros(n_blocks, np.int64)
     for b in prange(n_blocks):
-        lo, hi = b * _BLOCK, min((b + 1) * _BLOCK, n)
-        count = 0
-        for t in range(n_steps):
-            first = start + t * n_sub
-            for j in range(lo, hi):
-                p_plus, p_minus = leave_probabilities(
-                    (current[t, j] - offset[j]) / ic0[j], delta[j], log_rate0)
-                base = threshold(p_minus)  # flip iff draw < base + diff * up: the
-                diff = threshold(p_plus) - base  # threshold of the current state (mod 2^64)
-                up = np.uint64(state[j] > 0)
-                ups = 0
-                for k in range(n_sub):  # branch-free: flips are unpredictable
-                    flip = crng.bits(key, (first + k) * n + j) >> _S11 < base + diff * up
-                    up ^= np.uint64(flip)
-                    count += flip
-                    ups += np.int64(up)
-                state[j] = 2 * np.int64(up) - 1
-                out[t, j] = (2 * ups - n_sub) / n_sub
-        switches[b] = count
+        switches[b] = telegraph_drive_block(state, current, offset, ic0, delta, log_rate0,
+                                            n_sub, key, start, out, b * _BLOCK,
+                                            min((b + 1) * _BLOCK, n))
     return switches.sum()
 
 
@@ -278,8 +291,12 @@ class MTJArray:
         if current.ndim != 2 or current.shape[1] != self.n:
             raise ValueError(f"current has shape {current.shape}, expected (T, {self.n})")
         out = np.empty(current.shape)
-        switches = telegraph_drive(self.state, current, self.offset, self.ic0, self.delta,
-                                   self.log_rate0, n_sub, self.key, self.samples, out)
+        args = (self.state, current, self.offset, self.ic0, self.delta, self.log_rate0,
+                n_sub, self.key, self.samples, out)
+        if self.n > _BLOCK and current.size * n_sub >= _PARALLEL_SAMPLES:
+            switches = telegraph_drive(*args)
+        else:
+            switches = telegraph_drive_block(*args, 0, self.n)
         self._count(current.shape[0] * n_sub, switches)
         return out
 
@@ -291,10 +308,10 @@ class MTJArray:
         args = (self.state, p_plus, p_minus, self.key, self.samples, out)
         if self.n == 1:
             switches = telegraph_hold_single(*args)
-        elif self.n <= _BLOCK:  # one block: no thread pool (idle workers cost time)
-            switches = telegraph_hold_block(*args, 0, self.n)
-        else:
+        elif self.n > _BLOCK and out.size >= _PARALLEL_SAMPLES:
             switches = telegraph_hold(*args)
+        else:
+            switches = telegraph_hold_block(*args, 0, self.n)
         self._count(n_steps, switches)
         return out
 

@@ -89,19 +89,26 @@ def _spread(**extra):
 def test_kernels_match_numpy_twins_bit_for_bit(n):
     a, b = _array(n, 3, **_spread()), _array(n, 3, **_spread())
     current = np.random.default_rng(4).normal(0.0, 30e-6, (60, n))
-    out = a.drive(current, 3)
-    ref = np.empty_like(out)
+    ref = np.empty((60, n))
     switches = mtj.telegraph_drive_np(b.state, current, b.offset, b.ic0, b.delta, b.log_rate0,
                                       3, b.key, 0, ref)
-    np.testing.assert_array_equal(out, ref)
+    state = a.state.copy()
+    np.testing.assert_array_equal(a.drive(current, 3), ref)
     np.testing.assert_array_equal(a.state, b.state)
     assert switches > 0
-    held = a.hold(8e-6, 200)
+    out = np.empty_like(ref)  # the parallel kernel, which arrays use for large calls only
+    assert mtj.telegraph_drive(state, current, a.offset, a.ic0, a.delta, a.log_rate0, 3,
+                               a.key, 0, out) == switches
+    np.testing.assert_array_equal(out, ref)
     p_plus, p_minus = b.leave_probabilities(8e-6)
     ref = np.empty((200, n))
-    mtj.telegraph_hold_np(b.state, p_plus, p_minus, b.key, 180, ref)
-    np.testing.assert_array_equal(held, ref)
+    switches = mtj.telegraph_hold_np(b.state, p_plus, p_minus, b.key, 180, ref)
+    state = a.state.copy()
+    np.testing.assert_array_equal(a.hold(8e-6, 200), ref)
     np.testing.assert_array_equal(a.state, b.state)
+    out = np.empty_like(ref)
+    assert mtj.telegraph_hold(state, p_plus, p_minus, a.key, 180, out) == switches
+    np.testing.assert_array_equal(out, ref)
 
 
 def test_hold_is_drive_at_constant_current():
@@ -128,14 +135,20 @@ def test_device_to_device_spread_has_the_requested_statistics():
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
                     reason="needs at least 2 Numba threads to compare thread counts")
 def test_results_do_not_depend_on_thread_count():
+    n = 700  # 3 blocks of devices
+    a = _array(n, 9, **_spread())
+    current = np.random.default_rng(1).normal(0.0, 30e-6, (40, n))
+    p_plus, p_minus = a.leave_probabilities(1e-6)
     outputs = []
     before = numba.get_num_threads()
-    current = np.random.default_rng(1).normal(0.0, 30e-6, (40, 700))
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            a = _array(700, 9, **_spread())  # 3 blocks of devices
-            outputs.append((a.drive(current, 2), a.hold(1e-6, 300), a.state.copy()))
+            state, drive, hold = a.state.copy(), np.empty((40, n)), np.empty((300, n))
+            mtj.telegraph_drive(state, current, a.offset, a.ic0, a.delta, a.log_rate0, 2,
+                                a.key, 0, drive)
+            mtj.telegraph_hold(state, p_plus, p_minus, a.key, 80, hold)
+            outputs.append((drive, hold, state))
     finally:
         numba.set_num_threads(before)
     for one, two in zip(*outputs):
