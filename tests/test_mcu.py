@@ -245,7 +245,8 @@ def test_seeded_rademacher_kernel_matches_its_twin():
 @pytest.fixture(scope="module")
 def tflm():
     """Builds and runs .tflite models in the TFLM interpreter (pinned in the test extra)."""
-    pytest.importorskip("tflite_micro", reason="tflite-micro missing: pip install -e .[test]")
+    pytest.importorskip("tflite_micro", reason="tflite-micro (the test extra; wheels for "
+                        "Linux x86_64 only) is not installed")
     return TFLM()
 
 
