@@ -535,7 +535,7 @@ class Crossbar:
         self.shape = tuple(weights.shape)
         self.meter = Meter()
         n_out, n_in = self.shape
-        self._m = m = n_in + 1
+        m = n_in + 1  # the bias is one more row, driven at 1
         self._rng = rng
         self._seed = int(rng.integers(2 ** 63))
         self._keys = {s: np.uint64(crng.stream_key(self._seed, s)) for s in
@@ -583,6 +583,7 @@ class Crossbar:
 
     # ---- static draws
     def _draw_bounds(self, shape):
+        """Each device's own (g_min, g_max) in range units, spread by the ``_dtod`` sigmas."""
         p, rng = self.params, self._rng
         lo = np.zeros(shape)
         hi = np.ones(shape)
@@ -591,7 +592,7 @@ class Crossbar:
             lo = (g - p.g_min) / self._g_range
         if p.g_max_dtod > 0:
             g = p.g_max * (1.0 + p.g_max_dtod * rng.standard_normal(shape))
-            hi = np.maximum((g - p.g_min) / self._g_range, lo + 1e-3)
+            hi = np.maximum((g - p.g_min) / self._g_range, lo + 1e-3)  # keep a range open
         return lo, hi
 
     def _draw_stuck(self, shape):
@@ -609,6 +610,7 @@ class Crossbar:
         return code, self._rng.random(shape)
 
     def _draw_steps(self, shape):
+        """Each device's (potentiating, depressing) pulse step in range units."""
         p, rng = self.params, self._rng
         step = np.full(shape, p.dw_min / self._k)  # one pulse moves k * step in weight
         if p.dw_min_dtod > 0:
@@ -619,6 +621,7 @@ class Crossbar:
         return step * (1.0 + asym), step * (1.0 - asym)
 
     def _draw_nu(self, u):
+        """Each device's drift exponent, given its programmed conductance ``u``."""
         p = self.params
         if p.drift_model == "pcm":
             g_rel = np.maximum((self._g0 + u) * self._g_range / p.g_max, 1e-6)
