@@ -75,7 +75,7 @@ def test_integer_threshold_is_the_float_comparison():
     key = crng.stream_key_np(5, 1)
     draws = np.arange(20000, dtype=np.uint64)
     uniform = crng.uniform_np(key, draws)
-    edges = uniform[:50]  # p exactly equal to a draw: the strict comparison must agree
+    edges = uniform[:50]  # p exactly equal to a draw (strict comparison), and just above
     for p in np.concatenate([[0.0, 1.0, 2.0**-53, 0.0809], edges, edges + 1e-17]):
         kernel = (crng.bits_np(key, draws) >> np.uint64(11)) < mtj.threshold(p)
         np.testing.assert_array_equal(kernel, uniform < p)
@@ -112,7 +112,7 @@ def test_kernels_match_numpy_twins_bit_for_bit(n):
 
 
 def test_hold_is_drive_at_constant_current():
-    for n in (1, 20, 300):  # single, serial and parallel hold
+    for n in (1, 20, 300):  # the single-device kernel, one block, two blocks
         a, b = _array(n, 5, **_spread()), _array(n, 5, **_spread())
         np.testing.assert_array_equal(a.hold(3e-6, 100), b.drive(np.full((100, n), 3e-6)))
 
@@ -281,6 +281,9 @@ def test_koenders_preset_reproduces_the_simulated_smtj():
     params = config.load(PRESETS / "mtj_koenders_simulated.yaml", NoiseSourceParams)
     assert isinstance(params, mtj.MTJTelegraphNoiseParams) and not params.shared
     source = params.build(50, np.random.default_rng(0))
+    # calibration: the exact per-sample flip probability at zero bias is their 0.0809
+    p_plus, p_minus = source.array.leave_probabilities(params.bias)
+    np.testing.assert_allclose(np.concatenate([p_plus, p_minus]), 0.0809, rtol=1e-5)
     start = source.array.state.copy()
     v = np.vstack([source.sample(4000), source.sample(4000)])
     # read noise (0.91 mV) is 6.5 sd below the level half-gap (5.93 mV): sign recovers m
