@@ -13,7 +13,7 @@ import yaml
 from devices import DeviceParams
 from devices.crossbar import (
     CrossbarParams, add_tile_perturbation, add_tile_perturbation_np, dac_kernel, dac_np,
-    normal_pair, normal_pair_np, pulse_kernel, pulse_np, quant_step, readout_np,
+    normal, normal_np, pulse_kernel, pulse_np, quant_step, readout_np,
     readout_parallel, readout_rows)
 from devices.ideal import IdealParams
 from devsim.config import from_data
@@ -32,24 +32,27 @@ def build(w, b, seed=1, **kw):
 
 
 # ---------------------------------------------------------------- kernels vs twins
-def test_normal_pair_matches_twin_and_is_standard_normal():
+def test_normal_matches_twin_and_is_standard_normal():
+    from math import erfc, sqrt
     key = np.uint64(0x1234_5678_9ABC_DEF0)
-    blocks = np.arange(40_000, dtype=np.uint64)
+    index = np.arange(200_000, dtype=np.uint64)
 
     @numba.njit
-    def many(key, blocks, out):
-        for i in range(blocks.size):
-            out[0, i], out[1, i] = normal_pair(key, blocks[i])
+    def many(key, index, out):
+        for i in range(index.size):
+            out[i] = normal(key, index[i])
 
-    got = np.empty((2, blocks.size))
-    many(key, blocks, got)
-    np.testing.assert_array_equal(got, np.stack(normal_pair_np(key, blocks)))
-    z = got.ravel()
+    z = np.empty(index.size)
+    many(key, index, z)
+    np.testing.assert_array_equal(z, normal_np(key, index))
     n = z.size  # mean SE 1/sqrt(n), variance SE sqrt(2/n), 4th moment SE sqrt(96/n)
     assert abs(z.mean()) < 5 / np.sqrt(n)
     assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
     assert abs(np.mean(z ** 4) - 3) < 5 * np.sqrt(96 / n)
-    assert abs(np.corrcoef(got[0], got[1])[0, 1]) < 5 / np.sqrt(blocks.size)
+    for cut in (1.0, 2.0, 3.0, 3.442619855899):  # the last is where the ziggurat's tail starts
+        p = erfc(cut / sqrt(2))  # P(|z| > cut); binomial SE sqrt(p (1 - p) / n)
+        assert abs(np.mean(np.abs(z) > cut) - p) < 5 * np.sqrt(p * (1 - p) / n)
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / np.sqrt(n)
 
 
 def test_dac_kernel_matches_twin():
