@@ -117,8 +117,12 @@ class Hardware:
         return self._network.read()
 
     def meter(self) -> dict:
-        """Totals of device activity: reads, pulses, seconds and joules."""
-        meters = [d.meter for d in self._network.devices]
+        """Totals of device activity: reads, pulses, seconds and joules, summed over the
+        weight arrays and any metered neurons or noise sources (each reports the time
+        its own operations took; components that run in parallel are not merged)."""
+        net = self._network
+        parts = list(net.devices) + list(net.activations) + [net.node_noise]
+        meters = [p.meter for p in parts if getattr(p, "meter", None) is not None]
         return {"reads": sum(m.reads for m in meters), "pulses": sum(m.pulses for m in meters),
                 "time_s": sum(m.time_s for m in meters),
                 "energy_j": sum(m.energy_j for m in meters)}

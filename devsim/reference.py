@@ -11,6 +11,15 @@ import numpy as np
 from devsim.losses import loss_function, loss_gradient
 
 
+def _expected(act):
+    """A stochastic neuron's expected response (its ``mean``); a plain activation itself.
+
+    Calling a stochastic neuron would sample the chip's own devices and advance their
+    state, which a reference computation must not do.
+    """
+    return getattr(act, "mean", act)
+
+
 class IdealModel:
     """Noise-free float forward and backward passes over a flat parameter vector."""
 
@@ -29,7 +38,7 @@ class IdealModel:
     def forward(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
         h = x
         for (w, b), act in zip(self._layers(params), self.activations):
-            h = act(h @ w.T + b)
+            h = _expected(act)(h @ w.T + b)
         return h
 
     def costs(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -41,7 +50,7 @@ class IdealModel:
         hs, zs = [x], []
         for (w, b), act in zip(layers, self.activations):
             zs.append(hs[-1] @ w.T + b)
-            hs.append(act(zs[-1]))
+            hs.append(_expected(act)(zs[-1]))
         delta = loss_gradient(self.loss, hs[-1], y) / x.shape[0]
         grads = []
         for i in reversed(range(len(layers))):
