@@ -157,6 +157,8 @@ def main(argv=None) -> int:
         return _fail(exc.messages)
     except TraceError as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     except KeyboardInterrupt:
         return _fail("interrupted; the partial trace keeps every flushed row")
 

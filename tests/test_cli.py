@@ -81,6 +81,15 @@ def test_bad_input_exits_2_with_one_line(args, message, capsys):
     assert "Traceback" not in err
 
 
+def test_unwritable_output_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["run", str(ROOT / "configs/quickstart.yaml"), "--out", str(blocker / "t.h5"),
+                 "--set", "train.steps=10"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("devsim: error: ") and "Traceback" not in err
+
+
 def test_bad_run_does_not_touch_an_existing_trace(tmp_path):
     out = tmp_path / "keep.h5"
     out.write_bytes(b"precious")
