@@ -1,14 +1,17 @@
 """Noisy crossbar inference throughput against plain NumPy and the machine's GEMM rate.
 
-For each network (784-256-10 and 64-256-256-10, sigmoid hidden layers) and batch size
-(1, 64, 1024), all in one run:
+For each network (784-256-10 and 64-256-256-10) and batch size (1, 64, 1024), all in
+one run:
 
-* ``gemm``: the bare matrix products of the network's layers (``X @ W.T``, no bias,
-  no activation) in float32 and float64: the machine's GEMM rate for these shapes;
-* ``numpy``: a plain NumPy implementation of the same noisy model (DAC clip and
-  quantise, GEMM, bias, column read noise with the same variance, output noise, ADC
-  clip and quantise, sigmoid), drawing its noise with ``numpy.random.Generator``;
-* ``devsim``: the same network as a ``devsim.network.Network`` of ``crossbar`` devices.
+* ``gemm32`` / ``gemm64``: the bare matrix products of the layers (``X @ W.T``) in
+  float32 / float64: the machine's GEMM rate for these shapes;
+* ``numpy32``: a plain NumPy implementation of the same noisy layers (DAC clip and
+  quantise, GEMM, bias, column read noise of the same variance, output noise, ADC clip
+  and quantise), float32, noise from ``numpy.random.Generator``;
+* ``devsim32`` / ``devsim64``: the layers as ``crossbar`` devices (``forward`` chained,
+  each layer's output the next one's input, as the layers-only NumPy model does);
+* ``net32``: the whole ``devsim.network.Network`` (sigmoid after every layer) on
+  float32 crossbars: what a training run pays per probe.
 
 The noisy model is aihwkit's ``InferenceRPUConfig`` periphery defaults (7-bit DAC over
 [-1, 1], 9-bit ADC over [-12, 12], output noise 0.06) plus 1 % white read noise per
@@ -30,7 +33,6 @@ import time
 import numpy as np
 
 from devices.crossbar import CrossbarParams, quant_step
-from devsim.activations import Sigmoid
 from devsim.network import LayerParams, Network, NetworkParams
 
 NETWORKS = {"784-256-10": (784, 256, 10), "64-256-256-10": (64, 256, 256, 10)}
@@ -91,8 +93,17 @@ class NumpyCrossbar:
             y += np.sqrt(var) * self.rng.standard_normal(y.shape, dtype=self.dtype)
             bound = NOISY["output_range"]
             y = np.rint(np.clip(y, -bound, bound) / self.out_step) * self.out_step
-            h = y if i == len(self.layers) - 1 else 0.5 * (1.0 + np.tanh(0.5 * y))
+            h = y
         return h
+
+
+def layers_fn(net: Network, x):
+    """The network's devices chained without activations."""
+    def run():
+        h = x
+        for device in net.devices:
+            h = device.forward(h)
+    return run
 
 
 def gemm_fn(widths, batch, dtype, rng):
@@ -134,7 +145,7 @@ def main():
     big64 = big.astype(np.float64)
     peak64 = 2 * 1024 ** 3 / best_time(lambda: big64 @ big64, args.repeat) / 1e9
     print(f"# peak GEMM 1024^3: float32 {peak32:.1f} GFLOP/s, float64 {peak64:.1f} GFLOP/s")
-    cols = ["network", "batch", "gemm32", "gemm64", "numpy32", "devsim32", "devsim64"]
+    cols = ["network", "batch", "gemm32", "gemm64", "numpy32", "devsim32", "devsim64", "net32"]
     if args.aihwkit:
         cols.append("aihwkit")
     print("# GFLOP/s per column; ratios: devsim32 / numpy32, devsim32 / gemm32, "
@@ -154,8 +165,10 @@ def main():
                                                       args.repeat) / 1e9
             rate["numpy32"] = flops * batch / best_time(lambda: base(x), args.repeat) / 1e9
             for prec, key in (("float32", "devsim32"), ("float64", "devsim64")):
-                net = nets[prec]
-                rate[key] = flops * batch / best_time(lambda: net.run(x), args.repeat) / 1e9
+                rate[key] = flops * batch / best_time(layers_fn(nets[prec], x),
+                                                      args.repeat) / 1e9
+            rate["net32"] = flops * batch / best_time(lambda: nets["float32"].run(x),
+                                                      args.repeat) / 1e9
             if args.aihwkit:
                 rate["aihwkit"] = flops * batch / best_time(aihwkit_fn(widths, batch),
                                                             args.repeat) / 1e9
