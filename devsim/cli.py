@@ -1,4 +1,4 @@
-"""The ``devsim`` command: run | validate | inspect | plot | docs.
+"""The ``devsim`` command: run | validate | inspect | plot | tune | docs.
 
 Handlers are plain functions returning an exit code, so tests call them directly.
 Bad input (a config error, a missing file, a file that is not a trace) prints one
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from devsim.config import ConfigError
+from devsim.tune import OBJECTIVES
 
 EXIT_BAD_INPUT = 2
 
@@ -97,6 +98,29 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    import numpy as np
+
+    from devsim import tune
+    if bool(args.grid) == bool(args.random):
+        return _fail("tune: give either --grid axes or --random axes (with --trials)")
+    points = (list(tune.grid_points(args.grid)) if args.grid else
+              list(tune.random_points(args.random, args.trials, np.random.default_rng(args.search_seed))))
+    out_dir = Path(args.out)
+    trials = tune.plan(args.config, points, args.seeds, args.set or [], out_dir)
+    print(f"tune: {len(points)} points x {args.seeds} seeds = {len(trials)} runs "
+          f"on {args.workers} worker(s) -> {out_dir}/results.csv")
+
+    def report(row):
+        print(f"  trial {row['trial']:>3} seed {row['seed']}: {row['overrides']}: "
+              f"{args.objective} {row[args.objective]:.4g} ({row['wall_seconds']} s)", flush=True)
+
+    results = tune.run_study(args.config, trials, args.set or [], out_dir, args.workers, report)
+    point, value = tune.best_point(results, args.objective)
+    print(f"best {args.objective} {value:.4g} (mean over seeds): {point}")
+    return 0
+
+
 def cmd_docs(args) -> int:
     from devsim.docs import config_reference
     text = config_reference()
@@ -141,6 +165,21 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--x", choices=("steps", "seconds"), default="steps",
                     help="horizontal axis: hardware steps or wall-clock seconds")
     sp.set_defaults(handler=cmd_plot)
+
+    sp = sub.add_parser("tune", help="grid or random search over config values, many runs")
+    sp.add_argument("config", help="base run config (YAML)")
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="fixed override for every run")
+    sp.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", help="grid axis (repeatable)")
+    sp.add_argument("--random", action="append", metavar="KEY=[log:]LO:HI",
+                    help="random-search axis (repeatable), with --trials")
+    sp.add_argument("--trials", type=int, default=8, help="random-search points (default 8)")
+    sp.add_argument("--search-seed", type=int, default=0, help="seed of the random search itself")
+    sp.add_argument("--seeds", type=int, default=1, help="runs per point, seeds config.seed + 0..n-1")
+    sp.add_argument("--workers", type=int, default=1, help="worker processes")
+    sp.add_argument("--objective", choices=sorted(OBJECTIVES),
+                    default="final_test_accuracy", help="what 'best' means")
+    sp.add_argument("--out", default="runs/tune", help="folder for traces and results.csv")
+    sp.set_defaults(handler=cmd_tune)
 
     sp = sub.add_parser("docs", help="print the config reference generated from the schema")
     sp.add_argument("--out", help="write to this file instead")
