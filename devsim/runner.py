@@ -143,10 +143,7 @@ class _Progress:
     def __init__(self, total: int, enabled: bool):
         self.bar = None
         if enabled and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
+            from tqdm import tqdm
             self.bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True)
 
     def update(self, n: int, **postfix):
