@@ -27,7 +27,9 @@ What is modelled, and where (names follow IBM aihwkit's ``_dtod`` device-to-devi
 * **Periphery:** DAC clipping and quantisation of the inputs, additive output noise,
   ADC clipping and (optionally stochastic) quantisation of every column of every array.
 * **Writes:** requested changes become pulses of ``dw_min`` with cycle-to-cycle noise,
-  up/down asymmetry, soft or hard bounds; pulses, seconds and joules are metered.
+  up/down asymmetry, soft or hard bounds (a differential pair keeps the weight on one
+  device, its partner near the floor, so weights cross zero); or, with ``dw_min = 0``,
+  program-and-verify to the new target. Pulses, seconds and joules are metered.
 
 Perturbations enter in the analog domain: a weight perturbation is a conductance
 offset (its current adds to the column before the ADC), a node perturbation is a
@@ -54,6 +56,7 @@ from devsim.params import ParamError, param
 _STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND = 1, 2, 3, 4
 _STUCK_MIN, _STUCK_MAX, _STUCK_RANDOM = 1, 2, 3  # fault codes; 0 is a working device
 _PARALLEL_MIN = 1 << 15  # outputs per call from which the readout runs on all threads
+_EMPTY1, _EMPTY2 = np.zeros(0), np.zeros((0, 0))  # "term absent" arguments of the readout
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,30 @@ def dac_np(x, bound, step, dtype):
 
 
 @njit(cache=True)
+def row_squares(x, i0, i1, extra, out):
+    """out[t] = sum_{i0 <= i < i1} x[t, i]^2 + extra (four partial sums, for speed)."""
+    for t in range(x.shape[0]):
+        a0 = a1 = a2 = a3 = 0.0
+        for i in range(i0, i1 - 3, 4):
+            v0, v1 = np.float64(x[t, i]), np.float64(x[t, i + 1])
+            v2, v3 = np.float64(x[t, i + 2]), np.float64(x[t, i + 3])
+            a0 += v0 * v0
+            a1 += v1 * v1
+            a2 += v2 * v2
+            a3 += v3 * v3
+        for i in range(i0 + (i1 - i0) // 4 * 4, i1):
+            v0 = np.float64(x[t, i])
+            a0 += v0 * v0
+        out[t] = (a0 + a1) + (a2 + a3) + extra
+
+
+def row_squares_np(x, i0, i1, extra):
+    """NumPy twin of :func:`row_squares` (equal up to summation order)."""
+    part = x[:, i0:i1].astype(np.float64)
+    return (part * part).sum(axis=1) + extra
+
+
+@njit(cache=True)
 def add_tile_perturbation(x, perturbation, n_out, i0, i1, with_bias, out):
     """out[t, j] += sum_{i0 <= i < i1} dW_t[j, i] x[t, i] (+ db_t[j] if ``with_bias``).
 
@@ -282,10 +309,11 @@ def normal(key, index):
     "An improved ziggurat method to generate normal random samples", 2005).
 
     Attempt a reads word ``16 index + 2a``: its low 7 bits pick a layer and its top 53
-    bits give a uniform in [-1, 1); 98.8 % of draws end at the first attempt (one hash,
-    one compare). The wedge test reads word ``+1``, the tail words from ``+1`` on.
-    Beyond the 16 reserved words (probability below 1e-15) draws would overlap the next
-    index. The first attempt is kept apart from the loop: that compiles ~3x faster.
+    bits give a uniform in [-1, 1); 97 % of draws end at that first compare (one hash).
+    The wedge test reads word ``+1``, the tail words from ``+1`` on. An attempt is
+    rejected with probability 1.2 %, so reading past the 16 reserved words (into the
+    next index's) has probability below 1e-15. The first attempt is kept out of the
+    loop: LLVM compiles that form about 3x faster.
     """
     c = np.uint64(index) * np.uint64(_NORMAL_WORDS)
     word = crng.bits(key, c)
@@ -578,6 +606,13 @@ class Crossbar:
                       (_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND)}
         self._reads = np.uint64(0)   # draw counter of the read streams
         self._writes = np.uint64(0)  # draw counter of the pulse streams
+        self._key_read, self._key_round = self._keys[_STREAM_READ], self._keys[_STREAM_ROUND]
+        self._dac_bound = p.input_range or 0.0
+        self._dac_step = quant_step(self._dac_bound, p.dac_bits)
+        self._adc_bound = p.output_range or 0.0
+        self._adc_step = quant_step(self._adc_bound, p.adc_bits)
+        self._adc_stochastic = p.adc_stochastic_rounding
+        self._out_var = p.out_noise ** 2
         self._diff = p.mapping == "differential"
         self._k = p.w_max if self._diff else 2.0 * p.w_max
         self._dtype = np.dtype(p.precision)
@@ -588,6 +623,9 @@ class Crossbar:
         self._row_tiles = [(r0, min(r0 + p.tile_rows, m)) for r0 in range(0, m, p.tile_rows)]
         self._group = (np.arange(n_out) // p.tile_cols).astype(np.int64)
         self._n_groups = int(self._group[-1]) + 1
+        cells = m * (2 * n_out if self._diff else n_out + self._n_groups)
+        conversions = n_out * len(self._row_tiles)
+        self._read_energy_j = cells * p.cell_read_energy_j + conversions * p.adc_energy_j
 
         # static device-to-device properties; a reference column is one device per
         # row of each array, so its draws are shared by the outputs of that array
@@ -808,15 +846,13 @@ class Crossbar:
 
     # ---- DenseDevice
     def forward(self, x, node_perturbation=None, weight_perturbation=None):
-        p = self.params
         x = np.ascontiguousarray(x, dtype=np.float64)
         n_probe, n_in = x.shape
         n_out = self.shape[0]
         n_tiles = len(self._row_tiles)
-        dac = p.dac_bits > 0 or p.input_range is not None
-        if dac or self._dtype != np.float64:
+        if self._dac_bound > 0 or self._dtype != np.float64:
             xq = np.empty((n_probe, n_in), dtype=self._dtype)
-            dac_kernel(x, p.input_range or 0.0, quant_step(p.input_range or 0.0, p.dac_bits), xq)
+            dac_kernel(x, self._dac_bound, self._dac_step, xq)
         else:
             xq = x
         if weight_perturbation is not None:
@@ -843,22 +879,23 @@ class Crossbar:
                 out += acc
         if self._alpha != 1.0:
             out *= self._alpha
-        self._account_reads(n_probe)
+        self.meter.reads += n_probe
+        self.meter.time_s += n_probe * self.params.mvm_time_s
+        self.meter.energy_j += n_probe * self._read_energy_j
         return out
 
     def _read_columns(self, acc, out, accumulate, xq, r, last):
-        p = self.params
+        """Column noise and ADC of row tile ``r`` (see :func:`readout_rows`), into ``out``."""
         n_probe, n_out = acc.shape
         r0, r1 = self._row_tiles[r]
-        empty2 = np.zeros((0, 0))
-        row_sq = np.zeros(0)
         xs = xq[:, r0:min(r1, self.shape[1])]
+        row_sq, var_tj, shared = _EMPTY1, _EMPTY2, _EMPTY2
         if self._var_scale > 0:
-            row_sq = np.einsum("ti,ti->t", xs, xs, dtype=np.float64)
-            if last:
-                row_sq += 1.0  # the bias row is driven at 1
-        var_tj, shared = empty2, empty2
-        if self._var_mats is not None:
+            row_sq = np.empty(n_probe)
+            row_squares(xq, r0, min(r1, self.shape[1]), 1.0 if last else 0.0, row_sq)
+            if not self._diff:  # the bias row is driven at 1: the ``extra`` term
+                shared = np.repeat((row_sq * self._var_scale)[:, None], self._n_groups, axis=1)
+        elif self._var_mats is not None:
             x2 = np.square(xs, dtype=np.float64)
             mat = self._var_mats[r]
             var_tj = x2 @ mat[:, :x2.shape[1]].T
@@ -869,29 +906,16 @@ class Crossbar:
                 shared = x2 @ ref[:, :x2.shape[1]].T
                 if last:
                     shared += ref[:, -1]
-        elif self._var_scale > 0 and not self._diff:
-            shared = np.repeat((row_sq * self._var_scale)[:, None], self._n_groups, axis=1)
         base = self._reads
-        self._reads += np.uint64(n_probe * (n_out + self._n_groups))
-        adc_bound = p.output_range or 0.0
-        args = (acc, out, accumulate, row_sq, self._var_scale, var_tj, p.out_noise ** 2,
-                shared, self._group, self._n_groups, self._keys[_STREAM_READ],
-                self._keys[_STREAM_ROUND], base, quant_step(adc_bound, p.adc_bits), adc_bound,
-                p.adc_stochastic_rounding)
-        threads = numba.get_num_threads()
-        if threads > 1 and n_probe * n_out >= _PARALLEL_MIN:
+        self._reads = base + np.uint64(n_probe * (n_out + self._n_groups))
+        args = (acc, out, accumulate, row_sq, self._var_scale, var_tj, self._out_var, shared,
+                self._group, self._n_groups, self._key_read, self._key_round, base,
+                self._adc_step, self._adc_bound, self._adc_stochastic)
+        threads = numba.get_num_threads() if n_probe * n_out >= _PARALLEL_MIN else 1
+        if threads > 1:
             readout_parallel(*args, min(threads, n_probe))
         else:
             readout_rows(*args, 0, n_probe)
-
-    def _account_reads(self, n_probe):
-        p = self.params
-        n_out, n_in = self.shape
-        cells = (n_in + 1) * (2 * n_out if self._diff else n_out + self._n_groups)
-        self.meter.reads += n_probe
-        self.meter.time_s += n_probe * p.mvm_time_s
-        self.meter.energy_j += n_probe * (cells * p.cell_read_energy_j
-                                          + n_out * len(self._row_tiles) * p.adc_energy_j)
 
     def write(self, delta):
         p = self.params

@@ -14,7 +14,7 @@ from devices import DeviceParams
 from devices.crossbar import (
     CrossbarParams, add_tile_perturbation, add_tile_perturbation_np, dac_kernel, dac_np,
     normal, normal_np, pulse_kernel, pulse_np, quant_step, readout_np,
-    readout_parallel, readout_rows)
+    readout_parallel, readout_rows, row_squares, row_squares_np)
 from devices.ideal import IdealParams
 from devsim.config import from_data
 from devsim.params import ParamError
@@ -62,6 +62,16 @@ def test_dac_kernel_matches_twin():
         out = np.empty(x.shape, dtype=dtype)
         dac_kernel(x, bound, step, out)
         np.testing.assert_array_equal(out, dac_np(x, bound, step, dtype))
+
+
+def test_row_squares_matches_twin():
+    x = np.random.default_rng(5).normal(size=(9, 23))
+    for i0, i1, extra in [(0, 23, 1.0), (3, 10, 0.0), (5, 6, 0.0), (4, 4, 1.0)]:
+        for dtype in (np.float64, np.float32):
+            got = np.empty(9)
+            row_squares(x.astype(dtype), i0, i1, extra, got)
+            np.testing.assert_allclose(got, row_squares_np(x.astype(dtype), i0, i1, extra),
+                                       rtol=1e-13)
 
 
 def test_tile_perturbation_matches_twin():
