@@ -75,6 +75,11 @@ class Hardware:
     def loss(self) -> str:
         return self._loss_name
 
+    @property
+    def decorrelated(self) -> bool:
+        """Whether a decorrelation matrix R sits in front of every layer's input."""
+        return self._network.decorrelation is not None
+
     # ---- what the controller may do
     def cost(self, x: np.ndarray, y: np.ndarray, *, node_perturbation=None,
              weight_perturbation=None, noisy: bool = False) -> np.ndarray:
@@ -112,6 +117,22 @@ class Hardware:
             raise ValueError(f"update has shape {update.shape}, expected ({self.n_params},)")
         self._network.write(update)
 
+    def read_decorrelation(self) -> list[np.ndarray]:
+        """Copies of the decorrelation matrices R_l, one (n_in, n_in) per layer; the
+        controller wrote every change to them, so it may know them."""
+        self._require_decorrelation()
+        return [r.copy() for r in self._network.decorrelation]
+
+    def write_decorrelation(self, deltas: list[np.ndarray]) -> None:
+        """Add ``deltas[l]`` to R_l for every layer (the controller's decorrelation rule)."""
+        self._require_decorrelation()
+        self._network.write_decorrelation(deltas)
+
+    def _require_decorrelation(self):
+        if self._network.decorrelation is None:
+            raise ValueError("this network has no decorrelation matrices "
+                             "(set network.decorrelation: true)")
+
     def read_params(self) -> np.ndarray:
         """The parameters the devices hold, for traces and the reference baseline only."""
         return self._network.read()
@@ -127,14 +148,90 @@ class Hardware:
                 "time_s": sum(m.time_s for m in meters),
                 "energy_j": sum(m.energy_j for m in meters)}
 
+    # ---- integer ports and suffix execution (int8 devices, quantized zeroth order)
+    @property
+    def param_lsb(self) -> np.ndarray | None:
+        """Real value of one LSB of every flat parameter on a chip whose parameters are
+        integers (None otherwise): multiples of it land exactly as perturbations and writes."""
+        devices = self._network.devices
+        if not all(hasattr(d, "param_lsb") for d in devices):
+            return None
+        return np.concatenate([d.param_lsb for d in devices])
+
+    @property
+    def node_lsb(self) -> np.ndarray | None:
+        """Real value of one LSB of every node (a layer's integer output), or None."""
+        devices = self._network.devices
+        if not all(hasattr(d, "output_lsb") for d in devices):
+            return None
+        return np.concatenate([np.full(d.shape[0], d.output_lsb) for d in devices])
+
+    def probe_suffix(self, layer: int, inputs: np.ndarray, y: np.ndarray, *,
+                     node_perturbation=None, weight_perturbation=None) -> np.ndarray:
+        """Costs (T,) of layers ``layer``.. run from that layer's recorded input
+        ``inputs`` (T, n_in) (``probe(...).inputs[layer]``), perturbing layer ``layer``
+        only: its nodes (T, n_out) or its parameters (T, layer size). One counted step
+        per row; device meters count only the layers that ran."""
+        n_out, n_in = self.layer_shapes[layer]
+        self._check_batch(inputs, node_perturbation, n_out, "node_perturbation")
+        self._check_batch(inputs, weight_perturbation, n_out * n_in + n_out,
+                          "weight_perturbation")
+        out = self._network.run_suffix(layer, inputs, node_perturbation, weight_perturbation)
+        self.steps += inputs.shape[0]
+        return self._loss(out, y)
+
+    def cost_seeded(self, layer: int, inputs: np.ndarray, y: np.ndarray, key, first: int,
+                    count: int, mu_weight: int, mu_bias: int) -> np.ndarray:
+        """Costs (T, count): every row of layer ``layer``'s recorded input run ``count``
+        times, with the layer's integer weights and biases moved by ``mu_weight`` and
+        ``mu_bias`` LSBs along Rademacher directions first, ..., first + count - 1 drawn
+        inside the kernel. Direction p gives flat parameter i of the layer the sign
+        ``devsim.crng.sign(key, p * d + i)`` (d the layer's size), so the controller
+        regenerates directions from the key instead of storing them."""
+        if not hasattr(self._network.devices[layer], "forward_q_rademacher"):
+            raise ValueError(f"layer {layer}'s device draws no seeded perturbations")
+        out = self._network.run_suffix(layer, inputs,
+                                       seeded=(key, first, count, mu_weight, mu_bias))
+        self.steps += out.shape[0]
+        return self._loss(out, np.repeat(y, count, axis=0)).reshape(-1, count)
+
     def reference(self):
         """The ideal float twin of this network: OUTSIDE THE RULE, for baselines and
         diagnostics (backpropagation, cosine to the true gradient) only."""
         from devsim.reference import IdealModel
-        return IdealModel(self._network.shapes, self._network.activations, self._loss_name)
+        model = IdealModel(self._network.shapes, self._network.activations, self._loss_name)
+        if self._network.decorrelation is None:
+            return model
+        return _DecorrelatedModel(model, self.read_decorrelation())
 
     @staticmethod
     def _check_batch(x, perturbation, width, name):
         if perturbation is not None and perturbation.shape != (x.shape[0], width):
             raise ValueError(f"{name} has shape {perturbation.shape}, "
                              f"expected ({x.shape[0]}, {width})")
+
+
+class _DecorrelatedModel:
+    """The ideal model of a network whose layer l sees R_l x: it is the plain model with
+    weights W_l R_l, and the chain rule gives dC/dW_l = (dC/d(W_l R_l)) R_l^T."""
+
+    def __init__(self, model, matrices: list[np.ndarray]):
+        self._model, self._matrices = model, matrices
+
+    def _map(self, params: np.ndarray, transpose: bool) -> np.ndarray:
+        out = params.copy()
+        for (n_out, n_in), start, r in zip(self._model.shapes, self._model.offsets,
+                                           self._matrices):
+            w = out[start:start + n_out * n_in].reshape(n_out, n_in)
+            w[...] = w @ (r.T if transpose else r)
+        return out
+
+    def forward(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return self._model.forward(self._map(params, False), x)
+
+    def costs(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self._model.costs(self._map(params, False), x, y)
+
+    def gradient(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Gradient of the mean cost with respect to the stored W_l and b_l."""
+        return self._map(self._model.gradient(self._map(params, False), x, y), True)

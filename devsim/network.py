@@ -29,6 +29,10 @@ class LayerParams(Params):
     """Non-linearity applied to the pre-activations (name or ``{type: ..., ...}``)."""
     device: DeviceParams | None = None
     """Device holding this layer's weights; defaults to ``network.device``."""
+    bias: bool = True
+    """Whether the layer has a trainable bias. Without one the bias stays at its initial
+    zero: writes to and weight perturbations of its slots are dropped (the flat layout
+    keeps the slots, so every layer has the same ``[W.ravel(), b]`` shape)."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,25 @@ class NetworkParams(Params):
     """Multiplier on the initial weights."""
     node_noise: NoiseSourceParams | None = None
     """Intrinsic noise the chip adds to every pre-activation in a noisy pass (none if unset)."""
+    decorrelation: bool = False
+    """Put a square matrix R (identity at start; another crossbar in hardware, ideal float
+    here) in front of every layer, so the layer sees R x; the controller updates R."""
 
     def validate(self):
         if not self.layers:
             raise ParamError(("layers",), "must list at least one layer")
+        for i, layer in enumerate(self.layers):
+            device = layer.device or self.device
+            allowed = INTEGER_DEVICE_ACTIVATIONS.get(device.kind)
+            if allowed is not None and layer.activation.kind not in allowed:
+                raise ParamError(("layers", i, "activation"),
+                                 f"a layer on device type {device.kind!r} needs one of "
+                                 f"{', '.join(allowed)} (other non-linearities are not int8 "
+                                 f"kernels), got {layer.activation.kind!r}")
+
+
+INTEGER_DEVICE_ACTIVATIONS = {"mcu": ("identity", "relu")}
+"""Device kinds whose integer kernels chain exactly only through these activations."""
 
 
 def init_weights(scheme: str, gain: float, n_out: int, n_in: int,
@@ -93,6 +112,11 @@ class Network:
         self.node_offsets = np.concatenate([[0], np.cumsum([s[0] for s in self.shapes])])
         self.node_noise = (params.node_noise.build(self.n_nodes, device_rng)
                            if params.node_noise is not None else None)
+        self.decorrelation = ([np.eye(n_in) for _, n_in in self.shapes]
+                              if params.decorrelation else None)
+        self._bias_slots = [slice(self.param_offsets[i + 1] - n_out, self.param_offsets[i + 1])
+                            for i, ((n_out, _), layer) in enumerate(zip(self.shapes, params.layers))
+                            if not layer.bias]
 
     @property
     def n_params(self) -> int:
@@ -107,7 +131,11 @@ class Network:
         """Evaluate T probes: rows of ``x`` with rows of the (flat) perturbations."""
         inputs, preacts = [], []
         h = np.ascontiguousarray(x, dtype=np.float64)
+        if weight_perturbation is not None and self._bias_slots:
+            weight_perturbation = self._drop_bias(weight_perturbation)
         for i, (device, act) in enumerate(zip(self.devices, self.activations)):
+            if self.decorrelation is not None:
+                h = h @ self.decorrelation[i].T
             node = wgt = None
             if node_perturbation is not None:
                 node = node_perturbation[:, self.node_offsets[i]:self.node_offsets[i + 1]]
@@ -122,9 +150,65 @@ class Network:
 
     def write(self, update: np.ndarray) -> None:
         """Send a flat parameter update to each layer's device."""
+        if self._bias_slots:
+            update = self._drop_bias(update)
         for i, device in enumerate(self.devices):
             device.write(update[self.param_offsets[i]:self.param_offsets[i + 1]])
 
     def read(self) -> np.ndarray:
         """The flat parameters the devices hold now."""
         return np.concatenate([device.read() for device in self.devices])
+
+    # ---- suffix execution and device replacement (int8 devices, quantized ZO training)
+    def run_suffix(self, layer: int, h: np.ndarray, node_perturbation=None,
+                   weight_perturbation=None, seeded=None) -> np.ndarray:
+        """Outputs of layers ``layer``, ``layer + 1``, ... run from that layer's recorded
+        input ``h`` (T, n_in), perturbing layer ``layer`` only.
+
+        ``node_perturbation`` is (T, n_out) and ``weight_perturbation`` (T, layer size);
+        ``seeded = (key, first, count, mu_weight, mu_bias)`` instead runs every row of
+        ``h`` ``count`` times with the device's in-kernel Rademacher directions
+        first, ..., first + count - 1 (``forward_q_rademacher``): T * count output rows,
+        sample-major.
+        """
+        device = self.devices[layer]
+        if seeded is not None:
+            key, first, count, mu_weight, mu_bias = seeded
+            x_q = device.quantize_input(h)
+            a = device.dequantize_output(np.concatenate([
+                device.forward_q_rademacher(np.repeat(x_q[t:t + 1], count, axis=0), key,
+                                            first, mu_weight, mu_bias)
+                for t in range(len(x_q))]))
+        else:
+            a = device.forward(np.ascontiguousarray(h, dtype=np.float64), node_perturbation,
+                               weight_perturbation)
+        h = self.activations[layer](a)
+        for i in range(layer + 1, len(self.devices)):
+            if self.decorrelation is not None:
+                h = h @ self.decorrelation[i].T
+            h = self.activations[i](self.devices[i].forward(h, None, None))
+        return h
+
+    def use_devices(self, devices: list) -> None:
+        """Realise the layers on other device arrays of the same shapes (say, the int8
+        layers of a post-training quantization); activations and layouts stay."""
+        shapes = tuple(tuple(d.shape) for d in devices)
+        if shapes != self.shapes:
+            raise ValueError(f"devices have shapes {shapes}, the network {self.shapes}")
+        self.devices = list(devices)
+
+    def _drop_bias(self, flat: np.ndarray) -> np.ndarray:
+        """A copy of a flat parameter vector (or rows of them) with the slots of absent
+        biases set to zero."""
+        flat = flat.copy()
+        for slots in self._bias_slots:
+            flat[..., slots] = 0.0
+        return flat
+
+    def write_decorrelation(self, deltas: list[np.ndarray]) -> None:
+        """Add ``deltas[l]`` to the decorrelation matrix in front of layer l."""
+        for matrix, delta in zip(self.decorrelation, deltas, strict=True):
+            if delta.shape != matrix.shape:
+                raise ValueError(f"decorrelation update has shape {delta.shape}, "
+                                 f"expected {matrix.shape}")
+            matrix += delta

@@ -1,0 +1,211 @@
+"""Node-perturbation family, weight perturbation, decorrelation and bias-free layers.
+
+Unbiasedness checks average many independent estimates and compare with the exact
+gradient from the reference model; the tolerance is 5 standard errors per component
+(the standard error estimated from the same trials), so with 15-20 components a false
+failure has probability below 1e-4, while a bias of a few per cent of |g| fails.
+"""
+import numpy as np
+import pytest
+
+from conftest import Identity, Sigmoid, Tanh, make_hardware
+from devices.noise import GaussianNoiseParams
+from devsim.params import ParamError
+from trainer.backprop import BackpropParams
+from trainer.base import Window
+from trainer.decorrelation import decorrelate, offdiagonal_correlation
+from trainer.node_perturbation import ANPParams, INPParams, NPParams
+from trainer.weight_perturbation import WPParams
+
+B = 8  # rows per window (a minibatch of distinct samples)
+
+
+def _window(rng, n_in, n_out):
+    return Window(rng.normal(size=(B, n_in)), rng.normal(size=(B, n_out)),
+                  np.ones(B, bool))
+
+
+def _mean_and_error(estimator, hw, window, trials):
+    g = np.array([estimator.estimate(hw, window).gradient for _ in range(trials)])
+    return g.mean(0), g.std(0, ddof=1) / np.sqrt(trials)
+
+
+def _linear(seed=0, **network):
+    return make_hardware((4, 3), activations=[Identity()], seed=seed, **network)
+
+
+@pytest.mark.parametrize("params", [
+    NPParams(perturbation="gaussian", sigma=0.1),
+    NPParams(perturbation="rademacher", sigma=0.1),
+    NPParams(perturbation="gaussian", sigma=0.1, passes="noisy_noisy"),
+    NPParams(perturbation="gaussian", sigma=0.1, draws=3),
+    ANPParams(perturbation="gaussian", sigma=0.1),
+    ANPParams(perturbation="rademacher", sigma=0.1),
+    ANPParams(perturbation="gaussian", sigma=0.1, passes="noisy_noisy"),
+    INPParams(perturbation="gaussian", sigma=0.1),
+    INPParams(perturbation="gaussian", sigma=0.1, passes="noisy_noisy"),
+], ids=lambda p: f"{p.kind}-{p.perturbation}-{p.passes}-{p.draws}")
+def test_expectation_is_the_gradient_on_a_linear_layer(params):
+    # On a linear layer with MSE the cost difference is g.e + quadratic(e); the
+    # quadratic part is even in the noise and drops out of E[dC e] and E[dC N e/|e|^2],
+    # so every estimator here is exactly unbiased for symmetric noise.
+    hw = _linear()
+    window = _window(np.random.default_rng(1), 4, 3)
+    g = hw.reference().gradient(hw.read_params(), window.x, window.y)
+    mean, se = _mean_and_error(params.build(hw, np.random.default_rng(2)), hw, window, 3000)
+    assert np.all(np.abs(mean - g) < 5 * se), np.max(np.abs(mean - g) / se)
+    assert np.linalg.norm(mean - g) < 0.1 * np.linalg.norm(g)
+
+
+def test_bernoulli_np_estimates_the_gradient_at_the_mean_shifted_operating_point():
+    # Noise of mean mu shifts every pre-activation by mu: E[dC (e - mu)] / var is the
+    # gradient of the cost at a + mu exactly (MSE is quadratic), i.e. with bias b + mu.
+    hw = _linear()
+    window = _window(np.random.default_rng(3), 4, 3)
+    params = NPParams(perturbation="bernoulli", sigma=0.2, p=0.5, offset=0.3)
+    mu = params.offset + params.sigma * params.p
+    theta = hw.read_params()
+    shifted = theta.copy()
+    shifted[-3:] += mu
+    g_shifted = hw.reference().gradient(shifted, window.x, window.y)
+    mean, se = _mean_and_error(params.build(hw, np.random.default_rng(4)), hw, window, 3000)
+    assert np.all(np.abs(mean - g_shifted) < 5 * se)
+    # ... and the shift is resolved: against the unshifted gradient the sum of squared
+    # z-scores (chi-square with 15 degrees of freedom if it were the mean) is far out.
+    g = hw.reference().gradient(theta, window.x, window.y)
+    assert np.sum(((mean - g) / se) ** 2) > 100
+
+
+@pytest.mark.parametrize("perturbation", ["gaussian", "rademacher"])
+def test_weight_perturbation_is_unbiased_on_a_linear_layer(perturbation):
+    hw = _linear()
+    window = _window(np.random.default_rng(5), 4, 3)
+    g = hw.reference().gradient(hw.read_params(), window.x, window.y)
+    est = WPParams(perturbation=perturbation, sigma=0.05).build(hw, np.random.default_rng(6))
+    mean, se = _mean_and_error(est, hw, window, 3000)
+    assert np.all(np.abs(mean - g) < 5 * se)
+
+
+def test_draws_divide_the_variance():
+    # Independent draws averaged: total variance falls as 1/draws. The clean pass is
+    # shared but fixed, so the draws stay independent given it. Tolerance: the ratio
+    # of two variance sums over 2000 trials each has a relative error of a few per cent.
+    hw = _linear()
+    window = _window(np.random.default_rng(7), 4, 3)
+    var = []
+    for draws in (1, 4):
+        est = ANPParams(sigma=0.1, draws=draws).build(hw, np.random.default_rng(draws))
+        g = np.array([est.estimate(hw, window).gradient for _ in range(2000)])
+        var.append(g.var(0).sum())
+    assert var[0] / var[1] == pytest.approx(4.0, rel=0.15)
+
+
+def test_noisy_noisy_anp_on_the_chips_own_noise_points_downhill():
+    # Two noisy passes, noise the controller never sees, a 5-4-3 tanh/sigmoid network.
+    # With hidden layers ANP is biased (noise propagated from layer 1 enters da_2 and
+    # the shared normaliser): its mean settles at cosine 0.92 to the true gradient here
+    # (0.92 with 4000 trials too, for clean+noisy and noisy+noisy alike), so the mean
+    # must point downhill within 0.85, and a single estimate must on average (positive
+    # mean cosine, many standard errors above zero).
+    hw = make_hardware((5, 4, 3), seed=3, node_noise=GaussianNoiseParams(std=0.02))
+    rng = np.random.default_rng(8)
+    window = Window(rng.normal(size=(32, 5)), rng.random((32, 3)), np.ones(32, bool))
+    g = hw.reference().gradient(hw.read_params(), window.x, window.y)
+    est = ANPParams(perturbation="device", passes="noisy_noisy").build(hw, rng)
+    estimates = np.array([est.estimate(hw, window).gradient for _ in range(1000)])
+    mean = estimates.mean(0)
+    assert mean @ g / (np.linalg.norm(mean) * np.linalg.norm(g)) > 0.85
+    cos = estimates @ g / (np.linalg.norm(estimates, axis=1) * np.linalg.norm(g))
+    assert cos.mean() > 10 * cos.std() / np.sqrt(len(cos))
+
+
+def test_device_noise_is_refused_where_the_noise_must_be_known():
+    with pytest.raises(ParamError, match="perturbation"):
+        NPParams(perturbation="device")
+    with pytest.raises(ParamError, match="perturbation"):
+        INPParams(perturbation="device")
+
+
+def test_decorrelation_rate_needs_decorrelation_matrices():
+    hw = _linear()
+    for params in (ANPParams(decorrelation_lr=0.1), BackpropParams(decorrelation_lr=0.1)):
+        with pytest.raises(ParamError, match="decorrelation_lr"):
+            params.build(hw, np.random.default_rng(0))
+
+
+def test_decorrelation_drives_offdiagonal_correlations_to_zero():
+    # Inputs with pairwise correlation 0.6; 400 steps of the rule on batches of 200.
+    # The sampling error of a correlation over 20,000 fresh rows is about 0.007.
+    n = 5
+    hw = make_hardware((n, 3), activations=[Identity()], decorrelation=True)
+    cov = 0.4 * np.eye(n) + 0.6
+    chol = np.linalg.cholesky(cov)
+    rng = np.random.default_rng(9)
+    for _ in range(400):
+        x = rng.normal(size=(200, n)) @ chol.T
+        decorrelate(hw, hw.probe(x, np.zeros((200, 3))).inputs, lr=0.05)
+    x = rng.normal(size=(20000, n)) @ chol.T
+    z = hw.probe(x, np.zeros((20000, 3))).inputs[0]
+    assert np.max(np.abs(offdiagonal_correlation(x))) > 0.55
+    assert np.max(np.abs(offdiagonal_correlation(z))) < 0.03
+    # Closed form of the expected input correlation after training: R cov R^T.
+    r = hw.read_decorrelation()[0]
+    off = r @ cov @ r.T - np.diag(np.diag(r @ cov @ r.T))
+    assert np.max(np.abs(off)) < 0.02
+
+
+def test_decorrelated_reference_gradient_matches_finite_differences():
+    # With R != I the reference must differentiate through R: compare with central
+    # differences of the hardware's own costs (exact up to O(h^2) ~ 1e-10).
+    hw = make_hardware((4, 3, 2), seed=4, decorrelation=True)
+    rng = np.random.default_rng(10)
+    hw.write_decorrelation([0.3 * rng.normal(size=(4, 4)), 0.3 * rng.normal(size=(3, 3))])
+    x, y = rng.normal(size=(6, 4)), rng.random((6, 2))
+    model, theta = hw.reference(), hw.read_params()
+    assert np.allclose(model.forward(theta, x), hw.outputs(x))
+    h, fd = 1e-5, []
+    for k in range(hw.n_params):
+        e = np.zeros((1, hw.n_params))
+        e[0, k] = h
+        fd.append((hw.cost(x, y, weight_perturbation=np.repeat(e, 6, 0)).mean()
+                   - hw.cost(x, y, weight_perturbation=np.repeat(-e, 6, 0)).mean()) / (2 * h))
+    assert np.allclose(model.gradient(theta, x, y), fd, atol=1e-8)
+
+
+def test_decorrelated_anp_trains_r_and_weights_together():
+    # DANP with two noisy passes on correlated inputs: the cost falls and R decorrelates.
+    n = 4
+    hw = make_hardware((n, 6, 2), activations=[Tanh(), Identity()], seed=5,
+                       decorrelation=True, node_noise=GaussianNoiseParams(std=0.05))
+    rng = np.random.default_rng(11)
+    chol = np.linalg.cholesky(0.3 * np.eye(n) + 0.7)
+    x = rng.normal(size=(512, n)) @ chol.T
+    y = np.stack([np.tanh(x[:, 0] - x[:, 1]), x[:, 2] * 0.5], axis=1)
+    est = ANPParams(perturbation="device", passes="noisy_noisy",
+                    decorrelation_lr=0.01).build(hw, rng)
+    before = hw.cost(x, y).mean()
+    for i in range(300):
+        rows = rng.integers(0, 512, 32)
+        est_ = est.estimate(hw, Window(x[rows], y[rows], np.ones(32, bool)))
+        hw.write(-0.1 * est_.gradient)
+    assert hw.cost(x, y).mean() < 0.5 * before
+    z = hw.probe(x, y).inputs[0]
+    assert np.max(np.abs(offdiagonal_correlation(z))) < 0.2 * np.max(
+        np.abs(offdiagonal_correlation(x)))
+
+
+def test_layers_without_bias_ignore_bias_writes_and_perturbations():
+    from devsim.network import LayerParams, Network, NetworkParams
+    from devsim.hardware import Hardware
+    layers = (LayerParams(units=3, activation=Identity(), bias=False),)
+    rng = np.random.default_rng(12)
+    hw = Hardware(Network(NetworkParams(layers=layers), 4, rng, rng), "mse")
+    x, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    update = rng.normal(size=hw.n_params)
+    hw.write(update)
+    theta = hw.read_params()
+    assert np.array_equal(theta[-3:], np.zeros(3))
+    assert np.array_equal(theta[:-3], update[:-3] + (theta - update)[:-3])
+    bias_only = np.zeros((5, hw.n_params))
+    bias_only[:, -3:] = 1.0
+    assert np.array_equal(hw.cost(x, y, weight_perturbation=bias_only), hw.cost(x, y))

@@ -1,0 +1,183 @@
+"""Node perturbation in the forms of Dalm, van Gerven & Ahmad (arXiv 2310.00965).
+
+Every update window is a minibatch: its B rows are presented in (at least) two
+forward passes, and noise acts on the pre-activations of every layer, output
+included. From the per-sample cost differences dC_n = C_n(pass 2) - C_n(pass 1)
+and the signals a synapse has locally (its input x_{l-1} from pass 1, its node's
+pre-activations) each variant forms, for every layer,
+
+- ``np``  (classic): grad W_l = mean_n (dC_n / v) eps_{l,n} x_{l-1,n}^T, with the
+  *injected* perturbation eps (less its mean) and v its variance per entry;
+- ``anp`` (activity-based): grad W_l = mean_n dC_n N da_{l,n} x_{l-1,n}^T / sum_l |da_{l,n}|^2,
+  with the *measured* pre-activation change da (which carries noise propagated from
+  earlier layers) and N the number of perturbed nodes. dC da / |da|^2 is the
+  directional derivative along da times its direction, and N restores the magnitude
+  (E[u u^T] = I / N for a random unit vector u). It never needs the noise itself, so
+  it also works with the chip's own, unseen noise and with two noisy passes;
+- ``inp`` (iterative): one perturbed pass per layer l, noise in that layer only, and
+  grad W_l = mean_n dC^(l)_n n_l da_{l,n} x_{l-1,n}^T / |da_{l,n}|^2 (n_l its width).
+
+Biases take the same formulas without the x factor. For a single linear layer NP and
+ANP are unbiased for the gradient of the mean cost up to terms cubic in the noise;
+with several layers they follow it to first order in the noise.
+
+Options shared by all three: ``perturbation`` (gaussian, rademacher, bernoulli with
+offset, all injected by the controller, or ``device``: the chip's intrinsic node noise
+through ``Hardware.probe(noisy=True)``, which the controller never sees and which
+therefore only ANP can use), ``passes`` (a clean and a noisy pass, or two noisy ones),
+``draws`` (noise draws averaged per update; a clean pass is measured once and shared)
+and ``decorrelation_lr`` (step of the input decorrelation rule, see
+:mod:`trainer.decorrelation`; DNP, DANP, DINP).
+
+Hardware cost per update: B (1 + draws) steps with a clean pass, 2 B draws with two
+noisy passes; INP multiplies the noisy passes by the number of layers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from devsim.hardware import Probe
+from devsim.params import ParamError, param
+from trainer.base import Estimate, Estimator, EstimatorParams, Window, layer_gradient
+from trainer.decorrelation import check_decorrelation, decorrelate
+
+PERTURBATIONS = ("gaussian", "rademacher", "bernoulli", "device")
+"""Perturbation laws: injected by the controller, or the chip's own noise."""
+
+
+@dataclass(frozen=True)
+class NodePerturbationParams(EstimatorParams):
+    """Options shared by the node-perturbation estimators (``np``, ``anp``, ``inp``)."""
+
+    perturbation: str = param("gaussian", choices=PERTURBATIONS)
+    """Law of the injected noise (``device``: the chip's own node noise, unseen)."""
+    sigma: float = param(0.01, gt=0.0)
+    """Scale of the injected noise: standard deviation (gaussian), +-sigma (rademacher),
+    or height of a '1' (bernoulli); pre-activation units."""
+    p: float = param(0.5, gt=0.0, lt=1.0)
+    """Probability of a '1' (bernoulli only)."""
+    offset: float = 0.0
+    """Constant added to every bernoulli draw (pre-activation units)."""
+    passes: str = param("clean_noisy", choices=("clean_noisy", "noisy_noisy"))
+    """A clean and a noisy pass, or two independently noisy passes, per draw."""
+    draws: int = param(1, ge=1)
+    """Noise draws per update, their estimates averaged."""
+    decorrelation_lr: float = param(0.0, ge=0.0)
+    """Step alpha of the decorrelation rule R <- R - alpha offdiag(<x x^T>) R (0: off)."""
+
+    def validate(self):
+        if self.perturbation == "device" and self.kind != "anp":
+            raise ParamError(("perturbation",), f"{self.kind} cannot use the chip's own noise: "
+                             "it needs the injected noise (np) or noise in one layer at a "
+                             "time (inp); use anp")
+
+    def build(self, hardware, rng):
+        check_decorrelation(hardware, self.decorrelation_lr)
+        return NodePerturbation(self, hardware, rng)
+
+
+@dataclass(frozen=True)
+class NPParams(NodePerturbationParams, kind="np"):
+    """Classic node perturbation: cost change times the injected noise."""
+
+
+@dataclass(frozen=True)
+class ANPParams(NodePerturbationParams, kind="anp"):
+    """Activity-based node perturbation: cost change times the measured activity change."""
+
+
+@dataclass(frozen=True)
+class INPParams(NodePerturbationParams, kind="inp"):
+    """Iterative node perturbation: one perturbed pass per layer."""
+
+
+class NodePerturbation(Estimator):
+    """NP, ANP or INP (by ``params.kind``) over minibatch windows."""
+
+    def __init__(self, params: NodePerturbationParams, hardware, rng: np.random.Generator):
+        self.params = params
+        self.rng = rng
+        self.offsets = hardware.node_offsets
+        self.n_nodes = hardware.n_nodes
+        if params.perturbation == "bernoulli":
+            self.mean = params.offset + params.sigma * params.p
+            self.variance = params.sigma ** 2 * params.p * (1.0 - params.p)
+        else:
+            self.mean, self.variance = 0.0, params.sigma ** 2
+
+    # ---- passes
+    def draw(self, steps: int, layer: int | None = None) -> np.ndarray:
+        """Injected perturbations (steps, n_nodes); only layer ``layer``'s nodes if given."""
+        p = self.params
+        lo, hi = ((0, self.n_nodes) if layer is None
+                  else (self.offsets[layer], self.offsets[layer + 1]))
+        out = np.zeros((steps, self.n_nodes))
+        shape = (steps, hi - lo)
+        if p.perturbation == "gaussian":
+            out[:, lo:hi] = p.sigma * self.rng.standard_normal(shape)
+        elif p.perturbation == "rademacher":
+            out[:, lo:hi] = p.sigma * (2.0 * self.rng.integers(0, 2, shape) - 1.0)
+        else:
+            out[:, lo:hi] = p.offset + p.sigma * (self.rng.random(shape) < p.p)
+        return out
+
+    def _noisy(self, hardware, window: Window, layer: int | None = None):
+        """One perturbed pass: its probe and the injected noise (None for device noise)."""
+        if self.params.perturbation == "device":
+            return hardware.probe(window.x, window.y, noisy=True), None
+        eps = self.draw(len(window.x), layer)
+        return hardware.probe(window.x, window.y, node_perturbation=eps), eps
+
+    def _pair(self, hardware, window, clean, layer=None):
+        """(first pass, its noise, second pass, its noise) for one draw."""
+        if clean is not None:
+            return (*clean, *self._noisy(hardware, window, layer))
+        return (*self._noisy(hardware, window, layer), *self._noisy(hardware, window, layer))
+
+    # ---- estimate
+    def estimate(self, hardware, window: Window) -> Estimate:
+        p = self.params
+        clean = ((hardware.probe(window.x, window.y), None)
+                 if p.passes == "clean_noisy" else None)
+        total, cost = 0.0, None
+        for _ in range(p.draws):
+            if p.kind == "inp":
+                signal = np.zeros((len(window.x), self.n_nodes))
+                for layer in range(len(self.offsets) - 1):
+                    first, _, second, _ = self._pair(hardware, window, clean, layer)
+                    sl = slice(self.offsets[layer], self.offsets[layer + 1])
+                    signal[:, sl] = self._activity_signal(
+                        first, second, second.preactivations[layer] - first.preactivations[layer])
+            else:
+                first, eps1, second, eps2 = self._pair(hardware, window, clean)
+                signal = (self._injected_signal(first, eps1, second, eps2) if p.kind == "np"
+                          else self._activity_signal(first, second, _nodes(second) - _nodes(first)))
+            # Layer inputs from pass 1; in INP the last pair perturbs only the output
+            # layer, so its first pass holds every layer's unperturbed input.
+            total = total + layer_gradient(hardware, signal, first.inputs)
+            cost = float(first.costs.mean()) if cost is None else cost
+        decorrelate(hardware, first.inputs, p.decorrelation_lr)
+        return Estimate(total / (p.draws * len(window.x)), cost)
+
+    def _injected_signal(self, first: Probe, eps1, second: Probe, eps2) -> np.ndarray:
+        """NP: dC (eps - E eps) / v, or dC (eps2 - eps1) / (2 v) for two noisy passes."""
+        d_cost = second.costs - first.costs
+        if eps1 is None:
+            return d_cost[:, None] * (eps2 - self.mean) / self.variance
+        return d_cost[:, None] * (eps2 - eps1) / (2.0 * self.variance)
+
+    @staticmethod
+    def _activity_signal(first: Probe, second: Probe, d_act: np.ndarray) -> np.ndarray:
+        """dC n da / |da|^2 per sample over the nodes in ``d_act`` (zero where da = 0)."""
+        d_cost = second.costs - first.costs
+        norm2 = np.einsum("ti,ti->t", d_act, d_act)
+        scale = np.divide(d_cost * d_act.shape[1], norm2, out=np.zeros_like(norm2),
+                          where=norm2 > 0.0)
+        return scale[:, None] * d_act
+
+
+def _nodes(probe: Probe) -> np.ndarray:
+    """All pre-activations of a probe as one (T, n_nodes) array."""
+    return np.concatenate(probe.preactivations, axis=1)
