@@ -182,8 +182,10 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
         writer.evaluation(hw.steps, **row)
         return row
 
+    extra = list(config.train.estimator.diagnostics())  # estimator-reported scalars
     with TraceWriter(path, cfg.dump(config), config.seed,
-                     scalars=["cost", "estimate_norm", "update_norm", "wall_time"], evals=evals,
+                     scalars=["cost", "estimate_norm", "update_norm", "wall_time"] + extra,
+                     evals=evals,
                      n_params=hw.n_params, flush_seconds=config.trace.flush_seconds) as writer:
         writer.snapshot(0, hw.read_params())
         last = record_eval()
@@ -191,6 +193,7 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
         snap_every = config.trace.snapshot_every
         next_snap = snap_every or math.inf
         acc = [0.0, 0.0, 0.0, 0]
+        acc_extra = dict.fromkeys(extra, 0.0)
         while hw.steps < budget:
             before = hw.steps
             stats = loop.update()
@@ -198,10 +201,14 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
             acc[1] += stats.estimate_norm
             acc[2] += stats.update_norm
             acc[3] += 1
+            for name in extra:
+                acc_extra[name] += stats.info[name]
             if hw.steps >= next_log or hw.steps >= budget:
                 writer.scalar(hw.steps, cost=acc[0] / acc[3], estimate_norm=acc[1] / acc[3],
-                              update_norm=acc[2] / acc[3], wall_time=time.perf_counter() - t0)
+                              update_norm=acc[2] / acc[3], wall_time=time.perf_counter() - t0,
+                              **{name: v / acc[3] for name, v in acc_extra.items()})
                 acc = [0.0, 0.0, 0.0, 0]
+                acc_extra = dict.fromkeys(extra, 0.0)
                 next_log = (hw.steps // config.trace.log_every + 1) * config.trace.log_every
             if hw.steps >= next_eval or hw.steps >= budget:
                 last = record_eval()

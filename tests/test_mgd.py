@@ -4,7 +4,7 @@ import pytest
 
 from conftest import Identity, make_hardware
 from trainer.base import Window
-from trainer.mgd import MGDParams
+from trainer.mgd import MGDParams, highpass, highpass_np
 from trainer.perturbations import rademacher_codes, rademacher_codes_np
 from devsim import crng
 
@@ -125,3 +125,136 @@ def test_weight_target_on_hardware_without_the_port_is_a_config_error():
     hw.supports = frozenset({"nodes"})
     with pytest.raises(ParamError, match="no 'weights' port"):
         MGDParams(target="weights").build(hw, np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------- perturbation types
+@pytest.mark.parametrize("target", ["weights", "nodes"])
+@pytest.mark.parametrize("kind", ["walsh", "frequency", "time"])
+def test_orthogonal_codes_give_the_gradient_over_one_whole_cycle(kind, target):
+    """Over a whole cycle sum_c theta theta^T = cycle eps^2/K I exactly, so on a quadratic
+    cost with tiny eps the normalised estimate equals the gradient (up to O(eps))."""
+    hw, x, y, g = _linear_problem(4)
+    est = MGDParams(target=target, perturbation=kind, epsilon=1e-6).build(
+        hw, np.random.default_rng(2))
+    G = est.estimate(hw, _window(x, y, est.perturbation.cycle)).gradient
+    np.testing.assert_allclose(G, g, rtol=1e-4, atol=1e-6 * np.abs(g).max())
+
+
+@pytest.mark.parametrize("kind", ["code", "ternary"])
+def test_random_codes_are_unbiased_on_a_quadratic(kind):
+    hw, x, y, g = _linear_problem(5)
+    est = MGDParams(target="weights", perturbation=kind, epsilon=1e-5).build(
+        hw, np.random.default_rng(3))
+    trials = 2000
+    G = np.array([est.estimate(hw, _window(x, y, 5)).gradient for _ in range(trials)])
+    se = G.std(0) / np.sqrt(trials)  # 5 standard errors per component
+    assert np.all(np.abs(G.mean(0) - g) < 5 * se)
+
+
+# ---------------------------------------------------------------- cost-change modes
+def test_highpass_kernel_matches_twin_and_closed_form():
+    rng = np.random.default_rng(0)
+    costs, reset = rng.normal(size=200), rng.random(200) < 0.1
+    reset[0] = True
+    a = 1.6 / 2.6
+    s1, s2 = np.zeros(2), np.zeros(2)
+    out = np.concatenate([highpass(costs[:77], reset[:77], a, s1),
+                          highpass(costs[77:], reset[77:], a, s1)])  # state carried
+    np.testing.assert_allclose(out, highpass_np(costs, reset, a, s2), rtol=1e-12)
+    # a step of height h after a reset decays as h a^n (first-order high-pass)
+    step = np.r_[np.zeros(5), np.ones(20)]
+    r = np.zeros(25, bool)
+    r[0] = True
+    np.testing.assert_allclose(highpass_np(step, r, a, np.zeros(2))[5:], a ** np.arange(1, 21))
+
+
+def test_analog_mode_estimates_the_gradient_times_the_filter_gain():
+    """With codes redrawn every step, E[C~_n theta_n] = a (eps^2/K) g for every step but
+    the reset one (C~ = 0), a = tau_hp/(tau_hp+1): E[estimate] = a (T-1)/T g."""
+    hw, x, y, g = _linear_problem(6)
+    T = 8
+    est = MGDParams(target="weights", mode="analog", tau_hp=1.6, epsilon=1e-5).build(
+        hw, np.random.default_rng(4))
+    trials = 3000
+    G = np.array([est.estimate(hw, _window(x, y, T)).gradient for _ in range(trials)])
+    assert hw.steps == trials * T  # no baseline inferences in analog mode
+    expected = 1.6 / 2.6 * (T - 1) / T * g
+    se = G.std(0) / np.sqrt(trials)
+    assert np.all(np.abs(G.mean(0) - expected) < 5 * se)
+
+
+def test_lowpass_integrator_converges_to_the_gradient():
+    """The leaky integral of a stationary estimate reaches (1 - beta^n) g after n steps
+    from rest, beta = tau_lp/(tau_lp+1), whatever the window length."""
+    hw, x, y, g = _linear_problem(7)
+    trials, tau_lp = 1500, 20.0
+    beta = tau_lp / (tau_lp + 1)
+    G = []
+    for i in range(trials):
+        est = MGDParams(target="weights", integrator="lowpass", tau_lp=tau_lp,
+                        epsilon=1e-5).build(hw, np.random.default_rng(100 + i))
+        for _ in range(4):
+            out = est.estimate(hw, _window(x, y, 10)).gradient
+        G.append(out)
+    G = np.array(G)
+    se = G.std(0) / np.sqrt(trials)
+    assert np.all(np.abs(G.mean(0) - (1 - beta ** 40) * g) < 5 * se)
+
+
+# ---------------------------------------------------------------- controller imperfections
+def test_cost_noise_adds_the_predicted_variance():
+    """The noise part of C~ is n_t - n_0 (one baseline per held sample); correlated with
+    independent codes it adds E[G_i^2] = 2 sigma^2 K / (T eps^2) per component."""
+    hw, x, y, _ = _linear_problem(8)
+    sigma, eps, T, K = 1e-3, 1e-2, 10, hw.n_params
+    est = MGDParams(target="weights", epsilon=eps, cost_noise=sigma).build(
+        hw, np.random.default_rng(5))
+    trials = 2000
+    # subtract the noise-free part (same codes, same seed) so only noise remains
+    clean = MGDParams(target="weights", epsilon=eps).build(hw, np.random.default_rng(5))
+    sq = np.array([(est.estimate(hw, _window(x, y, T)).gradient
+                    - clean.estimate(hw, _window(x, y, T)).gradient) ** 2
+                   for _ in range(trials)]).mean(1)
+    predicted = 2 * sigma ** 2 * K / (T * eps ** 2)
+    assert abs(sq.mean() - predicted) < 5 * sq.std() / np.sqrt(trials)
+
+
+def test_cost_change_clip_and_nonfinite_guard():
+    hw, x, y, g = _linear_problem(9)
+    c, T = 1e-9, 12
+    est = MGDParams(target="weights", epsilon=1e-3, cost_change_clip=c).build(
+        hw, np.random.default_rng(6))
+    theta = est.perturbation.at_steps(0, T, 1)  # the codes the estimator will use
+    G = est.estimate(hw, _window(x, y, T)).gradient
+    change = theta @ g  # first-order cost changes, all far above c
+    assert np.abs(change).min() > 100 * c
+    expected = hw.n_params / T * (c * np.sign(change)) @ theta / 1e-3 ** 2
+    np.testing.assert_allclose(G, expected, rtol=1e-12)
+    bad = _window(np.full(4, np.nan), y, T)
+    assert np.all(MGDParams(target="weights").build(
+        hw, np.random.default_rng(0)).estimate(hw, bad).gradient == 0)
+
+
+# ---------------------------------------------------------------- diagnostics
+def test_cosine_diagnostic_reaches_the_trace(tmp_path):
+    from devsim.cli import main
+    from devsim.trace import read_trace
+    from pathlib import Path
+    root = Path(__file__).parents[1]
+    out = tmp_path / "c.h5"
+    args = ["run", str(root / "configs/quickstart.yaml"), "--out", str(out), "-q"]
+    for s in ["train.steps=4000", "train.eval_every=2000", "trace.log_every=1000",
+              "train.estimator.diagnose_cosine=true", "train.estimator.perturbation=walsh"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    cos = read_trace(out).scalars["cosine"]
+    assert len(cos) == 4 and np.all((cos > 0.05) & (cos <= 1))  # K=42 nodes, T=100
+
+
+def test_cosine_info_is_the_cosine_to_the_reference_gradient():
+    hw, x, y, g = _linear_problem(10)
+    est = MGDParams(target="weights", diagnose_cosine=True).build(hw, np.random.default_rng(0))
+    e = est.estimate(hw, _window(x, y, 30))
+    assert MGDParams(diagnose_cosine=True).diagnostics() == ("cosine",)
+    assert e.info["cosine"] == pytest.approx(e.gradient @ g / np.linalg.norm(e.gradient)
+                                             / np.linalg.norm(g), rel=1e-12)

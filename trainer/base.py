@@ -9,7 +9,8 @@ inject and which passes to run, reads only costs and local signals, and returns 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class Estimate(NamedTuple):
     """Flat estimate in the hardware's parameter layout."""
     cost: float
     """Mean cost of the inferences the estimate was formed from."""
+    info: Mapping[str, float] = MappingProxyType({})
+    """Extra diagnostic scalars, named as in :meth:`EstimatorParams.diagnostics`."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class EstimatorParams(Params, family="estimator"):
 
     def build(self, hardware: Hardware, rng: np.random.Generator) -> "Estimator":
         raise NotImplementedError
+
+    def diagnostics(self) -> tuple[str, ...]:
+        """Names of the extra scalars every :class:`Estimate` of this estimator reports
+        in ``info`` (the trace declares its columns from them up front)."""
+        return ()
 
 
 class Estimator:

@@ -8,7 +8,8 @@ written to the devices.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class UpdateStats(NamedTuple):
     cost: float
     estimate_norm: float
     update_norm: float
+    info: Mapping[str, float] = MappingProxyType({})
+    """The estimator's extra diagnostic scalars for this window."""
 
 
 class TrainingLoop:
@@ -56,4 +59,4 @@ class TrainingLoop:
         step, self.opt_state = self.optimizer.update(gradient, self.opt_state)
         self.hardware.write(step)
         return UpdateStats(estimate.cost, float(np.linalg.norm(gradient)),
-                           float(np.linalg.norm(step)))
+                           float(np.linalg.norm(step)), estimate.info)
