@@ -86,6 +86,10 @@ def cmd_inspect(args) -> int:
         print(f"wall time  {summary['wall_seconds']:.2f} s ({summary['steps_per_second']:,.0f} steps/s)")
         if summary.get("steps_to_target") is not None:
             print(f"time to target  {summary['steps_to_target']:,} hardware steps")
+        if summary.get("memory"):
+            from devices.mcu_memory import MemoryReport
+            memory = summary["memory"]
+            print("MCU memory\n" + MemoryReport(memory["flash"], memory["sram"]).table())
     if args.config:
         print("config:\n" + info["config_yaml"])
     return 0

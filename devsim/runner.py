@@ -17,12 +17,14 @@ from devsim.hardware import Hardware
 from devsim.network import Network, NetworkParams
 from devsim.config import ConfigError
 from devsim.params import ParamError, Params, param
+from devsim.quantize import MemoryReport, mcu_device, run_memory
 from devsim.rng import streams
 from devsim.trace import TraceWriter
 from trainer.base import EstimatorParams
 from trainer.loop import Timescales, TrainingLoop
 from trainer.mgd import MGDParams
 from trainer.optim import OptimizerParams, SGDParams
+from trainer.qzo import QZOParams  # noqa: F401  (registers qzo)
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Built(NamedTuple):
     data: Dataset
     hardware: Hardware
     loop: TrainingLoop
+    memory: MemoryReport | None = None
+    """SRAM and flash the run needs on a microcontroller (None: no MCU layer)."""
 
 
 def build(config: RunConfig, source: str = "<config>") -> Built:
@@ -113,7 +117,19 @@ def build(config: RunConfig, source: str = "<config>") -> Built:
         raise ConfigError([f"{source}: {exc.under(('train', 'estimator'))}"]) from None
     loop = TrainingLoop(hardware, data.x_train, data.y_train, estimator,
                         config.train.optimizer.build(), config.train.timescales, rngs["sampler"])
-    return Built(data, hardware, loop)
+    return Built(data, hardware, loop, _check_memory(config, hardware, source))
+
+
+def _check_memory(config: RunConfig, hardware: Hardware, source: str) -> MemoryReport | None:
+    """The MCU memory a run needs, checked against the device's SRAM and flash budgets."""
+    report = run_memory(config.network, hardware.layer_shapes, config.train.estimator)
+    if report is not None:
+        mcu = mcu_device(config.network)
+        try:
+            report.check(mcu.sram_kib, mcu.flash_kib)
+        except ParamError as exc:
+            raise ConfigError([f"{source}: {exc.under(('network', 'device'))}"]) from None
+    return report
 
 
 def evaluate(hardware: Hardware, x: np.ndarray, y: np.ndarray,
@@ -224,6 +240,8 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                    "eval_reads": hw.eval_reads, "wall_seconds": wall,
                    "steps_per_second": hw.steps / wall, "final": last, "trace": str(path),
                    "device": hw.meter()}
+        if built.memory is not None:
+            summary["memory"] = built.memory.to_dict()
         if eval_acc:
             summary["best_test_accuracy"] = max(eval_acc)
             if config.train.target_accuracy:
