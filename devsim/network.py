@@ -169,11 +169,16 @@ class Network:
         ``seeded = (key, first, count, mu_weight, mu_bias)`` instead runs every row of
         ``h`` ``count`` times with the device's in-kernel Rademacher directions
         first, ..., first + count - 1 (``forward_q_rademacher``): T * count output rows,
-        sample-major.
+        sample-major. A layer without bias gets no bias perturbation.
         """
         device = self.devices[layer]
+        has_bias = self.params.layers[layer].bias
+        if weight_perturbation is not None and not has_bias:
+            weight_perturbation = weight_perturbation.copy()
+            weight_perturbation[:, -device.shape[0]:] = 0.0
         if seeded is not None:
             key, first, count, mu_weight, mu_bias = seeded
+            mu_bias = mu_bias if has_bias else 0
             x_q = device.quantize_input(h)
             a = device.dequantize_output(np.concatenate([
                 device.forward_q_rademacher(np.repeat(x_q[t:t + 1], count, axis=0), key,

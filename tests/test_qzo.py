@@ -140,6 +140,24 @@ def test_perturbed_models_stay_valid_int8():
     assert clamped > 10
 
 
+def test_layers_without_bias_get_no_bias_perturbation():
+    params = NetworkParams(layers=(LayerParams(units=3, activation=ReLU(), bias=False),
+                                   LayerParams(units=2, activation=Identity())),
+                           device=MCUParams(activation_range=(-2.0, 2.0)))
+    rng = np.random.default_rng(12)
+    hw = Hardware(Network(params, 4, rng, rng), "mse")
+    x, y = rng.uniform(0, 1, (8, 4)), rng.uniform(-1, 1, (8, 2))
+    inputs = hw.probe(x, y).inputs
+    key = np.uint64(5)
+    assert np.array_equal(hw.cost_seeded(0, inputs[0], y, key, 0, 4, 2, 500),
+                          hw.cost_seeded(0, inputs[0], y, key, 0, 4, 2, 0))
+    wgt = np.zeros((8, hw.n_params))
+    wgt[:, :15] = rng.integers(-3, 4, (8, 15)) * hw.param_lsb[:15]
+    wgt[:, 12:15] *= 1000                                  # would move the absent biases
+    assert np.array_equal(hw.probe_suffix(0, inputs[0], y, weight_perturbation=wgt[:, :15]),
+                          hw.cost(x, y, weight_perturbation=wgt))
+
+
 # ------------------------------------------------------------------ the estimator
 def exact_weight_expectation(hw, layer, x, y, mu_w, mu_b):
     """E_u[(L(theta + mu u) - L(theta)) u / mu] over all 2^d sign vectors (d small)."""
