@@ -39,7 +39,7 @@ def _activate(z, kind):
     flat = z.reshape(-1)
     if kind == 1:
         for i in range(flat.shape[0]):
-            flat[i] = 0.5 * (1.0 + np.tanh(0.5 * flat[i]))
+            flat[i] = 1.0 / (1.0 + np.exp(-flat[i]))  # libm exp: ~3x faster than tanh
     elif kind == 2:
         for i in range(flat.shape[0]):
             flat[i] = np.tanh(flat[i])
@@ -143,6 +143,18 @@ def node_windows(theta, shapes, offsets, acts, x, y, idx, new, window, key, firs
 
 
 @njit(cache=True)
+def fill_signs(key, first, out):
+    """out[k] = +-1.0 from sign bit (first + k) of the counter-based stream (64 per hash)."""
+    n = out.shape[0]
+    for word_index in range(first >> 6, ((first + n - 1) >> 6) + 1):
+        word = crng.bits(key, np.uint64(word_index))
+        lo, hi = max(first, word_index << 6), min(first + n, (word_index + 1) << 6)
+        for index in range(lo, hi):
+            out[index - first] = 1.0 - 2.0 * float((word >> np.uint64(index & 63))
+                                                   & np.uint64(1))
+
+
+@njit(cache=True)
 def weight_windows(theta, shapes, offsets, acts, x, y, idx, new, window, key, first_step,
                    tau_p, epsilon, scale, lr, costs):
     """MGD with weight perturbation: like :func:`node_windows`, the K = len(theta)
@@ -156,7 +168,6 @@ def weight_windows(theta, shapes, offsets, acts, x, y, idx, new, window, key, fi
     signs = np.empty(n_params)
     integral = np.empty(n_params)
     h = np.empty(width)
-    z = np.empty(width)
     counted = 0
     for w in range(len(idx) // window):
         s0 = w * window
@@ -172,35 +183,21 @@ def weight_windows(theta, shapes, offsets, acts, x, y, idx, new, window, key, fi
             if c != code:
                 if code >= 0:
                     integral += held * signs
-                held = 0.0
-                code = c
-                base = np.uint64(c) * np.uint64(n_params)
-                for k in range(n_params):
-                    index = base + np.uint64(k)
-                    if k == 0 or (index & np.uint64(63)) == 0:
-                        word = crng.bits(key, index >> np.uint64(6))
-                    signs[k] = 1.0 - 2.0 * float((word >> (index & np.uint64(63)))
-                                                 & np.uint64(1))
-            for i in range(shapes[0, 1]):
-                h[i] = xw[t, i]
+                held, code = 0.0, c
+                fill_signs(key, c * n_params, signs)
+            h[:shapes[0, 1]] = xw[t]
             for l in range(n_layers):
                 n_out, n_in = shapes[l, 0], shapes[l, 1]
-                o = offsets[l]
-                ob = o + n_out * n_in
-                for j in range(n_out):
-                    acc = 0.0
-                    for i in range(n_in):
-                        acc += signs[o + j * n_in + i] * h[i]
-                    acc = amplitude * (acc + signs[ob + j])
-                    if l == 0:
-                        z[j] = z0[t, j] + acc
-                    else:
-                        wsum = theta[ob + j]
-                        for i in range(n_in):
-                            wsum += theta[o + j * n_in + i] * h[i]
-                        z[j] = wsum + acc
-                _activate(z[:n_out], acts[l])
-                h[:n_out] = z[:n_out]
+                o, ob = offsets[l], offsets[l] + n_out * n_in
+                # (W + D) h = W h + D h: the first layer's W x is the baseline's
+                z = amplitude * (np.dot(signs[o:ob].reshape((n_out, n_in)), h[:n_in])
+                                 + signs[ob:offsets[l + 1]])
+                if l == 0:
+                    z += z0[t]
+                else:
+                    z += np.dot(theta[o:ob].reshape((n_out, n_in)), h[:n_in])
+                    z += theta[ob:offsets[l + 1]]
+                h[:n_out] = _activate(z, acts[l])
             n_last = shapes[n_layers - 1, 0]
             cost = 0.0
             for j in range(n_last):

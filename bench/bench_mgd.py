@@ -1,0 +1,150 @@
+"""MGD training speed on the quick-start network, in simulated hardware steps per second.
+
+Quick-start digits network (64-32-10 sigmoid, MSE, ideal device), one sample per
+hardware step (tau_x = 1), a new random +-code every step (tau_p = 1), an update
+every tau_theta = 100 steps. A hardware step is one inference: perturbed ones and
+the baselines (one per new sample and per window start) both count, as in traces.
+
+Three implementations of the same algorithm, timed in the same run:
+
+- ``numpy``: a vectorised NumPy implementation, one window per iteration (GEMMs over
+  the window, codes from :func:`devsim.crng.sign_np`); checked equal to the engine;
+- ``controller``: :class:`trainer.loop.TrainingLoop` with :class:`trainer.mgd.MGD`
+  and SGD through the :class:`devsim.hardware.Hardware` interface (chip in the loop);
+- ``on-chip``: :class:`devsim.insitu.OnChipMGD`, all windows of a chunk in one
+  compiled call.
+
+Usage: ``python -m bench.bench_mgd [--repeat 3]``
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from devsim import crng
+from devsim.data import SampleStream
+from devsim.insitu import OnChipMGD
+from devsim.runner import build, load_config
+from trainer.loop import TrainingLoop
+from trainer.mgd import MGD, MGDParams
+from trainer.optim import sgd
+
+CONFIG = "configs/quickstart.yaml"
+TAU_THETA, EPS, LR, SEED = 100, 0.1, 3.0, 7
+
+
+def _sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def numpy_windows(theta, shapes, offsets, x, y, idx, new, window, key, first_step, target):
+    """Vectorised NumPy MGD (sigmoid layers, MSE, SGD, tau_p = 1): updates ``theta`` in
+    place and returns the counted hardware steps."""
+    n_nodes = sum(n_out for n_out, _ in shapes)
+    channels = n_nodes if target == "nodes" else len(theta)
+    amp = EPS / np.sqrt(channels)
+    scale = channels / window
+    counted = 0
+    layers = [(offsets[i], offsets[i] + n_out * n_in, offsets[i + 1], n_out, n_in)
+              for i, (n_out, n_in) in enumerate(shapes)]
+    for s0 in range(0, len(idx) - window + 1, window):
+        rows = idx[s0:s0 + window]
+        xw, yw = x[rows], y[rows]
+        codes = amp * crng.sign_np(
+            key, (first_step + s0 + np.arange(window))[:, None] * channels + np.arange(channels))
+        hb = hp = xw
+        inputs, node = [], 0
+        for o, ob, oe, n_out, n_in in layers:
+            w, b = theta[o:ob].reshape(n_out, n_in), theta[ob:oe]
+            hb_next = _sigmoid(hb @ w.T + b)
+            inputs.append(hp)
+            z = hp @ w.T + b
+            if target == "nodes":
+                z += codes[:, node:node + n_out]
+            else:
+                dw = codes[:, o:ob].reshape(window, n_out, n_in)
+                z += np.einsum("tji,ti->tj", dw, hp) + codes[:, ob:oe]
+            hb, hp, node = hb_next, _sigmoid(z), node + n_out
+        change = ((hp - yw) ** 2).mean(1) - ((hb - yw) ** 2).mean(1)
+        signal = codes * (change * scale / EPS ** 2)[:, None]
+        if target == "nodes":
+            node = 0
+            for (o, ob, oe, n_out, n_in), h in zip(layers, inputs):
+                s = signal[:, node:node + n_out]
+                theta[o:ob] -= LR * (s.T @ h).ravel()
+                theta[ob:oe] -= LR * s.sum(0)
+                node += n_out
+        else:
+            theta -= LR * signal.sum(0)
+        counted += window + 1 + int(new[s0 + 1:s0 + window].sum())
+    return counted
+
+
+def _timed(fn, repeat):
+    """Best steps/s over ``repeat`` runs of fn() -> counted steps."""
+    best = 0.0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        steps = fn()
+        best = max(best, steps / (time.perf_counter() - t0))
+    return best
+
+
+def bench(target: str, repeat: int, chip_steps: int, numpy_steps: int, ctrl_steps: int):
+    config = load_config(CONFIG)
+    built = build(config)
+    hw, data = built.hardware, built.data
+    x, y = data.x_train, data.y_train
+    engine = OnChipMGD(hw, target=target, epsilon=EPS, tau_p=1, tau_theta=TAU_THETA,
+                       lr=LR, seed=SEED)
+    stream = SampleStream(len(x), 1, np.random.default_rng(0))
+    # correctness first: NumPy and the engine agree over a few windows from one state
+    idx, new = stream.next(10 * TAU_THETA)
+    theta = hw.read_params()
+    numpy_windows(theta, hw.layer_shapes, hw.param_offsets, x, y, idx, new, TAU_THETA,
+                  engine.key, engine.step, target)
+    engine.train(x, y, idx, new)
+    assert np.allclose(theta, hw.read_params(), rtol=1e-8, atol=1e-10), "numpy != engine"
+
+    def run_numpy():
+        i, n = stream.next(numpy_steps)
+        return numpy_windows(theta, hw.layer_shapes, hw.param_offsets, x, y, i, n,
+                             TAU_THETA, engine.key, 0, target)
+
+    def run_chip():
+        i, n = stream.next(chip_steps)
+        before = hw.steps
+        engine.train(x, y, i, n)
+        return hw.steps - before
+
+    est = MGD(MGDParams(target=target, epsilon=EPS), hw, SEED)
+    loop = TrainingLoop(hw, x, y, est, sgd(LR), config.train.timescales, np.random.default_rng(1))
+
+    def run_controller():
+        before = hw.steps
+        while hw.steps - before < ctrl_steps:
+            loop.update()
+        return hw.steps - before
+
+    return {"numpy": _timed(run_numpy, repeat), "controller": _timed(run_controller, repeat),
+            "on-chip": _timed(run_chip, repeat)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    print("| target | numpy steps/s | controller steps/s | on-chip steps/s "
+          "| on-chip / numpy | on-chip / controller |")
+    print("|---|---|---|---|---|---|")
+    for target, sizes in (("nodes", (2_000_000, 100_000, 200_000)),
+                          ("weights", (1_000_000, 20_000, 100_000))):
+        r = bench(target, args.repeat, *sizes)
+        print(f"| {target} | {r['numpy']:,.0f} | {r['controller']:,.0f} | {r['on-chip']:,.0f} "
+              f"| {r['on-chip'] / r['numpy']:.1f}x | {r['on-chip'] / r['controller']:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
