@@ -209,3 +209,40 @@ def test_layers_without_bias_ignore_bias_writes_and_perturbations():
     bias_only = np.zeros((5, hw.n_params))
     bias_only[:, -3:] = 1.0
     assert np.array_equal(hw.cost(x, y, weight_perturbation=bias_only), hw.cost(x, y))
+
+
+@pytest.mark.parametrize("method,params", [
+    ("gd", BackpropParams()),
+    ("np", NPParams(perturbation="gaussian", sigma=0.3)),
+    ("np", NPParams(perturbation="rademacher", sigma=0.3)),
+    ("wp", WPParams(perturbation="gaussian", sigma=0.3)),
+])
+def test_one_step_of_the_real_estimators_follows_the_werfel_recursion(method, params):
+    # Linear student without bias, teacher W* = 0 (targets 0), one fresh x ~ N(0, I) per
+    # step. For any fixed W the theory gives E ||W - lr g_hat - W*||^2 = r ||W||^2 + c with
+    # eta = 2 lr / M (devsim's mse is (2/M) times the theory's loss). 4,000 one-step
+    # trials from the same W; tolerance 5 standard errors of the sample mean, which is
+    # at most half the change a factor 2 in the rate mapping makes (checked below).
+    from devsim.network import LayerParams, Network, NetworkParams
+    from devsim.hardware import Hardware
+    from trainer import theory
+    n_in, n_out, eta = 5, 3, 0.04
+    layers = (LayerParams(units=n_out, activation=Identity(), bias=False),)
+    rng = np.random.default_rng(13)
+    hw = Hardware(Network(NetworkParams(layers=layers), n_in, rng, rng), "mse")
+    w = hw.read_params()[: n_out * n_in]
+    est = params.build(hw, np.random.default_rng(14))
+    lr = eta * n_out / 2.0
+    trials = 4000
+    e1 = np.empty(trials)
+    for i in range(trials):
+        x = rng.normal(size=(1, n_in))
+        g = est.estimate(hw, Window(x, np.zeros((1, n_out)), np.ones(1, bool))).gradient
+        e1[i] = np.sum((w - lr * g[: n_out * n_in]) ** 2)
+    law = getattr(params, "perturbation", "gaussian")
+    r, c = theory.recursion(method, eta, getattr(params, "sigma", 0.0), n_in, n_out, law)
+    expected = r * np.sum(w ** 2) + c
+    se = e1.std() / np.sqrt(trials)
+    assert abs(e1.mean() - expected) < 5 * se
+    r2, c2 = theory.recursion(method, 2 * eta, getattr(params, "sigma", 0.0), n_in, n_out, law)
+    assert abs(r2 * np.sum(w ** 2) + c2 - expected) > 2 * 5 * se
