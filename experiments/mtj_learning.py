@@ -8,7 +8,8 @@ studies on one base config (``configs/mtj_danp_digits.yaml``):
   telegraph noise of the Koenders preset with one device per node, and one shared
   device read successively for all nodes, against reference BP and DBP;
 - ``delta``: per-node telegraph noise at several thermal stabilities Delta (the
-  per-sample flip probability runs from near 1/2 to near 0 as Delta grows);
+  per-sample flip probability runs from near 1/2 to near 0 as Delta grows), with the
+  preset's read-out noise and without any;
 - ``read_noise``: per-node telegraph noise with more or less Gaussian read-out noise.
 
     python -m experiments.mtj_learning --study compare --epochs 50 --seeds 0 1 2
@@ -55,9 +56,11 @@ def studies(config, study: str) -> dict:
         }
     if study == "delta":
         out = {}
-        for delta in (5.0, 7.0, 9.335345, 11.0, 13.0, 15.0):
-            noise = mtj.replace(delta=delta)
-            out[f"Delta {delta:.2f} (p_flip {flip_probability(noise):.3g})"] = with_noise(config, noise)
+        for read_noise in (mtj.read_noise, 0.0):
+            for delta in (5.0, 9.335345, 13.0, 15.0):
+                noise = mtj.replace(delta=delta, read_noise=read_noise)
+                out[f"Delta {delta:.2f} (p_flip {flip_probability(noise):.2g}), "
+                    f"read {1e3 * read_noise:.2g} mV"] = with_noise(config, noise)
         return out
     if study == "read_noise":
         return {f"read noise {1e3 * s:g} mV": with_noise(config, mtj.replace(read_noise=s))

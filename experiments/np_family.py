@@ -79,7 +79,8 @@ def bar_chart(results: dict, title: str, out: str) -> None:
         for i, row in enumerate(values):
             ax.plot(np.full(len(row), x[i] + offset), row, "k.", ms=3)
     ax.set_xticks(x, labels, rotation=30, ha="right")
-    ax.set_ylim(min(0.5, ax.get_ylim()[0]), 1.0)
+    lowest = min(r[key] for runs in results.values() for r in runs for key in ("train", "test"))
+    ax.set_ylim(max(0.0, np.floor(10 * lowest - 0.5) / 10), 1.0)
     ax.set_ylabel("accuracy")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right")

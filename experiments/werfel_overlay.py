@@ -3,7 +3,8 @@
 Every run is ``configs/np_werfel.yaml`` built by :func:`devsim.runner.build` with a
 different seed (teacher, student initialisation, samples and perturbations all
 change) and one of three estimators: ``backprop`` (GD), ``np`` and ``wp``, both with
-Gaussian perturbations of standard deviation ``sigma``. After each update (one fresh
+Gaussian (or, with ``--perturbation rademacher``, +-sigma) perturbations of standard
+deviation ``sigma``. After each update (one fresh
 sample) the script reads the parameters back and records ``||W - W*||_F^2``, with W*
 recovered exactly from the noise-free teacher data by least squares. The theory's rate
 is ``eta = 2 lr / M`` (devsim's mse is ``(2 / M)`` times the theory's loss); the
@@ -63,27 +64,29 @@ def main(argv=None):
     ap.add_argument("--fracs", type=float, nargs="+", default=[0.2, 0.5, 0.9],
                     help="learning rates as fractions of each method's maximum")
     ap.add_argument("--sigma", type=float, default=0.1)
+    ap.add_argument("--perturbation", choices=("gaussian", "rademacher"), default="gaussian")
     ap.add_argument("--out", default="experiments/werfel_overlay.png")
     args = ap.parse_args(argv)
     config = load_config(args.config)
     n_in, n_out = config.data.inputs, config.data.outputs
+    law = args.perturbation
     methods = {"gd": BackpropParams(),
-               "np": NPParams(perturbation="gaussian", sigma=args.sigma),
-               "wp": WPParams(perturbation="gaussian", sigma=args.sigma)}
+               "np": NPParams(perturbation=law, sigma=args.sigma),
+               "wp": WPParams(perturbation=law, sigma=args.sigma)}
     results = {}
-    print(f"N = {n_in}, M = {n_out}, sigma = {args.sigma}, {args.seeds} seeds per curve")
+    print(f"N = {n_in}, M = {n_out}, sigma = {args.sigma} ({law}), {args.seeds} seeds per curve")
     print("| method | eta / max | eta | lr | updates | max abs z | max rel. dev. | final e (sim) | final e (theory) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, estimator in methods.items():
-        updates = int(np.ceil(3.0 / theory.best_decay(name, n_in, n_out)))
+        updates = int(np.ceil(3.0 / theory.best_decay(name, n_in, n_out, law)))
         for frac in args.fracs:
-            eta = frac * theory.max_learning_rate(name, n_in, n_out)
+            eta = frac * theory.max_learning_rate(name, n_in, n_out, law)
             lr = eta * n_out / 2.0
             t0 = time.perf_counter()
             e = simulate(config, estimator, lr, updates, range(args.seeds))
             mean, se = e.mean(1), e.std(1, ddof=1) / np.sqrt(e.shape[1])
             curve = theory.learning_curve(name, eta, args.sigma, n_in, n_out, updates,
-                                          float(mean[0]))
+                                          float(mean[0]), law)
             # z at t = 0 is 0 by construction; the initial spread is part of later errors.
             z = np.abs(mean[1:] - curve[1:]) / se[1:]
             rel = np.abs(mean[1:] - curve[1:]) / curve[1:]
@@ -108,7 +111,9 @@ def plot(results, args, n_in, n_out):
             ax.errorbar(t[::step], mean[::step], yerr=2 * se[::step], fmt="o", ms=3,
                         color=colour, elinewidth=0.8)
         ax.set_yscale("log")
-        ax.set_title(f"{name.upper()} (devsim estimator), N={n_in}, M={n_out}, sigma={args.sigma}")
+        ax.set_title(f"{name.upper()} (devsim estimator), N={n_in}, M={n_out}, "
+                     f"sigma={args.sigma}" + ("" if name == "gd" else f" {args.perturbation}"),
+                     fontsize=9)
         ax.set_xlabel("update (one fresh sample each)")
         ax.set_ylabel("E ||W - W*||^2")
         ax.legend(fontsize=8)
