@@ -101,7 +101,7 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     prog_noise: float = param(0.0, ge=0.0)
     """Programming-noise size: sigma as a fraction of g_max - g_min (constant), of G
     (proportional), or a multiplier of the PCM polynomial (pcm; 1 = the published fit)."""
-    pcm_prog_coeffs: tuple[float, ...] = (0.26348, 1.9650, -1.1731)
+    pcm_prog_coeffs: tuple[float, ...] = param((0.26348, 1.9650, -1.1731), unit="uS")
     """PCM programming-noise polynomial (c0, c1, c2), in uS at g_max = 25 uS."""
 
     # ---- reads
@@ -158,8 +158,8 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     dw_min_std: float = param(0.0, ge=0.0)
     """Cycle-to-cycle relative sigma of each pulse's step."""
     up_down: float = param(0.0, gt=-1.0, lt=1.0)
-    """Asymmetry: potentiating steps are (1 + up_down), depressing (1 - up_down) times
-    the nominal step."""
+    """Asymmetry (dimensionless): potentiating steps are (1 + up_down), depressing
+    (1 - up_down) times the nominal step."""
     up_down_dtod: float = param(0.0, ge=0.0)
     """Device-to-device sigma of up_down (draws clipped to (-0.99, 0.99))."""
     soft_bounds: bool = True
