@@ -25,6 +25,7 @@ from trainer.optim import SGDParams
 from trainer.qzo import QZOParams, weight_directions
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "mcu_qzo.yaml"
+SPARSE = CONFIG.with_name("mcu_qzo_sparse.yaml")
 
 
 def quantized_hardware(widths=(4, 3, 2), seed=0, loss="mse"):
@@ -357,6 +358,13 @@ def test_run_records_memory_and_enforces_the_budget(tmp_path, capsys):
     # int8-aware BP (the reference baseline) keeps every layer's input and gradients
     bp = build(load_config(CONFIG, ["train.estimator={type: backprop}"]))
     assert bp.memory.sram["bp: stored layer inputs"] == 64 + 32
+
+
+def test_sparse_config_fits_256_kib_and_dense_does_not():
+    sparse = build(load_config(SPARSE))
+    assert sparse.memory.sram_bytes <= 256 * 1024
+    with pytest.raises(ConfigError, match=r"sram_kib: needs 424\.3 KiB, over the budget of 256"):
+        build(load_config(SPARSE, ["train.estimator.train_layers=[]"]))
 
 
 def test_qzo_needs_an_integer_chip_config_error():
