@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from devices.mcu import MCUParams
-from devices.mcu_memory import MemoryBudgetError
+from devices.mcu_memory import MemoryBudgetError, MemoryReport, memory_report
 from devsim.activations import Identity, ReLU
 from devsim.data import Digits
 from devsim.hardware import Hardware
@@ -64,7 +64,8 @@ def blur(x, rng):
     img = np.pad(x.reshape(-1, 8, 8), ((0, 0), (1, 1), (1, 1)))
     k = np.array([1.0, 2.0, 1.0]) / 4.0
     rows = k[0] * img[:, :-2] + k[1] * img[:, 1:-1] + k[2] * img[:, 2:]
-    return (k[0] * rows[:, :, :-2] + k[1] * rows[:, :, 1:-1] + k[2] * rows[:, :, 2:]).reshape(-1, 64)
+    out = k[0] * rows[:, :, :-2] + k[1] * rows[:, :, 1:-1] + k[2] * rows[:, :, 2:]
+    return out.reshape(-1, 64)
 
 
 def contrast_shift(x, rng):
@@ -145,11 +146,9 @@ def main(argv=None):
           f"{SRAM_BUDGET_KIB} KiB | wall s per run |")
     print("|---" * (len(CORRUPTIONS) + 5) + "|")
     for m_name in ["none"] + list(METHODS):
-        accs = " | ".join(f"{np.mean(results[(c, m_name)]):.3f} ± {np.std(results[(c, m_name)]):.3f}"
-                          for c in CORRUPTIONS)
-        estimator = METHODS[m_name][0] if m_name in METHODS else None
-        report = run_memory(NetworkParams(layers=network_params().layers, device=MCUParams()),
-                            shapes, estimator if estimator is not None else _Inference())
+        accs = " | ".join(f"{np.mean(r):.3f} ± {np.std(r):.3f}"
+                          for r in (results[(c, m_name)] for c in CORRUPTIONS))
+        report = sram(shapes, METHODS[m_name][0] if m_name in METHODS else None)
         try:
             report.check(SRAM_BUDGET_KIB)
             fits = "yes"
@@ -159,22 +158,18 @@ def main(argv=None):
               f"{fits} | {wall.get(m_name, 0.0) / n_runs:.1f} |")
     print(f"\ntotal {elapsed:.0f} s")
     for m_name in ("qzo dense", "int8-aware bp"):
-        report = run_memory(NetworkParams(layers=network_params().layers, device=MCUParams()),
-                            shapes, METHODS[m_name][0])
         try:
-            report.check(SRAM_BUDGET_KIB)
+            sram(shapes, METHODS[m_name][0]).check(SRAM_BUDGET_KIB)
         except MemoryBudgetError as exc:
             print(f"{m_name} under a {SRAM_BUDGET_KIB} KiB budget: {exc}")
 
 
-class _Inference:
-    """Stands for 'no training' when sizing the deployed model alone."""
-
-    kind = None
-
-    @staticmethod
-    def training_methods(n_layers):
-        return [None] * n_layers
+def sram(shapes, estimator) -> MemoryReport:
+    """Memory of the deployed model adapted by ``estimator`` (None: inference only)."""
+    if estimator is None:
+        return memory_report(shapes)
+    return run_memory(NetworkParams(layers=network_params().layers, device=MCUParams()),
+                      shapes, estimator)
 
 
 if __name__ == "__main__":
