@@ -40,7 +40,6 @@ def simulate(config, estimator, lr: float, updates: int, seeds: range) -> np.nda
     """``||W_t - W*||^2`` for t = 0..updates (rows) of every seed (columns)."""
     config = config.replace(train=config.train.replace(
         estimator=estimator, optimizer=config.train.optimizer.replace(lr=lr)))
-    n_out, n_in = None, None
     errors = np.empty((updates + 1, len(seeds)))
     for j, seed in enumerate(seeds):
         built = build(config.replace(seed=seed))
@@ -75,7 +74,8 @@ def main(argv=None):
                "wp": WPParams(perturbation=law, sigma=args.sigma)}
     results = {}
     print(f"N = {n_in}, M = {n_out}, sigma = {args.sigma} ({law}), {args.seeds} seeds per curve")
-    print("| method | eta / max | eta | lr | updates | max abs z | max rel. dev. | final e (sim) | final e (theory) |")
+    print("| method | eta / max | eta | lr | updates | max abs z | max rel. dev. "
+          "| final e (sim) | final e (theory) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, estimator in methods.items():
         updates = int(np.ceil(3.0 / theory.best_decay(name, n_in, n_out, law)))

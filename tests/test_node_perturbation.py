@@ -8,7 +8,7 @@ failure has probability below 1e-4, while a bias of a few per cent of |g| fails.
 import numpy as np
 import pytest
 
-from conftest import Identity, Sigmoid, Tanh, make_hardware
+from conftest import Identity, Tanh, make_hardware
 from devices.noise import GaussianNoiseParams
 from devsim.params import ParamError
 from trainer.backprop import BackpropParams
