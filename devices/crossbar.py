@@ -33,7 +33,9 @@ What is modelled, and where (names follow IBM aihwkit's ``_dtod`` device-to-devi
 
 Perturbations enter in the analog domain: a weight perturbation is a conductance
 offset (its current adds to the column before the ADC), a node perturbation is a
-current injected into the column of the array that holds the bias row.
+current injected into the column of the array that holds the bias row. Offsets are
+taken as small: they see neither drift nor IR drop, and the read-noise variance is that
+of the programmed conductances.
 
 All noise inside kernels comes from :mod:`devsim.crng`, keyed on (seed, stream, draw
 index), so results do not depend on the thread count. With every non-ideality off,
