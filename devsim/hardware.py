@@ -217,11 +217,12 @@ class _DecorrelatedModel:
 
     def __init__(self, model, matrices: list[np.ndarray]):
         self._model, self._matrices = model, matrices
+        self.shapes, self.offsets = model.shapes, model.offsets
+        self.activations, self.loss = model.activations, model.loss
 
     def _map(self, params: np.ndarray, transpose: bool) -> np.ndarray:
         out = params.copy()
-        for (n_out, n_in), start, r in zip(self._model.shapes, self._model.offsets,
-                                           self._matrices):
+        for (n_out, n_in), start, r in zip(self.shapes, self.offsets, self._matrices):
             w = out[start:start + n_out * n_in].reshape(n_out, n_in)
             w[...] = w @ (r.T if transpose else r)
         return out
