@@ -195,6 +195,14 @@ class Hardware:
         self.steps += out.shape[0]
         return self._loss(out, np.repeat(y, count, axis=0)).reshape(-1, count)
 
+    def set_time(self, seconds: float) -> int:
+        """Read the chip ``seconds`` after programming: every device that models time
+        (conductance drift, accumulated 1/f noise) moves there. Returns how many did."""
+        timed = [d for d in self._network.devices if hasattr(d, "set_time")]
+        for device in timed:
+            device.set_time(seconds)
+        return len(timed)
+
     def reference(self):
         """The ideal float twin of this network: OUTSIDE THE RULE, for baselines and
         diagnostics (backpropagation, cosine to the true gradient) only."""

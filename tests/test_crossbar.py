@@ -506,3 +506,20 @@ def test_presets_load_round_trip_and_run(name):
     assert np.std(y - (x @ w.T + b)) < 0.5 * np.std(x @ w.T + b)
     xbar.write(np.full(w.size + b.size, 0.01))
     assert xbar.meter.pulses > 0
+
+
+def test_hardware_set_time_moves_drifting_layers():
+    """Drift through the public Hardware API: g(t) = g (t/t0)^-nu lowers |outputs|."""
+    from devices.crossbar import CrossbarParams
+    from devsim.activations import Identity
+    from devsim.hardware import Hardware
+    from devsim.network import LayerParams, Network, NetworkParams
+
+    rng = np.random.default_rng(0)
+    layers = (LayerParams(units=3, activation=Identity(), device=CrossbarParams(drift_nu=0.1)),)
+    hw = Hardware(Network(NetworkParams(layers=layers), 4, rng, rng), "mse")
+    x = rng.normal(size=(5, 4))
+    before = hw.outputs(x)
+    assert hw.set_time(1e4) == 1
+    after = hw.outputs(x)
+    np.testing.assert_allclose(after, before * (1e4 / 20.0) ** -0.1, rtol=1e-12)
