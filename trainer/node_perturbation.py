@@ -33,8 +33,8 @@ Noise of nonzero mean (bernoulli with offset, a telegraph read-out level) shifts
 operating point of a noisy pass. NP subtracts the known mean. ANP and INP cannot, so with
 a clean pass the mean enters da and biases the estimate along it; with two noisy passes
 it cancels in every difference, which is why noise-based learning on a device's own
-noise uses ``noisy_noisy``. Injected noise only acts in ``perturbation: device`` mode
-through the chip's own source; otherwise the passes run with ``noisy=False``.
+noise uses ``noisy_noisy``. The chip's own node noise acts only with ``perturbation:
+device``; with injected perturbations every pass runs with ``noisy=False``.
 
 Hardware cost per update: B (1 + draws) steps with a clean pass, 2 B draws with two
 noisy passes; INP multiplies the noisy passes by the number of layers.
