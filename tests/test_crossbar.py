@@ -522,4 +522,5 @@ def test_hardware_set_time_moves_drifting_layers():
     before = hw.outputs(x)
     assert hw.set_time(1e4) == 1
     after = hw.outputs(x)
-    np.testing.assert_allclose(after, before * (1e4 / 20.0) ** -0.1, rtol=1e-12)
+    # conductances drift by ((t + t0) / t0)^-nu, t0 = drift_t0_s = 20 s
+    np.testing.assert_allclose(after, before * ((1e4 + 20.0) / 20.0) ** -0.1, rtol=1e-12)
