@@ -1,0 +1,73 @@
+"""Shared pieces of the MGD experiments: on-chip training runs with evaluations.
+
+``train_on_chip`` trains a config's network with :class:`devsim.insitu.OnChipMGD`
+(discrete MGD, random +-codes, SGD: the config's estimator and optimizer settings)
+and evaluates test accuracy every ``eval_every`` hardware steps, returning the curve
+and the time to target with the MGD papers' definition
+(:func:`devsim.runner.steps_to_target`).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from devsim.data import SampleStream
+from devsim.insitu import OnChipMGD
+from devsim.runner import build, evaluate, load_config, steps_to_target
+
+ROOT = Path(__file__).parents[1]
+
+
+class Curve(NamedTuple):
+    steps: np.ndarray
+    accuracy: np.ndarray
+    steps_to_target: int | None
+    wall_seconds: float
+    n_params: int
+
+
+def config(name: str, *overrides: str):
+    """A config file under configs/ with ``--set`` style overrides."""
+    return load_config(ROOT / "configs" / name, list(overrides))
+
+
+def train_on_chip(cfg, target: str, steps: int, eval_every: int, accuracy_target: float,
+                  hold: int = 0) -> Curve:
+    """Train cfg's network on chip for ``steps`` hardware steps, or (``hold`` > 0) until
+    ``hold`` successive evaluations are at or above the target."""
+    built = build(cfg)
+    hw, data = built.hardware, built.data
+    est, ts = cfg.train.estimator, cfg.train.timescales
+    seed = int(np.random.default_rng([cfg.seed, 1]).integers(2 ** 63))
+    engine = OnChipMGD(hw, target=target, epsilon=est.epsilon, tau_p=est.tau_p,
+                       tau_theta=ts.tau_theta, lr=cfg.train.optimizer.lr, seed=seed,
+                       normalize=est.normalize)
+    stream = SampleStream(len(data.x_train), ts.tau_x, np.random.default_rng([cfg.seed, 2]))
+    chunk = max(ts.tau_theta, eval_every // 4 // ts.tau_theta * ts.tau_theta)  # ~half in counted steps
+    t0 = time.perf_counter()
+    at, acc = [0], [evaluate(hw, data.x_test, data.y_test, data.labels_test)["accuracy"]]
+    next_eval = eval_every
+    while hw.steps < steps:
+        idx, new = stream.next(chunk)
+        engine.train(data.x_train, data.y_train, idx, new)
+        if hw.steps >= next_eval:
+            at.append(hw.steps)
+            acc.append(evaluate(hw, data.x_test, data.y_test, data.labels_test)["accuracy"])
+            next_eval += eval_every
+            if hold and len(acc) >= hold and min(acc[-hold:]) >= accuracy_target:
+                break
+    at, acc = np.array(at), np.array(acc)
+    return Curve(at, acc, steps_to_target(at, acc, accuracy_target), time.perf_counter() - t0,
+                 hw.n_params)
+
+
+def run_controller(name: str, overrides, seed: int, out_dir: Path) -> dict:
+    """``devsim run configs/<name>`` with ``--set`` overrides and a seed (the controller
+    path, traces under out_dir); returns the run summary."""
+    from devsim.runner import run
+    cfg = config(name, *overrides, f"seed={seed}")
+    tag = "_".join(o.replace("=", "-").replace(".", "_") for o in overrides) or "base"
+    return run(cfg, out=out_dir / f"{Path(name).stem}_{tag}_s{seed}.h5")
