@@ -60,30 +60,36 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="configs/np_werfel.yaml")
     ap.add_argument("--seeds", type=int, default=300)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--fracs", type=float, nargs="+", default=[0.2, 0.5, 0.9],
                     help="learning rates as fractions of each method's maximum")
     ap.add_argument("--sigma", type=float, default=0.1)
     ap.add_argument("--perturbation", choices=("gaussian", "rademacher"), default="gaussian")
+    ap.add_argument("--methods", nargs="+", choices=("gd", "np", "wp"), default=["gd", "np", "wp"])
+    ap.add_argument("--time-constants", type=float, default=3.0,
+                    help="run length in units of 1 / (1 - r) at each method's optimal rate")
     ap.add_argument("--out", default="experiments/werfel_overlay.png")
     args = ap.parse_args(argv)
     config = load_config(args.config)
     n_in, n_out = config.data.inputs, config.data.outputs
     law = args.perturbation
-    methods = {"gd": BackpropParams(),
-               "np": NPParams(perturbation=law, sigma=args.sigma),
-               "wp": WPParams(perturbation=law, sigma=args.sigma)}
+    estimators = {"gd": BackpropParams(),
+                  "np": NPParams(perturbation=law, sigma=args.sigma),
+                  "wp": WPParams(perturbation=law, sigma=args.sigma)}
+    methods = {name: estimators[name] for name in args.methods}
     results = {}
     print(f"N = {n_in}, M = {n_out}, sigma = {args.sigma} ({law}), {args.seeds} seeds per curve")
     print("| method | eta / max | eta | lr | updates | max abs z | max rel. dev. "
           "| final e (sim) | final e (theory) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, estimator in methods.items():
-        updates = int(np.ceil(3.0 / theory.best_decay(name, n_in, n_out, law)))
+        updates = int(np.ceil(args.time_constants / theory.best_decay(name, n_in, n_out, law)))
         for frac in args.fracs:
             eta = frac * theory.max_learning_rate(name, n_in, n_out, law)
             lr = eta * n_out / 2.0
             t0 = time.perf_counter()
-            e = simulate(config, estimator, lr, updates, range(args.seeds))
+            e = simulate(config, estimator, lr, updates,
+                         range(args.first_seed, args.first_seed + args.seeds))
             mean, se = e.mean(1), e.std(1, ddof=1) / np.sqrt(e.shape[1])
             curve = theory.learning_curve(name, eta, args.sigma, n_in, n_out, updates,
                                           float(mean[0]), law)
@@ -101,12 +107,16 @@ def plot(results, args, n_in, n_out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    for ax, name in zip(axes, ("gd", "np", "wp")):
+    fig, axes = plt.subplots(1, len(args.methods), figsize=(4.7 * len(args.methods), 4.2),
+                             squeeze=False)
+    for ax, name in zip(axes[0], args.methods):
         for frac, colour in zip(args.fracs, ("C0", "C1", "C3", "C4", "C5")):
             eta, mean, se, curve = results[name, frac]
             t = np.arange(len(mean))
             ax.plot(t, curve, color=colour, lw=1.5, label=f"theory, eta = {frac:g} max")
+            if name != "gd":
+                floor = theory.error_floor(name, eta, args.sigma, n_in, n_out, args.perturbation)
+                ax.axhline(floor, color=colour, lw=0.8, ls=":")
             step = max(1, len(t) // 40)
             ax.errorbar(t[::step], mean[::step], yerr=2 * se[::step], fmt="o", ms=3,
                         color=colour, elinewidth=0.8)
@@ -117,7 +127,8 @@ def plot(results, args, n_in, n_out):
         ax.set_xlabel("update (one fresh sample each)")
         ax.set_ylabel("E ||W - W*||^2")
         ax.legend(fontsize=8)
-    fig.suptitle(f"dots: mean of {args.seeds} devsim runs +- 2 s.e.; lines: trainer.theory")
+    fig.suptitle(f"dots: mean of {args.seeds} devsim runs +- 2 s.e.; lines: trainer.theory; "
+                 "dotted: its error floors")
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
