@@ -5,14 +5,16 @@ hardware step (tau_x = 1), a new random +-code every step (tau_p = 1), an update
 every tau_theta = 100 steps. A hardware step is one inference: perturbed ones and
 the baselines (one per new sample and per window start) both count, as in traces.
 
-Three implementations of the same algorithm, timed in the same run:
+Four implementations of the same algorithm, timed in the same run:
 
 - ``numpy``: a vectorised NumPy implementation, one window per iteration (GEMMs over
   the window, codes from :func:`devsim.crng.sign_np`); checked equal to the engine;
 - ``controller``: :class:`trainer.loop.TrainingLoop` with :class:`trainer.mgd.MGD`
   and SGD through the :class:`devsim.hardware.Hardware` interface (chip in the loop);
-- ``on-chip``: :class:`devsim.insitu.OnChipMGD`, all windows of a chunk in one
-  compiled call.
+- ``estimator on-chip``: the same loop with ``on_chip: true``: each window's estimate
+  from the chip's compiled engine, the update from the controller's optimizer;
+- ``on-chip``: :class:`devsim.insitu.OnChipMGD` with SGD on the chip, all windows of a
+  chunk in one compiled call.
 
 Usage: ``python -m bench.bench_mgd [--repeat 3]``
 """
@@ -97,15 +99,14 @@ def bench(target: str, repeat: int, chip_steps: int, numpy_steps: int, ctrl_step
     built = build(config)
     hw, data = built.hardware, built.data
     x, y = data.x_train, data.y_train
-    engine = OnChipMGD(hw, target=target, epsilon=EPS, tau_p=1, tau_theta=TAU_THETA,
-                       lr=LR, seed=SEED)
+    engine = OnChipMGD(hw, target=target, epsilon=EPS, tau_p=1, seed=SEED)
     stream = SampleStream(len(x), 1, np.random.default_rng(0))
     # correctness first: NumPy and the engine agree over a few windows from one state
     idx, new = stream.next(10 * TAU_THETA)
     theta = hw.read_params()
     numpy_windows(theta, hw.layer_shapes, hw.param_offsets, x, y, idx, new, TAU_THETA,
                   engine.key, engine.step, target)
-    engine.train(x, y, idx, new)
+    engine.train(x, y, idx, new, TAU_THETA, LR)
     assert np.allclose(theta, hw.read_params(), rtol=1e-8, atol=1e-10), "numpy != engine"
 
     def run_numpy():
@@ -116,19 +117,21 @@ def bench(target: str, repeat: int, chip_steps: int, numpy_steps: int, ctrl_step
     def run_chip():
         i, n = stream.next(chip_steps)
         before = hw.steps
-        engine.train(x, y, i, n)
+        engine.train(x, y, i, n, TAU_THETA, LR)
         return hw.steps - before
 
-    est = MGD(MGDParams(target=target, epsilon=EPS), hw, SEED)
-    loop = TrainingLoop(hw, x, y, est, sgd(LR), config.train.timescales, np.random.default_rng(1))
-
-    def run_controller():
+    def run_loop(on_chip, steps):
+        est = MGD(MGDParams(target=target, epsilon=EPS, on_chip=on_chip), hw, SEED)
+        loop = TrainingLoop(hw, x, y, est, sgd(LR), config.train.timescales,
+                            np.random.default_rng(1))
         before = hw.steps
-        while hw.steps - before < ctrl_steps:
+        while hw.steps - before < steps:
             loop.update()
         return hw.steps - before
 
-    return {"numpy": _timed(run_numpy, repeat), "controller": _timed(run_controller, repeat),
+    return {"numpy": _timed(run_numpy, repeat),
+            "controller": _timed(lambda: run_loop(False, ctrl_steps), repeat),
+            "estimator on-chip": _timed(lambda: run_loop(True, 4 * ctrl_steps), repeat),
             "on-chip": _timed(run_chip, repeat)}
 
 
@@ -136,13 +139,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    print("| target | numpy steps/s | controller steps/s | on-chip steps/s "
+    print("| target | numpy | controller | estimator on-chip | on-chip SGD "
           "| on-chip / numpy | on-chip / controller |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for target, sizes in (("nodes", (2_000_000, 100_000, 200_000)),
                           ("weights", (1_000_000, 20_000, 100_000))):
         r = bench(target, args.repeat, *sizes)
-        print(f"| {target} | {r['numpy']:,.0f} | {r['controller']:,.0f} | {r['on-chip']:,.0f} "
+        print(f"| {target} | {r['numpy']:,.0f} | {r['controller']:,.0f} "
+              f"| {r['estimator on-chip']:,.0f} | {r['on-chip']:,.0f} "
               f"| {r['on-chip'] / r['numpy']:.1f}x | {r['on-chip'] / r['controller']:.1f}x |")
 
 

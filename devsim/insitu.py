@@ -10,7 +10,7 @@ plain SGD run in one compiled call, so no Python runs per step or per window.
 It computes exactly what :class:`trainer.mgd.MGD` (``perturbation: code``,
 ``mode: discrete``, ``integrator: window``) followed by :func:`trainer.optim.sgd`
 computes through the controller path, with the same codes (bit (c*K + k) of the
-counter-based stream with the same key), the same sample order and the same counted
+counter-based stream with the same key, as :mod:`trainer.perturbations` draws them), the same sample order and the same counted
 steps: one per perturbed inference plus one per baseline (each new sample, and each
 window start because the parameters were just written). Two simulation shortcuts
 are exact for a deterministic device: the first layer's unperturbed product W x is
@@ -28,7 +28,6 @@ from numba import njit
 
 from devsim import crng
 from devsim.hardware import Hardware
-from trainer.perturbations import rademacher_codes
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
 
@@ -78,68 +77,15 @@ def _baseline(theta, shapes, offsets, acts, x):
 
 
 @njit(cache=True)
-def _count_steps(new, s0, window):
-    """Counted steps of one window: its perturbed inferences plus its baselines."""
-    count = window + 1
-    for t in range(1, window):
-        if new[s0 + t]:
-            count += 1
-    return count
-
-
-@njit(cache=True)
-def node_windows(theta, shapes, offsets, acts, x, y, idx, new, window, key, first_step,
-                 tau_p, epsilon, scale, lr, costs):
-    """MGD with node perturbation over len(idx) // window windows, updating ``theta``
-    in place; ``costs[w]`` gets window w's mean baseline cost. Returns counted steps."""
-    n_layers = shapes.shape[0]
-    n_nodes = 0
-    for l in range(n_layers):
-        n_nodes += shapes[l, 0]
-    codes = np.empty((window, n_nodes))
-    counted = 0
-    for w in range(len(idx) // window):
-        s0 = w * window
-        rows = idx[s0:s0 + window]
-        xw, yw = x[rows], y[rows]
-        rademacher_codes(key, first_step + s0, tau_p, epsilon / np.sqrt(n_nodes), codes)
-        hb, z0 = _baseline(theta, shapes, offsets, acts, xw)
-        cb = _mse_rows(hb, yw)
-        inputs = [xw]
-        h = xw
-        node = 0
-        for l in range(n_layers):
-            n_out, n_in = shapes[l, 0], shapes[l, 1]
-            if l == 0:
-                z = z0
-            else:
-                wl = theta[offsets[l]:offsets[l] + n_out * n_in].reshape((n_out, n_in))
-                z = np.dot(h, wl.T) + theta[offsets[l] + n_out * n_in:offsets[l + 1]]
-            z += codes[:, node:node + n_out]
-            h = _activate(z, acts[l])
-            if l < n_layers - 1:
-                inputs.append(h)
-            node += n_out
-        change = _mse_rows(h, yw) - cb
-        costs[w] = cb[0]
-        n_base = 1
-        for t in range(1, window):
-            if new[s0 + t]:
-                costs[w] += cb[t]
-                n_base += 1
-        costs[w] /= n_base
-        counted += _count_steps(new, s0, window)
-        signal = codes * (change * (scale / epsilon ** 2)).reshape((window, 1))
-        node = 0
-        for l in range(n_layers):
-            n_out, n_in = shapes[l, 0], shapes[l, 1]
-            s = np.ascontiguousarray(signal[:, node:node + n_out])
-            grad = np.dot(s.T, inputs[l])
-            o = offsets[l]
-            theta[o:o + n_out * n_in] -= lr * grad.reshape(-1)
-            theta[o + n_out * n_in:offsets[l + 1]] -= lr * s.sum(axis=0)
-            node += n_out
-    return counted
+def _window_cost(cb, new):
+    """Counted steps of a window (its perturbed inferences plus its baselines: the
+    first step and each new sample) and the mean of those baselines' costs."""
+    total, n_base = cb[0], 1
+    for t in range(1, cb.shape[0]):
+        if new[t]:
+            total += cb[t]
+            n_base += 1
+    return cb.shape[0] + n_base, total / n_base
 
 
 @njit(cache=True)
@@ -155,79 +101,138 @@ def fill_signs(key, first, out):
 
 
 @njit(cache=True)
-def weight_windows(theta, shapes, offsets, acts, x, y, idx, new, window, key, first_step,
-                   tau_p, epsilon, scale, lr, costs):
-    """MGD with weight perturbation: like :func:`node_windows`, the K = len(theta)
-    parameter signs drawn inside the kernel once per code and never stored."""
+def node_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, tau_p,
+                epsilon, scale, codes, grad):
+    """One window of node-perturbation MGD on samples xw (T, n_in): writes the scaled
+    integrated estimate into ``grad``; returns (counted steps, mean baseline cost)."""
+    n_layers = shapes.shape[0]
+    window = xw.shape[0]
+    n_nodes = codes.shape[1]
+    for t in range(window):
+        c = (first_step + t) // tau_p
+        if t > 0 and c == (first_step + t - 1) // tau_p:
+            codes[t] = codes[t - 1]
+        else:
+            fill_signs(key, c * n_nodes, codes[t])
+            codes[t] *= epsilon / np.sqrt(n_nodes)
+    hb, z0 = _baseline(theta, shapes, offsets, acts, xw)
+    cb = _mse_rows(hb, yw)
+    inputs = [xw]
+    h = xw
+    node = 0
+    for l in range(n_layers):
+        n_out, n_in = shapes[l, 0], shapes[l, 1]
+        if l == 0:
+            z = z0
+        else:
+            wl = theta[offsets[l]:offsets[l] + n_out * n_in].reshape((n_out, n_in))
+            z = np.dot(h, wl.T) + theta[offsets[l] + n_out * n_in:offsets[l + 1]]
+        z += codes[:, node:node + n_out]
+        h = _activate(z, acts[l])
+        if l < n_layers - 1:
+            inputs.append(h)
+        node += n_out
+    change = _mse_rows(h, yw) - cb
+    signal = codes * (change * (scale / epsilon ** 2)).reshape((window, 1))
+    node = 0
+    for l in range(n_layers):
+        n_out, n_in = shapes[l, 0], shapes[l, 1]
+        s = np.ascontiguousarray(signal[:, node:node + n_out])
+        o = offsets[l]
+        grad[o:o + n_out * n_in] = np.dot(s.T, inputs[l]).reshape(-1)
+        grad[o + n_out * n_in:offsets[l + 1]] = s.sum(axis=0)
+        node += n_out
+    return _window_cost(cb, new)
+
+
+@njit(cache=True)
+def weight_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, tau_p,
+                  epsilon, scale, signs, grad):
+    """One window of weight-perturbation MGD, like :func:`node_window`; the
+    K = len(theta) parameter signs are drawn in the kernel once per code, never stored."""
     n_layers = shapes.shape[0]
     n_params = theta.shape[0]
     amplitude = epsilon / np.sqrt(n_params)
     width = 0
     for l in range(n_layers):
         width = max(width, shapes[l, 0], shapes[l, 1])
-    signs = np.empty(n_params)
-    integral = np.empty(n_params)
     h = np.empty(width)
+    hb, z0 = _baseline(theta, shapes, offsets, acts, xw)
+    cb = _mse_rows(hb, yw)
+    grad[:] = 0.0
+    held = 0.0  # summed cost change of the code in use
+    code = -1
+    for t in range(xw.shape[0]):
+        c = (first_step + t) // tau_p
+        if c != code:
+            if code >= 0:
+                grad += held * signs
+            held, code = 0.0, c
+            fill_signs(key, c * n_params, signs)
+        h[:shapes[0, 1]] = xw[t]
+        for l in range(n_layers):
+            n_out, n_in = shapes[l, 0], shapes[l, 1]
+            o, ob = offsets[l], offsets[l] + n_out * n_in
+            # (W + D) h = W h + D h: the first layer's W x is the baseline's
+            z = amplitude * (np.dot(signs[o:ob].reshape((n_out, n_in)), h[:n_in])
+                             + signs[ob:offsets[l + 1]])
+            if l == 0:
+                z += z0[t]
+            else:
+                z += np.dot(theta[o:ob].reshape((n_out, n_in)), h[:n_in])
+                z += theta[ob:offsets[l + 1]]
+            h[:n_out] = _activate(z, acts[l])
+        n_last = shapes[n_layers - 1, 0]
+        cost = 0.0
+        for j in range(n_last):
+            d = h[j] - yw[t, j]
+            cost += d * d
+        held += cost / n_last - cb[t]
+    grad += held * signs
+    grad *= amplitude * scale / epsilon ** 2
+    return _window_cost(cb, new)
+
+
+@njit(cache=True)
+def sgd_windows(node_mode, theta, shapes, offsets, acts, x, y, idx, new, window, key,
+                first_step, tau_p, epsilon, scale, lr, costs):
+    """len(idx) // window windows of MGD, each followed by theta -= lr * estimate, in
+    place; ``costs[w]`` gets window w's mean baseline cost. Returns counted steps."""
+    n_nodes = 0
+    for l in range(shapes.shape[0]):
+        n_nodes += shapes[l, 0]
+    grad = np.empty_like(theta)
+    codes = np.empty((window, n_nodes))
+    signs = np.empty_like(theta)
     counted = 0
     for w in range(len(idx) // window):
         s0 = w * window
         rows = idx[s0:s0 + window]
-        xw, yw = x[rows], y[rows]
-        hb, z0 = _baseline(theta, shapes, offsets, acts, xw)
-        cb = _mse_rows(hb, yw)
-        integral[:] = 0.0
-        held = 0.0  # summed cost change of the code in use
-        code = -1
-        for t in range(window):
-            c = (first_step + s0 + t) // tau_p
-            if c != code:
-                if code >= 0:
-                    integral += held * signs
-                held, code = 0.0, c
-                fill_signs(key, c * n_params, signs)
-            h[:shapes[0, 1]] = xw[t]
-            for l in range(n_layers):
-                n_out, n_in = shapes[l, 0], shapes[l, 1]
-                o, ob = offsets[l], offsets[l] + n_out * n_in
-                # (W + D) h = W h + D h: the first layer's W x is the baseline's
-                z = amplitude * (np.dot(signs[o:ob].reshape((n_out, n_in)), h[:n_in])
-                                 + signs[ob:offsets[l + 1]])
-                if l == 0:
-                    z += z0[t]
-                else:
-                    z += np.dot(theta[o:ob].reshape((n_out, n_in)), h[:n_in])
-                    z += theta[ob:offsets[l + 1]]
-                h[:n_out] = _activate(z, acts[l])
-            n_last = shapes[n_layers - 1, 0]
-            cost = 0.0
-            for j in range(n_last):
-                d = h[j] - yw[t, j]
-                cost += d * d
-            held += cost / n_last - cb[t]
-        integral += held * signs
-        theta -= (lr * amplitude * scale / epsilon ** 2) * integral
-        costs[w] = cb[0]
-        n_base = 1
-        for t in range(1, window):
-            if new[s0 + t]:
-                costs[w] += cb[t]
-                n_base += 1
-        costs[w] /= n_base
-        counted += _count_steps(new, s0, window)
+        if node_mode:
+            n, costs[w] = node_window(theta, shapes, offsets, acts, x[rows], y[rows],
+                                      new[s0:s0 + window], key, first_step + s0, tau_p,
+                                      epsilon, scale, codes, grad)
+        else:
+            n, costs[w] = weight_window(theta, shapes, offsets, acts, x[rows], y[rows],
+                                        new[s0:s0 + window], key, first_step + s0, tau_p,
+                                        epsilon, scale, signs, grad)
+        theta -= lr * grad
+        counted += n
     return counted
 
 
 class OnChipMGD:
-    """Discrete-mode MGD with random +-codes and SGD, run on the chip in chunks.
+    """The chip's MGD engine: discrete mode, random +-codes, over whole windows.
 
-    ``train(x, y, idx, new)`` runs len(idx) // tau_theta windows: step t presents
-    sample ``idx[t]`` (``new[t]`` marks a newly presented one, as from
-    :class:`devsim.data.SampleStream`). Parameters move through ``Hardware.write``
-    once per call, and ``Hardware.steps`` advances by the counted steps.
+    :meth:`estimate` runs one update window and returns its estimate without writing
+    (the controller's optimizer decides the update: ``trainer.mgd`` with
+    ``on_chip: true``); :meth:`train` runs many windows with plain SGD applied on chip,
+    writing through ``Hardware.write`` once per call. Both advance ``Hardware.steps``
+    by the counted steps and share one perturbation clock.
     """
 
     def __init__(self, hardware: Hardware, *, target: str, epsilon: float, tau_p: int,
-                 tau_theta: int, lr: float, seed: int, normalize: bool = True):
+                 seed: int, normalize: bool = True):
         net = hardware._network
         problems = []
         if hardware.loss != "mse":
@@ -250,9 +255,8 @@ class OnChipMGD:
             raise ValueError("on-chip MGD does not support " + "; ".join(problems) +
                              "; use the controller path (trainer.mgd)")
         self.hardware, self.target = hardware, target
-        self.epsilon, self.tau_p, self.tau_theta, self.lr = epsilon, tau_p, tau_theta, lr
-        channels = hardware.n_nodes if target == "nodes" else hardware.n_params
-        self.scale = channels / tau_theta if normalize else 1.0
+        self.epsilon, self.tau_p, self.normalize = epsilon, tau_p, normalize
+        self.channels = hardware.n_nodes if target == "nodes" else hardware.n_params
         self.key = crng.stream_key_np(seed, 0)
         self.shapes = np.array(hardware.layer_shapes, dtype=np.int64)
         self.offsets = np.asarray(hardware.param_offsets, dtype=np.int64)
@@ -260,21 +264,42 @@ class OnChipMGD:
                               for layer in net.params.layers], dtype=np.int64)
         self.step = 0  # perturbation clock, as in trainer.mgd.MGD
 
-    def train(self, x: np.ndarray, y: np.ndarray, idx: np.ndarray,
-              new: np.ndarray) -> np.ndarray:
-        """Run the whole windows in ``idx``; returns each window's mean baseline cost."""
-        n_windows = len(idx) // self.tau_theta
-        steps = n_windows * self.tau_theta
+    def _scale(self, window: int) -> float:
+        return self.channels / window if self.normalize else 1.0
+
+    def estimate(self, x: np.ndarray, y: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, float]:
+        """One window on samples x (T, n_in): (estimate, mean baseline cost)."""
+        window = len(x)
+        theta = self.hardware.read_params()
+        grad = np.empty_like(theta)
+        args = (theta, self.shapes, self.offsets, self.acts,
+                np.ascontiguousarray(x, dtype=np.float64),
+                np.ascontiguousarray(y, dtype=np.float64), np.asarray(new), self.key,
+                self.step, self.tau_p, self.epsilon, self._scale(window))
+        if self.target == "nodes":
+            counted, cost = node_window(*args, np.empty((window, self.channels)), grad)
+        else:
+            counted, cost = weight_window(*args, np.empty_like(theta), grad)
+        self.step += window
+        self.hardware.steps += counted
+        return grad, cost
+
+    def train(self, x: np.ndarray, y: np.ndarray, idx: np.ndarray, new: np.ndarray,
+              tau_theta: int, lr: float) -> np.ndarray:
+        """SGD over the whole windows of ``tau_theta`` steps in ``idx`` (step t presents
+        sample ``idx[t]``; ``new[t]`` marks a newly presented one, as from
+        :class:`devsim.data.SampleStream`); returns each window's mean baseline cost."""
+        n_windows = len(idx) // tau_theta
+        steps = n_windows * tau_theta
         costs = np.empty(n_windows)
         before = self.hardware.read_params()
         theta = before.copy()
-        kernel = node_windows if self.target == "nodes" else weight_windows
-        counted = kernel(theta, self.shapes, self.offsets, self.acts,
-                         np.ascontiguousarray(x, dtype=np.float64),
-                         np.ascontiguousarray(y, dtype=np.float64),
-                         np.asarray(idx[:steps], dtype=np.int64), np.asarray(new[:steps]),
-                         self.tau_theta, self.key, self.step, self.tau_p, self.epsilon,
-                         self.scale, self.lr, costs)
+        counted = sgd_windows(self.target == "nodes", theta, self.shapes, self.offsets,
+                              self.acts, np.ascontiguousarray(x, dtype=np.float64),
+                              np.ascontiguousarray(y, dtype=np.float64),
+                              np.asarray(idx[:steps], dtype=np.int64), np.asarray(new[:steps]),
+                              tau_theta, self.key, self.step, self.tau_p, self.epsilon,
+                              self._scale(tau_theta), lr, costs)
         self.step += steps
         self.hardware.write(theta - before)
         self.hardware.steps += counted

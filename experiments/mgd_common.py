@@ -8,6 +8,7 @@ and the time to target with the MGD papers' definition
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -42,8 +43,7 @@ def train_on_chip(cfg, target: str, steps: int, eval_every: int, accuracy_target
     hw, data = built.hardware, built.data
     est, ts = cfg.train.estimator, cfg.train.timescales
     seed = int(np.random.default_rng([cfg.seed, 1]).integers(2 ** 63))
-    engine = OnChipMGD(hw, target=target, epsilon=est.epsilon, tau_p=est.tau_p,
-                       tau_theta=ts.tau_theta, lr=cfg.train.optimizer.lr, seed=seed,
+    engine = OnChipMGD(hw, target=target, epsilon=est.epsilon, tau_p=est.tau_p, seed=seed,
                        normalize=est.normalize)
     stream = SampleStream(len(data.x_train), ts.tau_x, np.random.default_rng([cfg.seed, 2]))
     chunk = max(ts.tau_theta, eval_every // 4 // ts.tau_theta * ts.tau_theta)  # ~half in counted steps
@@ -52,7 +52,7 @@ def train_on_chip(cfg, target: str, steps: int, eval_every: int, accuracy_target
     next_eval = eval_every
     while hw.steps < steps:
         idx, new = stream.next(chunk)
-        engine.train(data.x_train, data.y_train, idx, new)
+        engine.train(data.x_train, data.y_train, idx, new, ts.tau_theta, cfg.train.optimizer.lr)
         if hw.steps >= next_eval:
             at.append(hw.steps)
             acc.append(evaluate(hw, data.x_test, data.y_test, data.labels_test)["accuracy"])
@@ -69,5 +69,5 @@ def run_controller(name: str, overrides, seed: int, out_dir: Path) -> dict:
     path, traces under out_dir); returns the run summary."""
     from devsim.runner import run
     cfg = config(name, *overrides, f"seed={seed}")
-    tag = "_".join(o.replace("=", "-").replace(".", "_") for o in overrides) or "base"
+    tag = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:10]
     return run(cfg, out=out_dir / f"{Path(name).stem}_{tag}_s{seed}.h5")

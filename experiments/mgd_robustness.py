@@ -33,8 +33,8 @@ CROSSBAR = "network.device={type: crossbar, w_max: 4.0, prog_noise: %g}"
 LOGISTIC = ("network.layers[%d].activation={type: logistic, L_spread: %g, k_spread: %g, "
             "x0_spread: %g, y0_spread: %g}")
 SWEEPS = {
-    "cost_noise": [0.0, 1e-4, 1e-3, 3e-3, 1e-2],
-    "write_noise": [0.0, 1e-3, 3e-3, 1e-2, 3e-2],
+    "cost_noise": [0.0, 1e-4, 3e-4, 1e-3, 3e-3],
+    "write_noise": [0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3],
     "neuron_spread": [0.0, 0.05, 0.1, 0.2, 0.4],
 }
 

@@ -7,7 +7,7 @@ from devsim.data import SampleStream
 from devsim.insitu import OnChipMGD
 from trainer.loop import Timescales, TrainingLoop
 from trainer.mgd import MGD, MGDParams
-from trainer.optim import sgd
+from trainer.optim import adam, sgd
 
 
 def _data(n_in, n_out, n=40, seed=0):
@@ -28,13 +28,12 @@ def test_on_chip_engine_matches_controller_path(target, tau_x, tau_p, tau_theta)
     loop = TrainingLoop(ctrl, x, y, est, sgd(0.5), Timescales(tau_x=tau_x, tau_theta=tau_theta),
                         np.random.default_rng(9))
     costs_ctrl = [loop.update().cost for _ in range(windows)]
-    engine = OnChipMGD(chip, target=target, epsilon=0.05, tau_p=tau_p, tau_theta=tau_theta,
-                       lr=0.5, seed=seed)
+    engine = OnChipMGD(chip, target=target, epsilon=0.05, tau_p=tau_p, seed=seed)
     stream = SampleStream(len(x), tau_x, np.random.default_rng(9))
     costs_chip = []
     for n in (2, 4):  # chunking does not matter
         idx, new = stream.next(n * tau_theta)
-        costs_chip.extend(engine.train(x, y, idx, new))
+        costs_chip.extend(engine.train(x, y, idx, new, tau_theta, 0.5))
     np.testing.assert_allclose(chip.read_params(), ctrl.read_params(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(costs_chip, costs_ctrl, rtol=1e-9)
     assert chip.steps == ctrl.steps
@@ -45,7 +44,34 @@ def test_unsupported_networks_are_refused_with_the_reason():
     from devsim.activations import Logistic
     hw = make_hardware((4, 3), loss="cross_entropy", device=CrossbarParams())
     with pytest.raises(ValueError, match="cross_entropy.*crossbar"):
-        OnChipMGD(hw, target="nodes", epsilon=0.1, tau_p=1, tau_theta=10, lr=1.0, seed=0)
+        OnChipMGD(hw, target="nodes", epsilon=0.1, tau_p=1, seed=0)
     hw = make_hardware((4, 3), activations=[Logistic()])
     with pytest.raises(ValueError, match="activation 'logistic'"):
-        OnChipMGD(hw, target="weights", epsilon=0.1, tau_p=1, tau_theta=10, lr=1.0, seed=0)
+        OnChipMGD(hw, target="weights", epsilon=0.1, tau_p=1, seed=0)
+
+
+@pytest.mark.parametrize("target", ["nodes", "weights"])
+def test_on_chip_estimator_option_gives_the_controller_estimate(target):
+    """``on_chip: true`` only moves the window into the engine: same estimates, costs,
+    step counts and updates through any optimizer."""
+    x, y = _data(5, 3, seed=1)
+    hws = [make_hardware((5, 4, 3), seed=2) for _ in range(2)]
+    loops = [TrainingLoop(hw, x, y, MGD(MGDParams(target=target, epsilon=0.05,
+                                                  on_chip=on), hw, 77),
+                          adam(0.01), Timescales(tau_x=2, tau_theta=9), np.random.default_rng(4))
+             for hw, on in zip(hws, (False, True))]
+    for _ in range(5):
+        a, b = (loop.update() for loop in loops)
+        assert a.cost == pytest.approx(b.cost, rel=1e-12)
+        assert a.estimate_norm == pytest.approx(b.estimate_norm, rel=1e-9)
+    np.testing.assert_allclose(hws[1].read_params(), hws[0].read_params(), rtol=1e-9)
+    assert hws[0].steps == hws[1].steps
+
+
+def test_on_chip_option_rejects_what_the_engine_lacks():
+    from devsim.params import ParamError
+    with pytest.raises(ParamError, match="on_chip: the on-chip engine needs perturbation"):
+        MGDParams(on_chip=True, perturbation="walsh")
+    hw = make_hardware((4, 3), loss="cross_entropy")
+    with pytest.raises(ParamError, match="on_chip: on-chip MGD does not support loss"):
+        MGDParams(on_chip=True).build(hw, np.random.default_rng(0))
