@@ -187,7 +187,7 @@ def test_lowpass_integrator_converges_to_the_gradient():
     """The leaky integral of a stationary estimate reaches (1 - beta^n) g after n steps
     from rest, beta = tau_lp/(tau_lp+1), whatever the window length."""
     hw, x, y, g = _linear_problem(7)
-    trials, tau_lp = 1500, 20.0
+    trials, tau_lp = 800, 20.0
     beta = tau_lp / (tau_lp + 1)
     G = []
     for i in range(trials):
