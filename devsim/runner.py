@@ -14,8 +14,8 @@ import trainer  # noqa: F401  (registers estimators and optimizers)
 from devsim import config as cfg
 from devsim.data import DataParams, Dataset, Digits
 from devsim.hardware import Hardware
-from devsim.network import Network, NetworkParams
 from devsim.config import ConfigError
+from devsim.network import Network, NetworkParams
 from devsim.params import ParamError, Params, param
 from devsim.quantize import MemoryReport, mcu_device, run_memory
 from devsim.rng import streams
@@ -24,7 +24,6 @@ from trainer.base import EstimatorParams
 from trainer.loop import Timescales, TrainingLoop
 from trainer.mgd import MGDParams
 from trainer.optim import OptimizerParams, SGDParams
-from trainer.qzo import QZOParams  # noqa: F401  (registers qzo)
 
 
 @dataclass(frozen=True)
