@@ -39,13 +39,14 @@ TASKS = {
 }
 
 
-def run(seeds, tasks=TASKS):
+def run(seeds, tasks, extra=()):
     rows = []
-    for task, spec in tasks.items():
+    for task in tasks:
+        spec = TASKS[task]
         for target in ("nodes", "weights"):
             for width in spec["widths"]:
                 for seed in seeds:
-                    cfg = config(spec["file"], *spec["overrides"], f"seed={seed}",
+                    cfg = config(spec["file"], *spec["overrides"], *extra, f"seed={seed}",
                                  f"network.layers[0].units={width}")
                     curve = train_on_chip(cfg, target, spec["budget"],
                                           spec["eval_every"], spec["target"], hold=3)
@@ -58,12 +59,12 @@ def run(seeds, tasks=TASKS):
     return rows
 
 
-def plot(rows, path):
+def plot(rows, path, tasks):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, task in zip(axes, TASKS):
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
         for target, marker in (("nodes", "o"), ("weights", "s")):
             sel = [r for r in rows if r["task"] == task and r["target"] == target]
             ps = sorted({r["n_params"] for r in sel})
@@ -94,15 +95,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--out", default="experiments")
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    ap.add_argument("--set", dest="extra", action="append", default=[],
+                    help="extra config override for every run, e.g. train.optimizer.lr=0.3")
+    ap.add_argument("--name", default="mgd_scaling", help="stem of the output files")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = run(args.seeds)
-    (out / "mgd_scaling.json").write_text(json.dumps(rows, indent=1))
-    plot(rows, out / "mgd_scaling.png")
+    rows = run(args.seeds, args.tasks, args.extra)
+    (out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
+    plot(rows, out / f"{args.name}.png", args.tasks)
     print("| task | perturbation | hidden | P | steps to target (median) | per seed |")
     print("|---|---|---|---|---|---|")
-    for task in TASKS:
+    for task in args.tasks:
         for target in ("nodes", "weights"):
             for width in TASKS[task]["widths"]:
                 sel = [r for r in rows if (r["task"], r["target"], r["width"]) == (task, target, width)]
