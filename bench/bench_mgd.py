@@ -16,6 +16,10 @@ Four implementations of the same algorithm, timed in the same run:
 - ``on-chip``: :class:`devsim.insitu.OnChipMGD` with SGD on the chip, all windows of a
   chunk in one compiled call.
 
+The sample sequence (:class:`devsim.data.SampleStream`, a Python loop over samples) is
+drawn before timing for ``numpy`` and ``on-chip``; the two loop columns include it, as
+every ``TrainingLoop.update`` draws its window's samples.
+
 Usage: ``python -m bench.bench_mgd [--repeat 3]``
 """
 from __future__ import annotations
@@ -84,12 +88,13 @@ def numpy_windows(theta, shapes, offsets, x, y, idx, new, window, key, first_ste
     return counted
 
 
-def _timed(fn, repeat):
-    """Best steps/s over ``repeat`` runs of fn() -> counted steps."""
+def _timed(fn, repeat, setup=lambda: ()):
+    """Best steps/s over ``repeat`` runs of fn(*setup()) -> counted steps (setup untimed)."""
     best = 0.0
     for _ in range(repeat):
+        args = setup()
         t0 = time.perf_counter()
-        steps = fn()
+        steps = fn(*args)
         best = max(best, steps / (time.perf_counter() - t0))
     return best
 
@@ -109,13 +114,11 @@ def bench(target: str, repeat: int, chip_steps: int, numpy_steps: int, ctrl_step
     engine.train(x, y, idx, new, TAU_THETA, LR)
     assert np.allclose(theta, hw.read_params(), rtol=1e-8, atol=1e-10), "numpy != engine"
 
-    def run_numpy():
-        i, n = stream.next(numpy_steps)
+    def run_numpy(i, n):
         return numpy_windows(theta, hw.layer_shapes, hw.param_offsets, x, y, i, n,
                              TAU_THETA, engine.key, 0, target)
 
-    def run_chip():
-        i, n = stream.next(chip_steps)
+    def run_chip(i, n):
         before = hw.steps
         engine.train(x, y, i, n, TAU_THETA, LR)
         return hw.steps - before
@@ -129,10 +132,10 @@ def bench(target: str, repeat: int, chip_steps: int, numpy_steps: int, ctrl_step
             loop.update()
         return hw.steps - before
 
-    return {"numpy": _timed(run_numpy, repeat),
+    return {"numpy": _timed(run_numpy, repeat, lambda: stream.next(numpy_steps)),
             "controller": _timed(lambda: run_loop(False, ctrl_steps), repeat),
             "estimator on-chip": _timed(lambda: run_loop(True, 4 * ctrl_steps), repeat),
-            "on-chip": _timed(run_chip, repeat)}
+            "on-chip": _timed(run_chip, repeat, lambda: stream.next(chip_steps))}
 
 
 def main(argv=None):

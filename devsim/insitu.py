@@ -209,7 +209,8 @@ def weight_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, ta
         c = (first_step + t) // tau_p
         if c != code:
             if code >= 0:
-                grad += held * signs
+                for k in range(n_params):  # in place: no temporary of length P
+                    grad[k] += held * signs[k]
             held, code = 0.0, c
             fill_signs(key, c * n_params, signs)
         h[:shapes[0, 1]] = xw[t]
@@ -217,13 +218,14 @@ def weight_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, ta
             n_out, n_in = shapes[l, 0], shapes[l, 1]
             o, ob = offsets[l], offsets[l] + n_out * n_in
             # (W + D) h = W h + D h: the first layer's W x is the baseline's
-            z = amplitude * (np.dot(signs[o:ob].reshape((n_out, n_in)), h[:n_in])
-                             + signs[ob:offsets[l + 1]])
+            z = np.dot(signs[o:ob].reshape((n_out, n_in)), h[:n_in])
             if l == 0:
-                z += z0[t]
+                for j in range(n_out):
+                    z[j] = amplitude * (z[j] + signs[ob + j]) + z0[t, j]
             else:
-                z += np.dot(theta[o:ob].reshape((n_out, n_in)), h[:n_in])
-                z += theta[ob:offsets[l + 1]]
+                wh = np.dot(theta[o:ob].reshape((n_out, n_in)), h[:n_in])
+                for j in range(n_out):
+                    z[j] = amplitude * (z[j] + signs[ob + j]) + (wh[j] + theta[ob + j])
             h[:n_out] = _activate(z, acts[l])
         n_last = shapes[n_layers - 1, 0]
         cost = 0.0
@@ -231,8 +233,8 @@ def weight_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, ta
             d = h[j] - yw[t, j]
             cost += d * d
         held += cost / n_last - cb[t]
-    grad += held * signs
-    grad *= amplitude * scale / epsilon ** 2
+    for k in range(n_params):
+        grad[k] = (grad[k] + held * signs[k]) * (amplitude * scale / epsilon ** 2)
     return _window_cost(cb, new)
 
 
