@@ -61,8 +61,12 @@ def rademacher_codes_np(key, first_step, steps, tau_p, channels, amplitude):
 
 
 def _parity(v: np.ndarray) -> np.ndarray:
-    """Parity (0 or 1) of the number of set bits of each non-negative integer."""
-    return (np.bitwise_count(v.astype(np.uint64)) & 1).astype(np.int64)
+    """Parity (0 or 1) of the number of set bits of each non-negative integer (XOR
+    folding, so it needs no NumPy 2 ``bitwise_count``)."""
+    v = v.astype(np.uint64)
+    for shift in (32, 16, 8, 4, 2, 1):
+        v = v ^ (v >> np.uint64(shift))
+    return (v & np.uint64(1)).astype(np.int64)
 
 
 class Perturbation:
