@@ -10,8 +10,8 @@ plain SGD run in one compiled call, so no Python runs per step or per window.
 It computes exactly what :class:`trainer.mgd.MGD` (``perturbation: code``,
 ``mode: discrete``, ``integrator: window``) followed by :func:`trainer.optim.sgd`
 computes through the controller path, with the same codes (bit (c*K + k) of the
-counter-based stream with the same key, as :mod:`trainer.perturbations` draws them), the same sample order and the same counted
-steps: one per perturbed inference plus one per baseline (each new sample, and each
+counter-based stream with the same key, as :mod:`trainer.perturbations` draws them),
+the same sample order and the same counted steps: one per perturbed inference plus one per baseline (each new sample, and each
 window start because the parameters were just written). Two simulation shortcuts
 are exact for a deterministic device: the first layer's unperturbed product W x is
 shared by the baseline and the perturbed inference ((W + D) x = W x + D x), and a

@@ -46,7 +46,8 @@ def train_on_chip(cfg, target: str, steps: int, eval_every: int, accuracy_target
     engine = OnChipMGD(hw, target=target, epsilon=est.epsilon, tau_p=est.tau_p, seed=seed,
                        normalize=est.normalize)
     stream = SampleStream(len(data.x_train), ts.tau_x, np.random.default_rng([cfg.seed, 2]))
-    chunk = max(ts.tau_theta, eval_every // 4 // ts.tau_theta * ts.tau_theta)  # ~half in counted steps
+    # about half an evaluation interval in counted steps (two per sample when tau_x = 1)
+    chunk = max(ts.tau_theta, eval_every // 4 // ts.tau_theta * ts.tau_theta)
     t0 = time.perf_counter()
     at, acc = [0], [evaluate(hw, data.x_test, data.y_test, data.labels_test)["accuracy"]]
     next_eval = eval_every

@@ -110,7 +110,8 @@ def main(argv=None):
     for task in args.tasks:
         for target in ("nodes", "weights"):
             for width in TASKS[task]["widths"]:
-                sel = [r for r in rows if (r["task"], r["target"], r["width"]) == (task, target, width)]
+                sel = [r for r in rows
+                       if (r["task"], r["target"], r["width"]) == (task, target, width)]
                 t = [r["steps_to_target"] for r in sel]
                 med = np.median([np.inf if v is None else v for v in t])
                 print(f"| {task} | {target} | {width} | {sel[0]['n_params']} | "

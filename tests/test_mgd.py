@@ -99,7 +99,8 @@ def test_codes_rms_hold_and_determinism():
     K, steps, tau_p, eps = 50, 40, 4, 0.3
     out = np.empty((steps, K))
     rademacher_codes(key, 3, tau_p, eps / np.sqrt(K), out)
-    np.testing.assert_array_equal(out, rademacher_codes_np(key, 3, steps, tau_p, K, eps / np.sqrt(K)))
+    np.testing.assert_array_equal(out, rademacher_codes_np(key, 3, steps, tau_p, K,
+                                                           eps / np.sqrt(K)))
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), eps)  # eps is the L2 norm
     code_id = (3 + np.arange(steps)) // tau_p
     for t in range(1, steps):
