@@ -4,15 +4,17 @@ The MGD papers describe MGD both chip-in-the-loop (a controller perturbs, reads
 costs and writes updates: :mod:`trainer.mgd`) and implemented on the chip, where
 each synapse or neuron circuit holds its own code generator and integrator and only
 the global cost change is broadcast. This module simulates the second form for the
-ideal float device: many update windows of discrete-mode MGD with random +-codes and
-plain SGD run in one compiled call, so no Python runs per step or per window.
+ideal float device: a window of discrete-mode MGD with random +-codes runs in one
+compiled call (the estimate goes to the controller's optimizer), or many windows with
+plain SGD applied on chip, so no Python runs per step (nor per window, with SGD).
 
 It computes exactly what :class:`trainer.mgd.MGD` (``perturbation: code``,
 ``mode: discrete``, ``integrator: window``) followed by :func:`trainer.optim.sgd`
 computes through the controller path, with the same codes (bit (c*K + k) of the
 counter-based stream with the same key, as :mod:`trainer.perturbations` draws them),
-the same sample order and the same counted steps: one per perturbed inference plus one per baseline (each new sample, and each
-window start because the parameters were just written). Two simulation shortcuts
+the same sample order and the same counted steps: one per perturbed inference plus
+one per baseline (each new sample, and each window start because the parameters were
+just written). Two simulation shortcuts
 are exact for a deterministic device: the first layer's unperturbed product W x is
 shared by the baseline and the perturbed inference ((W + D) x = W x + D x), and a
 baseline is evaluated for every step rather than once per held sample.
