@@ -79,10 +79,10 @@ def plot(rows, path, tasks):
             ax.errorbar(ps, med, yerr=[med - lo, np.array(hi) - med], marker=marker,
                         capsize=3, label=f"{target} perturbation")
         p = np.array(ps, float)
-        ref = [r["steps_to_target"] for r in rows if r["task"] == task
-               and r["target"] == "weights" and r["n_params"] == ps[0]]
-        ref = np.median([v for v in ref if v is not None] or [np.nan])
-        ax.plot(p, ref * p / p[0], "k:", label="linear in P (from the smallest)")
+        reached = sorted((r["n_params"], r["steps_to_target"]) for r in rows
+                         if r["task"] == task and r["steps_to_target"] is not None)
+        p0, t0 = reached[0]  # the smallest network that reached the target
+        ax.plot(p[p >= p0], t0 * p[p >= p0] / p0, "k:", label="linear in P (from the smallest)")
         ax.set(xscale="log", yscale="log", xlabel="parameters P",
                ylabel="hardware steps to target", title=f"{task}: target "
                f"{TASKS[task]['target']:.0%}")
