@@ -76,6 +76,11 @@ class Hardware:
         return self._loss_name
 
     @property
+    def network_params(self):
+        """The configuration the chip was built from (its data sheet, not its state)."""
+        return self._network.params
+
+    @property
     def decorrelated(self) -> bool:
         """Whether a decorrelation matrix R sits in front of every layer's input."""
         return self._network.decorrelation is not None

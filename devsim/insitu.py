@@ -280,19 +280,19 @@ class OnChipMGD:
 
     def __init__(self, hardware: Hardware, *, target: str, epsilon: float, tau_p: int,
                  seed: int, normalize: bool = True):
-        net = hardware._network
+        net = hardware.network_params
         problems = []
         if hardware.loss != "mse":
             problems.append(f"loss {hardware.loss!r} (needs mse)")
-        for i, layer in enumerate(net.params.layers):
-            device = layer.device or net.params.device
+        for i, layer in enumerate(net.layers):
+            device = layer.device or net.device
             if device.kind != "ideal":
                 problems.append(f"layer {i} on device {device.kind!r} (needs ideal)")
             if layer.activation.kind not in ACTIVATIONS:
                 problems.append(f"layer {i} activation {layer.activation.kind!r}")
-            if not getattr(layer, "bias", True):
+            if not layer.bias:
                 problems.append(f"layer {i} without bias")
-        if getattr(net, "decorrelation", None) is not None:
+        if hardware.decorrelated:
             problems.append("decorrelation matrices")
         if net.node_noise is not None:
             problems.append("intrinsic node noise")
@@ -308,7 +308,7 @@ class OnChipMGD:
         self.shapes = np.array(hardware.layer_shapes, dtype=np.int64)
         self.offsets = np.asarray(hardware.param_offsets, dtype=np.int64)
         self.acts = np.array([ACTIVATIONS.index(layer.activation.kind)
-                              for layer in net.params.layers], dtype=np.int64)
+                              for layer in net.layers], dtype=np.int64)
         self.step = 0  # perturbation clock, as in trainer.mgd.MGD
 
     def _scale(self, window: int) -> float:
