@@ -220,18 +220,28 @@ class SampleStream:
     def next(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """``(indices, new)`` for the next ``steps`` steps; ``new[t]`` marks the first
         step of a newly presented sample."""
+        head = min(self.tau_x - self._held, steps)  # steps left of the current sample
+        n_more = -(-(steps - head) // self.tau_x)   # further samples this call needs
         idx = np.empty(steps, dtype=np.int64)
         new = np.zeros(steps, dtype=bool)
-        t = 0
-        while t < steps:
-            if self._held == self.tau_x:
-                self._held = 0
-                self._pos += 1
-                if self._pos == self.n:
-                    self._order, self._pos = self._rng.permutation(self.n), 0
-            take = min(self.tau_x - self._held, steps - t)
-            idx[t:t + take] = self._order[self._pos]
-            new[t] = self._held == 0
-            self._held += take
-            t += take
+        idx[:head] = self._order[self._pos]
+        new[0] = head > 0 and self._held == 0
+        if n_more:
+            idx[head:] = np.repeat(self._advance(n_more), self.tau_x)[:steps - head]
+            new[head::self.tau_x] = True
+            self._held = steps - head - (n_more - 1) * self.tau_x
+        else:
+            self._held += head
         return idx, new
+
+    def _advance(self, n: int) -> np.ndarray:
+        """The next ``n`` samples in epoch order, reshuffling at each epoch's end."""
+        parts = []
+        while n:
+            if self._pos + 1 == self.n:
+                self._order, self._pos = self._rng.permutation(self.n), -1
+            take = min(n, self.n - 1 - self._pos)
+            parts.append(self._order[self._pos + 1:self._pos + 1 + take])
+            self._pos += take
+            n -= take
+        return np.concatenate(parts)

@@ -70,3 +70,28 @@ def test_user_array_errors(tmp_path, make, message):
     with pytest.raises(ParamError, match="expected a .npz or .h5"):
         (tmp_path / "x.csv").write_text("1,2")
         ArrayFile(path=str(tmp_path / "x.csv")).load(np.random.default_rng(0))
+
+
+def _stream_loop(n, tau, seed, chunks):
+    """Reference: the sample stream one step at a time."""
+    rng = np.random.default_rng(seed)
+    order, pos, held, idx, new = rng.permutation(n), 0, 0, [], []
+    for _ in range(sum(chunks)):
+        if held == tau:
+            held, pos = 0, pos + 1
+            if pos == n:
+                order, pos = rng.permutation(n), 0
+        new.append(held == 0)
+        idx.append(order[pos])
+        held += 1
+    return np.array(idx), np.array(new)
+
+
+@pytest.mark.parametrize("n,tau", [(7, 3), (5, 1), (3, 10), (100, 4)])
+@pytest.mark.parametrize("chunks", [[1] * 50, [2, 5, 1, 13, 40], [3, 3, 7, 11, 200]])
+def test_vectorised_stream_equals_step_by_step_loop(n, tau, chunks):
+    stream = SampleStream(n, tau, np.random.default_rng(9))
+    parts = [stream.next(c) for c in chunks]
+    idx, new = _stream_loop(n, tau, 9, chunks)
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), idx)
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), new)
