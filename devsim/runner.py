@@ -143,6 +143,15 @@ def evaluate(hardware: Hardware, x: np.ndarray, y: np.ndarray,
     return metrics
 
 
+def chip_state(hardware: Hardware) -> dict[str, np.ndarray]:
+    """What a snapshot stores: the parameters and, if present, the decorrelation
+    matrices R_l (flattened and concatenated)."""
+    state = {"params": hardware.read_params()}
+    if hardware.decorrelated:
+        state["decorrelation"] = np.concatenate([r.ravel() for r in hardware.read_decorrelation()])
+    return state
+
+
 def steps_to_target(steps: np.ndarray, accuracy: np.ndarray, target: float) -> int | None:
     """MGD papers' time to target: the last evaluated step with accuracy below target
     (None if the last evaluation is still below it)."""
@@ -201,8 +210,9 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
     with TraceWriter(path, cfg.dump(config), config.seed,
                      scalars=["cost", "estimate_norm", "update_norm", "wall_time"] + extra,
                      evals=evals,
-                     n_params=hw.n_params, flush_seconds=config.trace.flush_seconds) as writer:
-        writer.snapshot(0, hw.read_params())
+                     snapshots={name: len(v) for name, v in chip_state(hw).items()},
+                     flush_seconds=config.trace.flush_seconds) as writer:
+        writer.snapshot(0, **chip_state(hw))
         last = record_eval()
         next_log, next_eval = config.trace.log_every, config.train.eval_every
         snap_every = config.trace.snapshot_every
@@ -229,11 +239,11 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                 last = record_eval()
                 next_eval = (hw.steps // config.train.eval_every + 1) * config.train.eval_every
             if hw.steps >= next_snap:
-                writer.snapshot(hw.steps, hw.read_params())
+                writer.snapshot(hw.steps, **chip_state(hw))
                 next_snap = (hw.steps // snap_every + 1) * snap_every
             bar.update(hw.steps - before, cost=f"{stats.cost:.4g}")
         bar.close()
-        writer.snapshot(hw.steps, hw.read_params())
+        writer.snapshot(hw.steps, **chip_state(hw))
         wall = time.perf_counter() - t0
         summary = {"name": config.name, "seed": config.seed, "steps": hw.steps,
                    "eval_reads": hw.eval_reads, "wall_seconds": wall,

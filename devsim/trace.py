@@ -6,7 +6,8 @@ Layout of one file::
     /scalars/step                 hardware step at the end of each row (dimension scale)
     /scalars/<column>             one 1-D float64 column per logged quantity
     /evals/step, /evals/<metric>  evaluation points (accuracy, test cost, ...)
-    /snapshots/step, /snapshots/params   sparse parameter snapshots (rows x P)
+    /snapshots/step, /snapshots/params   sparse parameter snapshots (rows x P), and
+    /snapshots/decorrelation             the decorrelation matrices R_l, flattened, if any
     attrs: devsim_trace_version, versions, seed, created_utc, complete, summary_json
 
 The writer buffers rows and appends them in blocks to chunked, gzip-compressed,
@@ -43,11 +44,14 @@ def _versions() -> dict:
 class _Table:
     """Buffered appends of named float columns into one HDF5 group."""
 
-    def __init__(self, group: h5py.Group, columns: list[str], width: int | None = None):
-        self.group, self.columns, self.width = group, ["step"] + list(columns), width
+    def __init__(self, group: h5py.Group, columns: list[str] | dict[str, int]):
+        """``columns``: scalar column names, or ``{name: row width}`` for array columns."""
+        widths = dict(columns) if isinstance(columns, dict) else dict.fromkeys(columns)
+        self.group, self.columns = group, ["step"] + list(widths)
         self.rows: list[tuple] = []
         for name in self.columns:
-            shape, chunks = ((0,), (_CHUNK,)) if width is None or name == "step" else \
+            width = widths.get(name)
+            shape, chunks = ((0,), (_CHUNK,)) if width is None else \
                 ((0, width), (max(1, min(_CHUNK, (1 << 20) // (8 * width))), width))
             group.create_dataset(name, shape=shape, maxshape=(None,) + shape[1:],
                                  dtype="f8" if name != "step" else "i8", chunks=chunks,
@@ -80,7 +84,8 @@ class TraceWriter:
     """Writes one run's trace; use as a context manager."""
 
     def __init__(self, path: str | Path, config_yaml: str, seed: int, scalars: list[str],
-                 evals: list[str], n_params: int, flush_seconds: float = 10.0):
+                 evals: list[str], snapshots: dict[str, int], flush_seconds: float = 10.0):
+        """``snapshots`` maps each snapshot array (``params``, ...) to its length."""
         self.path = Path(path)
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,7 @@ class TraceWriter:
         f.create_dataset("config_yaml", data=config_yaml, dtype=h5py.string_dtype())
         self.scalars = _Table(f.create_group("scalars"), scalars)
         self.evals = _Table(f.create_group("evals"), evals)
-        self.snapshots = _Table(f.create_group("snapshots"), ["params"], width=n_params)
+        self.snapshots = _Table(f.create_group("snapshots"), snapshots)
         self.flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
 
@@ -108,9 +113,9 @@ class TraceWriter:
         self.evals.append(step, values)
         self._maybe_flush()
 
-    def snapshot(self, step: int, params: np.ndarray):
-        """Store the parameters as they are at ``step``."""
-        self.snapshots.append(step, {"params": np.asarray(params, dtype=float)})
+    def snapshot(self, step: int, **arrays: np.ndarray):
+        """Store state arrays (``params=...``, ...) as they are at ``step``."""
+        self.snapshots.append(step, {k: np.asarray(v, dtype=float) for k, v in arrays.items()})
         self._maybe_flush()
 
     def _maybe_flush(self):

@@ -113,3 +113,16 @@ def test_docs_are_generated_from_the_schema_and_current(capsys):
     assert "| `lr` | float |" in text and "Learning rate." in text
     committed = (ROOT / "docs/config.md").read_text()
     assert committed.rstrip() == text.rstrip(), "docs/config.md is stale: run `devsim docs --out docs/config.md`"
+
+
+def test_decorrelation_matrices_are_snapshotted(tmp_path):
+    out = tmp_path / "d.h5"
+    code = main(["run", str(ROOT / "configs/np_digits.yaml"), "--out", str(out), "-q",
+                 "--set", "train.steps=2000", "--set", "train.eval_every=1000"])
+    assert code == 0
+    t = read_trace(out)
+    first, last = t.snapshots["decorrelation"][0], t.snapshots["decorrelation"][-1]
+    n_in = [64, 64]  # R_l is n_in x n_in for each layer of the 64-64-10 network
+    assert first.shape == (sum(n * n for n in n_in),)
+    np.testing.assert_array_equal(first[:64 * 64].reshape(64, 64), np.eye(64))
+    assert not np.array_equal(first, last)

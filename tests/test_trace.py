@@ -12,13 +12,13 @@ from devsim.trace import TraceError, TraceWriter, read_trace
 
 def _write(path, rows=5000, close=True):
     w = TraceWriter(path, "seed: 1\n", seed=1, scalars=["cost", "wall_time"], evals=["test_accuracy"],
-                    n_params=4, flush_seconds=1e9)
+                    snapshots={"params": 4}, flush_seconds=1e9)
     for i in range(rows):
         w.scalar(10 * (i + 1), cost=1.0 / (i + 1), wall_time=0.01 * i)
     w.evaluation(0, test_accuracy=0.1)
     w.evaluation(10 * rows, test_accuracy=0.9)
-    w.snapshot(0, np.arange(4.0))
-    w.snapshot(10 * rows, np.arange(4.0) + 1)
+    w.snapshot(0, params=np.arange(4.0))
+    w.snapshot(10 * rows, params=np.arange(4.0) + 1)
     if close:
         w.close({"steps": 10 * rows})
     return w
@@ -52,7 +52,7 @@ def test_a_killed_run_leaves_every_flushed_row_readable(tmp_path):
     code = textwrap.dedent(f"""
         import os
         from devsim.trace import TraceWriter
-        w = TraceWriter({str(path)!r}, "x: 1\\n", seed=0, scalars=["cost"], evals=[], n_params=1)
+        w = TraceWriter({str(path)!r}, "x: 1\\n", seed=0, scalars=["cost"], evals=[], snapshots={{"params": 1}})
         for i in range(300):
             w.scalar(i, cost=float(i))
         w.flush()
