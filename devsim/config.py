@@ -73,8 +73,9 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict]:
 
 # ---------------------------------------------------------------- conversion
 class _Context:
-    def __init__(self, source: str, lines: dict):
+    def __init__(self, source: str, lines: dict, base_dir: Path | None = None):
         self.source, self.lines, self.errors = source, lines, []
+        self.base_dir = base_dir or Path.cwd()
 
     def error(self, path: tuple, message: str):
         line = None
@@ -141,6 +142,10 @@ def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
         if not isinstance(value, dict):
             ctx.error(path, f"must be a mapping with a 'type' key, got {_describe(value)}")
             return None
+        if "preset" in value:
+            value = _with_preset(value, path, ctx)
+            if value is None:
+                return None
         kind = value.get("type")
         if kind not in cls.registry:
             known = sorted(cls.registry)
@@ -189,10 +194,42 @@ def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
         return None
 
 
+def _with_preset(value: dict, path: tuple, ctx: _Context) -> dict | None:
+    """``{preset: NAME, key: v, ...}``: the preset file's mapping with the given keys
+    on top (the preset's ``type`` wins, so ``--set x.preset=NAME`` replaces a device).
+    NAME is ``presets/NAME.yaml`` beside the config, or a path to a YAML file relative
+    to the config's folder."""
+    name = value["preset"]
+    if not isinstance(name, str) or not name:
+        ctx.error(path + ("preset",), f"must name a preset, got {_describe(name)}")
+        return None
+    file = ctx.base_dir / (name if name.endswith((".yaml", ".yml")) else f"presets/{name}.yaml")
+    try:
+        text = file.read_text()
+    except OSError:
+        known = sorted(p.stem for p in (ctx.base_dir / "presets").glob("*.yaml"))
+        hint = difflib.get_close_matches(name, known, n=1)
+        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
+        ctx.error(path + ("preset",), f"no preset {name!r} at {file}{tip}")
+        return None
+    try:
+        data, _ = _parse_yaml(text, file.name)
+    except ConfigError as exc:
+        ctx.errors.extend(exc.messages)
+        return None
+    if not isinstance(data, dict):
+        ctx.error(path + ("preset",), f"{file.name} does not hold a mapping")
+        return None
+    return {**data, **{k: v for k, v in value.items() if k not in ("preset", "type")}}
+
+
 def from_data(cls: type[Params], data: Any, source: str = "<config>",
-              lines: dict | None = None) -> Params:
-    """Build and validate ``cls`` from plain data, raising :class:`ConfigError`."""
-    ctx = _Context(source, lines or {})
+              lines: dict | None = None, base_dir: Path | None = None) -> Params:
+    """Build and validate ``cls`` from plain data, raising :class:`ConfigError`.
+
+    ``base_dir`` is where ``preset:`` references are resolved (default: the working
+    directory)."""
+    ctx = _Context(source, lines or {}, base_dir)
     result = _convert_params(cls, data, (), ctx)
     if ctx.errors:
         raise ConfigError(ctx.errors)
@@ -264,12 +301,12 @@ def apply_overrides(data: Any, overrides: list[tuple[tuple, Any]]) -> Any:
 
 # ---------------------------------------------------------------- entry points
 def loads(text: str, cls: type[Params], source: str = "<string>",
-          overrides: list[str] = ()) -> Params:
+          overrides: list[str] = (), base_dir: Path | None = None) -> Params:
     """Parse YAML ``text`` into ``cls``, applying ``--set`` style overrides."""
     data, lines = _parse_yaml(text, source)
     if overrides:
         data = apply_overrides(data if data is not None else {}, parse_overrides(list(overrides)))
-    return from_data(cls, data, source, lines)
+    return from_data(cls, data, source, lines, base_dir)
 
 
 def load(path: str | Path, cls: type[Params], overrides: list[str] = ()) -> Params:
@@ -279,7 +316,7 @@ def load(path: str | Path, cls: type[Params], overrides: list[str] = ()) -> Para
         text = path.read_text()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from None
-    return loads(text, cls, source=path.name, overrides=overrides)
+    return loads(text, cls, source=path.name, overrides=overrides, base_dir=path.parent)
 
 
 def dump(params: Params) -> str:

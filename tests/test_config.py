@@ -166,3 +166,23 @@ def test_error_text_is_one_line_per_problem():
     text = textwrap.dedent(BASE).replace("units: 10", "units: -1").replace("epsilon: 0.1", "epsilon: -1")
     messages = _errors(text)
     assert len(messages) == 2 and all("\n" not in m for m in messages)
+
+
+def test_presets_are_referenced_by_name_with_overrides(tmp_path):
+    from pathlib import Path
+
+    from devsim.runner import load_config
+    quick = Path(__file__).parents[1] / "configs" / "quickstart.yaml"
+    config = load_config(quick, ["network.device.preset=crossbar_reram",
+                                 "network.device.read_noise=0.05"])
+    device = config.network.device
+    assert device.kind == "crossbar" and device.read_noise == 0.05
+    import yaml
+    reram = yaml.safe_load((quick.parent / "presets" / "crossbar_reram.yaml").read_text())
+    for key, value in reram.items():
+        if key not in ("type", "read_noise"):
+            assert getattr(device, key) == pytest.approx(value), key
+    # the resolved config no longer needs the preset file
+    assert loads(dump(config), RunConfig) == config
+    with pytest.raises(ConfigError, match=r"network.device.preset: no preset 'crossbar_rram'.*did you mean 'crossbar_reram'"):
+        load_config(quick, ["network.device.preset=crossbar_rram"])

@@ -44,7 +44,7 @@ def test_console_example_prints_what_the_readme_says():
 
 def test_yaml_excerpt_matches_the_quickstart():
     import yaml
-    (excerpt,) = _blocks("yaml")
+    excerpt = _blocks("yaml")[0]
     quick = yaml.safe_load((ROOT / "configs/quickstart.yaml").read_text())
     part = yaml.safe_load(excerpt)
     for section in ("data", "network", "train"):
@@ -54,6 +54,16 @@ def test_yaml_excerpt_matches_the_quickstart():
                     assert quick[section][key][k] == v, (section, key, k)
             else:
                 assert quick[section][key] == value, (section, key)
+
+
+def test_preset_example_resolves():
+    import yaml
+
+    from devices import DeviceParams
+    from devsim.config import from_data
+    part = yaml.safe_load(_blocks("yaml")[1])
+    device = from_data(DeviceParams, part["network"]["device"], base_dir=ROOT / "configs")
+    assert device.kind == "crossbar" and device.read_noise == 0.02
 
 
 @pytest.mark.parametrize("line", [l for b in _blocks("sh")[2:] for l in b.strip().splitlines()])
