@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import numpy as np
 
@@ -32,18 +31,9 @@ from devices.mcu import (activation_bounds, fully_connected, fully_connected_per
                          fully_connected_rademacher, multiply_by_quantized_multiplier,
                          requant_params)
 from devsim import crng
+from bench.timing import best_time
 
 SHAPES = ((256, 64, 128), (1024, 64, 10), (256, 512, 256), (64, 1024, 1024))
-
-
-def best_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def numpy_fc(x, w32, b, m, s, z_in, z_out, lo, hi):

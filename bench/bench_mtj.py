@@ -27,16 +27,7 @@ import numba
 import numpy as np
 
 from devices import mtj
-
-
-def best_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from bench.timing import best_time
 
 
 def numpy_steps(state, p_plus, p_minus, rng, n_steps):

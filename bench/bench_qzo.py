@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 
 import numpy as np
 
@@ -28,19 +27,10 @@ from devsim.hardware import Hardware
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.quantize import quantize_network
 from trainer.qzo import weight_directions
+from bench.timing import best_time
 
 WIDTHS = (64, 256, 256, 10)
 B, N = 32, 8
-
-
-def best_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def hardware(rng) -> tuple[Hardware, np.ndarray]:
