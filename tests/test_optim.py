@@ -65,3 +65,32 @@ def test_every_optimizer_rejects_bad_learning_rate(kind):
     from devsim.config import ConfigError
     with pytest.raises(ConfigError, match="lr: must be > 0.0"):
         from_data(OptimizerParams, {"type": kind, "lr": 0.0})
+
+
+@pytest.mark.parametrize("kind", ["cosine", "linear"])
+def test_decaying_schedules_hit_their_end_points(kind):
+    sched = __import__("trainer.optim", fromlist=["x"]).decay_schedule(2.0, kind, 10, 0.1)
+    assert sched(0) == pytest.approx(2.0) and sched(10) == pytest.approx(0.2)
+    assert sched(50) == pytest.approx(0.2) and sched(5) == pytest.approx(1.1)  # midpoint of both
+    values = [sched(k) for k in range(11)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("kind", sorted(OptimizerParams.registry))
+def test_scheduled_optimizer_scales_its_constant_twin(kind):
+    """With a schedule, update k is the constant-lr optimizer's update times lr_k / lr."""
+    const = from_data(OptimizerParams, {"type": kind, "lr": 0.5}).build()
+    sched = from_data(OptimizerParams, {"type": kind, "lr": 0.5, "schedule": "linear",
+                                        "decay_updates": 4, "final_lr_fraction": 0.5}).build()
+    sc, ss = const.init(G[0]), sched.init(G[0])
+    for k, g in enumerate(G * 2):
+        a, sc = const.update(g, sc)
+        b, ss = sched.update(g, ss)
+        factor = 1.0 - 0.5 * min(k, 4) / 4
+        np.testing.assert_allclose(b, a * factor, rtol=1e-12)
+
+
+def test_decaying_schedule_needs_a_length():
+    from devsim.config import ConfigError
+    with pytest.raises(ConfigError, match="decay_updates: must be >= 1 for schedule 'cosine'"):
+        from_data(OptimizerParams, {"type": "sgd", "schedule": "cosine"})

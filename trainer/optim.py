@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from devsim.params import Params, param
+from devsim.params import ParamError, Params, param
 
 
 class Transform(NamedTuple):
@@ -76,6 +76,32 @@ def clip_by_global_norm(max_norm: float) -> Transform:
     return Transform(lambda p: (), update)
 
 
+class ScheduleState(NamedTuple):
+    count: int
+
+
+def scale_by_schedule(schedule: Callable[[int], float]) -> Transform:
+    """Multiply the k-th incoming vector (k = 0, 1, ...) by ``schedule(k)``."""
+
+    def update(g, state):
+        return schedule(state.count) * g, ScheduleState(state.count + 1)
+
+    return Transform(lambda p: ScheduleState(0), update)
+
+
+def decay_schedule(lr: float, kind: str, decay_updates: int,
+                   final_fraction: float) -> Callable[[int], float]:
+    """Learning rate at update k: from ``lr`` down to ``final_fraction * lr`` over
+    ``decay_updates`` updates (``cosine`` or ``linear``), then held there."""
+
+    def schedule(k: int) -> float:
+        progress = min(k, decay_updates) / decay_updates
+        shape = 0.5 * (1.0 + np.cos(np.pi * progress)) if kind == "cosine" else 1.0 - progress
+        return lr * (final_fraction + (1.0 - final_fraction) * shape)
+
+    return schedule
+
+
 def chain(*transforms: Transform) -> Transform:
     """Apply transforms in order, each to the previous one's output."""
 
@@ -100,12 +126,26 @@ class OptimizerParams(Params, family="optimizer"):
     """Learning rate."""
     clip_norm: float = param(0.0, ge=0.0)
     """Clip each gradient estimate to this global L2 norm first (0: no clipping)."""
+    schedule: str = param("constant", choices=("constant", "cosine", "linear"))
+    """Learning-rate schedule over updates: constant, or a cosine/linear decay."""
+    decay_updates: int = param(0, ge=0)
+    """Updates (windows) over which a decaying schedule falls to its final value."""
+    final_lr_fraction: float = param(0.0, ge=0.0, le=1.0)
+    """Final learning rate of a decaying schedule, as a fraction of ``lr``."""
+
+    def validate(self):
+        if self.schedule != "constant" and self.decay_updates == 0:
+            raise ParamError(("decay_updates",), f"must be >= 1 for schedule {self.schedule!r}")
 
     def build(self) -> Transform:
-        core = self._core()
+        if self.schedule == "constant":
+            core = self._core(self.lr)
+        else:
+            core = chain(self._core(1.0), scale_by_schedule(decay_schedule(
+                self.lr, self.schedule, self.decay_updates, self.final_lr_fraction)))
         return chain(clip_by_global_norm(self.clip_norm), core) if self.clip_norm else core
 
-    def _core(self) -> Transform:
+    def _core(self, lr: float) -> Transform:
         raise NotImplementedError
 
 
@@ -113,8 +153,8 @@ class OptimizerParams(Params, family="optimizer"):
 class SGDParams(OptimizerParams, kind="sgd"):
     """Plain gradient descent."""
 
-    def _core(self):
-        return sgd(self.lr)
+    def _core(self, lr):
+        return sgd(lr)
 
 
 @dataclass(frozen=True)
@@ -126,8 +166,8 @@ class MomentumParams(OptimizerParams, kind="momentum"):
     nesterov: bool = False
     """Use the Nesterov look-ahead form."""
 
-    def _core(self):
-        return momentum(self.lr, self.beta, self.nesterov)
+    def _core(self, lr):
+        return momentum(lr, self.beta, self.nesterov)
 
 
 @dataclass(frozen=True)
@@ -143,5 +183,5 @@ class AdamParams(OptimizerParams, kind="adam"):
     eps: float = param(1e-8, gt=0.0)
     """Added to the root second moment for stability."""
 
-    def _core(self):
-        return adam(self.lr, self.b1, self.b2, self.eps)
+    def _core(self, lr):
+        return adam(lr, self.b1, self.b2, self.eps)
