@@ -181,6 +181,36 @@ class _Progress:
             self.bar.close()
 
 
+class _Every:
+    """True once each time the hardware step passes a multiple of ``period`` (0: never)."""
+
+    def __init__(self, period: int):
+        self.period, self.next = period, period or math.inf
+
+    def __call__(self, step: int) -> bool:
+        if step < self.next:
+            return False
+        self.next = (step // self.period + 1) * self.period
+        return True
+
+
+class _RowMean:
+    """Means of the per-update values since the last logged row."""
+
+    def __init__(self):
+        self.sums, self.count = {}, 0
+
+    def add(self, values: dict):
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+        self.count += 1
+
+    def pop(self) -> dict:
+        row = {name: total / self.count for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return row
+
+
 def run(config: RunConfig, out: str | Path | None = None, progress: bool = False,
         source: str = "<config>") -> dict:
     """Train as configured, write the trace, and return the run summary."""
@@ -214,33 +244,21 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                      flush_seconds=config.trace.flush_seconds) as writer:
         writer.snapshot(0, **chip_state(hw))
         last = record_eval()
-        next_log, next_eval = config.trace.log_every, config.train.eval_every
-        snap_every = config.trace.snapshot_every
-        next_snap = snap_every or math.inf
-        acc = [0.0, 0.0, 0.0, 0]
-        acc_extra = dict.fromkeys(extra, 0.0)
+        log_due, eval_due = _Every(config.trace.log_every), _Every(config.train.eval_every)
+        snapshot_due = _Every(config.trace.snapshot_every)
+        rows = _RowMean()
         while hw.steps < budget:
             before = hw.steps
             stats = loop.update()
-            acc[0] += stats.cost
-            acc[1] += stats.estimate_norm
-            acc[2] += stats.update_norm
-            acc[3] += 1
-            for name in extra:
-                acc_extra[name] += stats.info[name]
-            if hw.steps >= next_log or hw.steps >= budget:
-                writer.scalar(hw.steps, cost=acc[0] / acc[3], estimate_norm=acc[1] / acc[3],
-                              update_norm=acc[2] / acc[3], wall_time=time.perf_counter() - t0,
-                              **{name: v / acc[3] for name, v in acc_extra.items()})
-                acc = [0.0, 0.0, 0.0, 0]
-                acc_extra = dict.fromkeys(extra, 0.0)
-                next_log = (hw.steps // config.trace.log_every + 1) * config.trace.log_every
-            if hw.steps >= next_eval or hw.steps >= budget:
+            rows.add({"cost": stats.cost, "estimate_norm": stats.estimate_norm,
+                      "update_norm": stats.update_norm, **{n: stats.info[n] for n in extra}})
+            done = hw.steps >= budget
+            if log_due(hw.steps) or done:
+                writer.scalar(hw.steps, wall_time=time.perf_counter() - t0, **rows.pop())
+            if eval_due(hw.steps) or done:
                 last = record_eval()
-                next_eval = (hw.steps // config.train.eval_every + 1) * config.train.eval_every
-            if hw.steps >= next_snap:
+            if snapshot_due(hw.steps):
                 writer.snapshot(hw.steps, **chip_state(hw))
-                next_snap = (hw.steps // snap_every + 1) * snap_every
             bar.update(hw.steps - before, cost=f"{stats.cost:.4g}")
         bar.close()
         writer.snapshot(hw.steps, **chip_state(hw))
