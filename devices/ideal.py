@@ -62,8 +62,18 @@ class IdealDense:
     def __init__(self, weights: np.ndarray, bias: np.ndarray):
         self.shape = weights.shape
         self._flat = np.concatenate([weights.ravel(), bias]).astype(np.float64)
-        self.w, self.b = split_flat(self._flat, self.shape)
         self.meter = Meter()
+
+    @property
+    def w(self) -> np.ndarray:
+        """Weights, a view into the flat parameters (views are rebuilt, not stored, so a
+        pickled device keeps writes and reads on the same memory)."""
+        return split_flat(self._flat, self.shape)[0]
+
+    @property
+    def b(self) -> np.ndarray:
+        """Bias, a view into the flat parameters."""
+        return split_flat(self._flat, self.shape)[1]
 
     def forward(self, x, node_perturbation=None, weight_perturbation=None):
         self.meter.reads += x.shape[0]
