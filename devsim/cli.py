@@ -34,7 +34,8 @@ def _load(args):
 def cmd_run(args) -> int:
     from devsim.runner import run
     config = _load(args)
-    summary = run(config, out=args.out, progress=not args.quiet, source=Path(args.config).name)
+    summary = run(config, out=args.out, progress=not args.quiet, source=Path(args.config).name,
+                  resume=args.resume)
     final = summary["final"]
     metric = (f"test accuracy {final['test_accuracy']:.4f} (best {summary['best_test_accuracy']:.4f})"
               if "test_accuracy" in final else f"test cost {final['test_cost']:.4g}")
@@ -150,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
     with_config(sp)
     sp.add_argument("--out", help="trace file (default: trace.path or runs/<name>.h5)")
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sp.add_argument("--resume", action="store_true",
+                    help="continue a killed run from its checkpoint (same config and --set)")
     sp.set_defaults(handler=cmd_run)
 
     sp = sub.add_parser("validate", help="check a config and report every problem")

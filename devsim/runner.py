@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ class TraceParams(Params):
     """Store all parameters every this many steps (0: first and last only)."""
     flush_seconds: float = param(10.0, gt=0.0)
     """Push buffered rows to disk at least this often, in wall-clock seconds."""
+    checkpoint_every: int = param(0, ge=0)
+    """Save a checkpoint (``<trace>.ckpt``) every this many steps, so that
+    ``devsim run --resume`` can continue a killed run exactly (0: no checkpoints)."""
 
 
 @dataclass(frozen=True)
@@ -164,11 +168,12 @@ def steps_to_target(steps: np.ndarray, accuracy: np.ndarray, target: float) -> i
 class _Progress:
     """A tqdm bar on a terminal, nothing otherwise."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, initial: int = 0):
         self.bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
-            self.bar = tqdm(total=total, unit="step", unit_scale=True, dynamic_ncols=True)
+            self.bar = tqdm(total=total, initial=initial, unit="step", unit_scale=True,
+                            dynamic_ncols=True)
 
     def update(self, n: int, **postfix):
         if self.bar is not None:
@@ -211,17 +216,81 @@ class _RowMean:
         return row
 
 
+@dataclass
+class RunState:
+    """Everything a run carries from one update window to the next; a checkpoint is
+    this object, pickled, so a resumed run continues exactly where it stopped."""
+
+    built: Built
+    log_due: _Every
+    eval_due: _Every
+    snapshot_due: _Every
+    checkpoint_due: _Every
+    rows: _RowMean = field(default_factory=_RowMean)
+    eval_steps: list = field(default_factory=list)
+    eval_accuracy: list = field(default_factory=list)
+    last_eval: dict = field(default_factory=dict)
+    elapsed: float = 0.0
+    """Wall-clock seconds spent before the latest checkpoint."""
+
+
+def checkpoint_path(trace: Path) -> Path:
+    """Where a run writing ``trace`` keeps its checkpoint."""
+    return trace.with_name(trace.name + ".ckpt")
+
+
+def _save_checkpoint(path: Path, config: RunConfig, state: RunState, writer: TraceWriter):
+    import cloudpickle
+    writer.flush()  # the checkpoint must not be ahead of the trace on disk
+    blob = cloudpickle.dumps({"config_yaml": cfg.dump(config), "state": state,
+                              "rows": writer.row_counts()})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, config: RunConfig) -> tuple[RunState, dict]:
+    import pickle
+    try:
+        saved = pickle.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no checkpoint to resume from (set trace.checkpoint_every)"]) from None
+    if saved["config_yaml"] != cfg.dump(config):
+        raise ConfigError([f"{path}: the config differs from the one the checkpoint was "
+                           f"written with; resume with the same config and --set values"])
+    return saved["state"], saved["rows"]
+
+
 def run(config: RunConfig, out: str | Path | None = None, progress: bool = False,
-        source: str = "<config>") -> dict:
-    """Train as configured, write the trace, and return the run summary."""
-    built = build(config, source)
-    hw, loop, data = built.hardware, built.loop, built.data
+        source: str = "<config>", resume: bool = False) -> dict:
+    """Train as configured, write the trace, and return the run summary.
+
+    With ``resume=True`` the run continues from its checkpoint (``<trace>.ckpt``,
+    written every ``trace.checkpoint_every`` steps) and produces the same trace an
+    uninterrupted run would, wall times aside.
+    """
     path = Path(out or config.trace.path or f"runs/{config.name}.h5")
-    evals = ["test_cost"] + (["test_accuracy", "train_accuracy"] if data.is_classification else [])
+    checkpoint = checkpoint_path(path)
+    if resume:
+        state, rows_written = _load_checkpoint(checkpoint, config)
+        writer = TraceWriter.reopen(path, rows_written, config.trace.flush_seconds)
+    else:
+        built = build(config, source)
+        state = RunState(built, _Every(config.trace.log_every), _Every(config.train.eval_every),
+                         _Every(config.trace.snapshot_every), _Every(config.trace.checkpoint_every))
+        is_classification = built.data.is_classification
+        writer = TraceWriter(
+            path, cfg.dump(config), config.seed,
+            scalars=["cost", "estimate_norm", "update_norm", "wall_time"]
+            + list(config.train.estimator.diagnostics()),
+            evals=["test_cost"] + (["test_accuracy", "train_accuracy"] if is_classification else []),
+            snapshots={name: len(v) for name, v in chip_state(built.hardware).items()},
+            flush_seconds=config.trace.flush_seconds)
+    hw, loop, data = state.built.hardware, state.built.loop, state.built.data
+    extra = list(config.train.estimator.diagnostics())  # estimator-reported scalars
     train_rows = np.random.default_rng(0).permutation(len(data.x_train))[:config.train.eval_train_samples]
-    budget, t0 = config.train.steps, time.perf_counter()
-    eval_steps, eval_acc = [], []
-    bar = _Progress(budget, progress)
+    budget, t0 = config.train.steps, time.perf_counter() - state.elapsed
+    bar = _Progress(budget, progress, initial=hw.steps)
 
     def record_eval():
         test = evaluate(hw, data.x_test, data.y_test, data.labels_test)
@@ -231,48 +300,46 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
             if len(train_rows):
                 row["train_accuracy"] = evaluate(hw, data.x_train[train_rows], data.y_train[train_rows],
                                                  data.labels_train[train_rows])["accuracy"]
-            eval_steps.append(hw.steps)
-            eval_acc.append(test["accuracy"])
+            state.eval_steps.append(hw.steps)
+            state.eval_accuracy.append(test["accuracy"])
         writer.evaluation(hw.steps, **row)
-        return row
+        state.last_eval = row
 
-    extra = list(config.train.estimator.diagnostics())  # estimator-reported scalars
-    with TraceWriter(path, cfg.dump(config), config.seed,
-                     scalars=["cost", "estimate_norm", "update_norm", "wall_time"] + extra,
-                     evals=evals,
-                     snapshots={name: len(v) for name, v in chip_state(hw).items()},
-                     flush_seconds=config.trace.flush_seconds) as writer:
-        writer.snapshot(0, **chip_state(hw))
-        last = record_eval()
-        log_due, eval_due = _Every(config.trace.log_every), _Every(config.train.eval_every)
-        snapshot_due = _Every(config.trace.snapshot_every)
-        rows = _RowMean()
+    with writer:
+        if not resume:
+            writer.snapshot(0, **chip_state(hw))
+            record_eval()
         while hw.steps < budget:
             before = hw.steps
             stats = loop.update()
-            rows.add({"cost": stats.cost, "estimate_norm": stats.estimate_norm,
-                      "update_norm": stats.update_norm, **{n: stats.info[n] for n in extra}})
+            state.rows.add({"cost": stats.cost, "estimate_norm": stats.estimate_norm,
+                            "update_norm": stats.update_norm, **{n: stats.info[n] for n in extra}})
             done = hw.steps >= budget
-            if log_due(hw.steps) or done:
-                writer.scalar(hw.steps, wall_time=time.perf_counter() - t0, **rows.pop())
-            if eval_due(hw.steps) or done:
-                last = record_eval()
-            if snapshot_due(hw.steps):
+            if state.log_due(hw.steps) or done:
+                writer.scalar(hw.steps, wall_time=time.perf_counter() - t0, **state.rows.pop())
+            if state.eval_due(hw.steps) or done:
+                record_eval()
+            if state.snapshot_due(hw.steps):
                 writer.snapshot(hw.steps, **chip_state(hw))
+            if state.checkpoint_due(hw.steps) and not done:
+                state.elapsed = time.perf_counter() - t0
+                _save_checkpoint(checkpoint, config, state, writer)
             bar.update(hw.steps - before, cost=f"{stats.cost:.4g}")
         bar.close()
         writer.snapshot(hw.steps, **chip_state(hw))
         wall = time.perf_counter() - t0
         summary = {"name": config.name, "seed": config.seed, "steps": hw.steps,
                    "eval_reads": hw.eval_reads, "wall_seconds": wall,
-                   "steps_per_second": hw.steps / wall, "final": last, "trace": str(path),
-                   "device": hw.meter()}
-        if built.memory is not None:
-            summary["memory"] = built.memory.to_dict()
-        if eval_acc:
-            summary["best_test_accuracy"] = max(eval_acc)
+                   "steps_per_second": hw.steps / wall, "final": state.last_eval,
+                   "trace": str(path), "device": hw.meter(), "resumed": resume}
+        if state.built.memory is not None:
+            summary["memory"] = state.built.memory.to_dict()
+        if state.eval_accuracy:
+            summary["best_test_accuracy"] = max(state.eval_accuracy)
             if config.train.target_accuracy:
                 summary["steps_to_target"] = steps_to_target(
-                    np.array(eval_steps), np.array(eval_acc), config.train.target_accuracy)
+                    np.array(state.eval_steps), np.array(state.eval_accuracy),
+                    config.train.target_accuracy)
         writer.close(summary)
+    checkpoint.unlink(missing_ok=True)
     return summary

@@ -60,6 +60,19 @@ class _Table:
         for name in self.columns[1:]:
             group[name].dims[0].attach_scale(group["step"])
 
+    @classmethod
+    def reopen(cls, group: h5py.Group, rows: int) -> "_Table":
+        """The table in an existing group, cut back to its first ``rows`` rows."""
+        table = cls.__new__(cls)
+        table.group, table.rows = group, []
+        table.columns = ["step"] + [name for name in group if name != "step"]
+        for name in table.columns:
+            group[name].resize(rows, axis=0)
+        return table
+
+    def __len__(self) -> int:
+        return self.group["step"].shape[0] + len(self.rows)
+
     def append(self, step: int, values: dict):
         unknown = set(values) - set(self.columns)
         if unknown:
@@ -102,6 +115,25 @@ class TraceWriter:
         self.snapshots = _Table(f.create_group("snapshots"), snapshots)
         self.flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
+
+    @classmethod
+    def reopen(cls, path: str | Path, rows: dict[str, int],
+               flush_seconds: float = 10.0) -> "TraceWriter":
+        """Continue the ``.partial`` trace of an interrupted run, keeping exactly the
+        first ``rows[group]`` rows of each group (what its checkpoint had flushed)."""
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.partial = writer.path.with_name(writer.path.name + ".partial")
+        writer._file = h5py.File(writer.partial, "a")
+        for name in ("scalars", "evals", "snapshots"):
+            setattr(writer, name, _Table.reopen(writer._file[name], rows[name]))
+        writer.flush_seconds = flush_seconds
+        writer._last_flush = time.monotonic()
+        return writer
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per group, buffered ones included."""
+        return {name: len(getattr(self, name)) for name in ("scalars", "evals", "snapshots")}
 
     def scalar(self, step: int, **values):
         """Append one row of per-step scalars."""

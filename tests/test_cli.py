@@ -126,3 +126,40 @@ def test_decorrelation_matrices_are_snapshotted(tmp_path):
     assert first.shape == (sum(n * n for n in n_in),)
     np.testing.assert_array_equal(first[:64 * 64].reshape(64, 64), np.eye(64))
     assert not np.array_equal(first, last)
+
+
+def test_a_killed_run_resumes_to_the_same_trace(tmp_path, monkeypatch):
+    """Kill a run after its second checkpoint; --resume must give the uninterrupted trace."""
+    from trainer.loop import TrainingLoop
+    extra = ["--set", "trace.checkpoint_every=8000", "--set", "trace.snapshot_every=6000"]
+    whole = _run(tmp_path, "whole", *extra[1::2])
+    out = tmp_path / "killed.h5"
+    args = ["run", str(ROOT / "configs/quickstart.yaml"), "--out", str(out), "-q"]
+    for s in SMALL + extra[1::2]:
+        args += ["--set", s]
+    real_update, calls = TrainingLoop.update, []
+
+    def dying_update(self):
+        calls.append(1)
+        if len(calls) == 97:  # 97 windows of 200 steps: past the checkpoint at 16,000
+            raise KeyboardInterrupt
+        return real_update(self)
+
+    monkeypatch.setattr(TrainingLoop, "update", dying_update)
+    assert main(args) == 2
+    monkeypatch.setattr(TrainingLoop, "update", real_update)
+    assert not out.exists() and (tmp_path / "killed.h5.ckpt").exists()
+    assert main(args + ["--resume"]) == 0
+    resumed = read_trace(out)
+    for group in ("scalars", "evals", "snapshots"):
+        for key, values in getattr(whole, group).items():
+            if key != "wall_time":
+                np.testing.assert_array_equal(values, getattr(resumed, group)[key], err_msg=key)
+    assert resumed.summary["resumed"] and not (tmp_path / "killed.h5.ckpt").exists()
+
+
+def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(tmp_path, capsys):
+    args = ["run", str(ROOT / "configs/quickstart.yaml"), "--out", str(tmp_path / "r.h5"), "-q",
+            "--resume"]
+    assert main(args) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
