@@ -8,6 +8,7 @@ and the time to target with the MGD papers' definition
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import time
 from pathlib import Path
@@ -72,3 +73,17 @@ def run_controller(name: str, overrides, seed: int, out_dir: Path) -> dict:
     cfg = config(name, *overrides, f"seed={seed}")
     tag = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:10]
     return run(cfg, out=out_dir / f"{Path(name).stem}_{tag}_s{seed}.h5")
+
+
+def sweep_arguments(description: str, name: str, argv=None):
+    """The options every MGD sweep script takes: ``(args, out folder, runs folder)``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--out", default=str(ROOT / "experiments"))
+    args = ap.parse_args(argv)
+    runs = ROOT / "runs" / name
+    runs.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return args, out, runs

@@ -12,14 +12,12 @@ prints a Markdown table and writes ``mgd_optimizers.json`` and ``mgd_optimizers.
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
 from devsim.trace import read_trace
-from mgd_common import ROOT, run_controller
+from mgd_common import run_controller, sweep_arguments
 
 OPTIMIZERS = {
     "sgd": ["train.optimizer={type: sgd, lr: 3.0}"],
@@ -29,14 +27,7 @@ OPTIMIZERS = {
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--steps", type=int, default=1_000_000)
-    ap.add_argument("--out", default=str(ROOT / "experiments"))
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    runs = ROOT / "runs" / "mgd_optimizers"
-    runs.mkdir(parents=True, exist_ok=True)
+    args, out, runs = sweep_arguments(__doc__.splitlines()[0], "mgd_optimizers", argv)
     rows = []
     for name, sets in OPTIMIZERS.items():
         for seed in args.seeds:

@@ -21,13 +21,11 @@ prints a Markdown table and writes ``mgd_robustness.json`` and ``mgd_robustness.
 """
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
-from mgd_common import ROOT, run_controller
+from mgd_common import run_controller, sweep_arguments
 
 CROSSBAR = "network.device={type: crossbar, w_max: 4.0, prog_noise: %g}"
 LOGISTIC = ("network.layers[%d].activation={type: logistic, L_spread: %g, k_spread: %g, "
@@ -48,14 +46,7 @@ def overrides(knob, value):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--steps", type=int, default=1_000_000)
-    ap.add_argument("--out", default=str(ROOT / "experiments"))
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    runs = ROOT / "runs" / "mgd_robustness"
-    runs.mkdir(parents=True, exist_ok=True)
+    args, out, runs = sweep_arguments(__doc__.splitlines()[0], "mgd_robustness", argv)
     rows = []
     for knob, values in SWEEPS.items():
         for value in values:
