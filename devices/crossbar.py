@@ -187,7 +187,8 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
 
     # ---- numerics
     precision: str = param("float64", choices=("float64", "float32"))
-    """Floating-point type of the simulated MVM (float32 is about twice as fast)."""
+    """Floating-point type of the simulated MVM and of the pre-activations it returns
+    (float32 is about twice as fast)."""
 
     def validate(self):
         if self.g_max <= self.g_min:
@@ -216,17 +217,18 @@ def quant_step(full_scale: float, bits: int) -> float:
 
 
 # ---------------------------------------------------------------- kernels
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def dac_kernel(x, bound, step, out):
     """out = DAC(x): clipped to +-``bound`` (if > 0), rounded to multiples of ``step`` (if > 0)."""
     n_probe, n_in = x.shape
+    inv_step = 1.0 / step if step > 0.0 else 0.0
     for t in range(n_probe):
         for i in range(n_in):
             v = x[t, i]
             if bound > 0.0:
                 v = min(max(v, -bound), bound)
             if step > 0.0:
-                v = np.rint(v / step) * step
+                v = np.rint(v * inv_step) * step
             out[t, i] = v
 
 
@@ -234,7 +236,7 @@ def dac_np(x, bound, step, dtype):
     """NumPy twin of :func:`dac_kernel`."""
     v = np.clip(x, -bound, bound) if bound > 0 else x.copy()
     if step > 0:
-        v = np.rint(v / step) * step
+        v = np.rint(v * (1.0 / step)) * step
     return v.astype(dtype)
 
 
@@ -289,19 +291,22 @@ def add_tile_perturbation_np(x, perturbation, n_out, i0, i1, with_bias, out):
         out += perturbation[:, n_out * n_in:]
 
 
-def _ziggurat_tables(layers=128, r=3.442619855899, v=9.91256303526217e-3):
-    """Layer edges x_i and ratios x_{i+1} / x_i of Doornik's 128-layer ZIGNOR ziggurat."""
+def _ziggurat_tables(layers=256, r=3.6541528853610088, v=4.92867323399e-3):
+    """Layer edges x_i, ratios x_{i+1} / x_i and densities exp(-x_i^2 / 2) of a
+    ZIGNOR-style ziggurat with 256 layers (98.5 % of draws end at the first compare)."""
     x = np.zeros(layers + 1)
     f = np.exp(-0.5 * r * r)
     x[0], x[1] = v / f, r
     for i in range(2, layers):
         x[i] = np.sqrt(-2.0 * np.log(v / x[i - 1] + f))
         f = np.exp(-0.5 * x[i] * x[i])
-    return x, x[1:] / x[:-1]
+    return x, x[1:] / x[:-1], np.exp(-0.5 * x * x)
 
 
-_ZIG_X, _ZIG_RATIO = _ziggurat_tables()  # read-only constants, frozen into the kernels
-_ZIG_R = 3.442619855899  # start of the tail
+# read-only constants, frozen into the kernels
+_ZIG_X, _ZIG_RATIO, _ZIG_F = _ziggurat_tables()
+_ZIG_R = 3.6541528853610088  # start of the tail
+_ZIG_MASK = np.uint64(255)   # low word bits that pick the layer
 _NORMAL_WORDS = 16  # 64-bit words reserved per normal draw
 
 
@@ -310,17 +315,18 @@ def normal(key, index):
     """Standard normal draw ``index`` of the stream with this key (ziggurat, J. A. Doornik,
     "An improved ziggurat method to generate normal random samples", 2005).
 
-    Attempt a reads word ``16 index + 2a``: its low 7 bits pick a layer and its top 53
-    bits give a uniform in [-1, 1); 97 % of draws end at that first compare (one hash).
-    The wedge test reads word ``+1``, the tail words from ``+1`` on. An attempt is
-    rejected with probability 1.2 %, so reading past the 16 reserved words (into the
-    next index's) has probability below 1e-15. The first attempt is kept out of the
+    Attempt a reads word ``16 index + 2a``: its low 8 bits pick one of 256 layers and
+    its top 52 bits give a uniform in [-1, 1); 98.5 % of draws end at that first
+    compare (one hash). The wedge test (one exponential, against tabulated densities)
+    reads word ``+1``, the tail words from ``+1`` on. An attempt is rejected with
+    probability below 1 %, so reading past the 16 reserved words (into the next
+    index's) has probability below 1e-15. The first attempt is kept out of the
     loop: LLVM compiles that form about 3x faster.
     """
     c = np.uint64(index) * np.uint64(_NORMAL_WORDS)
     word = crng.bits(key, c)
-    i = np.int64(word & np.uint64(127))
-    u = 2.0 * (float(word >> np.uint64(11)) * 2.0 ** -53) - 1.0
+    i = np.int64(word & _ZIG_MASK)
+    u = float(word >> np.uint64(12)) * 2.0 ** -51 - 1.0
     if abs(u) < _ZIG_RATIO[i]:
         return u * _ZIG_X[i]
     return _normal_rejected(key, c, i, u)
@@ -339,14 +345,13 @@ def _normal_rejected(key, c, i, u):
                 if -2.0 * y >= x * x:
                     return x - _ZIG_R if u < 0.0 else _ZIG_R - x
         x = u * _ZIG_X[i]
-        f0 = np.exp(-0.5 * (_ZIG_X[i] * _ZIG_X[i] - x * x))
-        f1 = np.exp(-0.5 * (_ZIG_X[i + 1] * _ZIG_X[i + 1] - x * x))
-        if f1 + crng.uniform(key, c + np.uint64(1)) * (f0 - f1) < 1.0:
+        f0, f1 = _ZIG_F[i], _ZIG_F[i + 1]
+        if f1 + crng.uniform(key, c + np.uint64(1)) * (f0 - f1) < np.exp(-0.5 * x * x):
             return x
         c += np.uint64(2)
         word = crng.bits(key, c)
-        i = np.int64(word & np.uint64(127))
-        u = 2.0 * (float(word >> np.uint64(11)) * 2.0 ** -53) - 1.0
+        i = np.int64(word & _ZIG_MASK)
+        u = float(word >> np.uint64(12)) * 2.0 ** -51 - 1.0
         if abs(u) < _ZIG_RATIO[i]:
             return u * _ZIG_X[i]
 
@@ -370,14 +375,14 @@ def normal_np(key, indices):
         where = np.flatnonzero(todo)
         c = idx.flat[where] * np.uint64(_NORMAL_WORDS) + np.uint64(2 * attempt)
         word = crng.bits_np(key, c)
-        i = (word & np.uint64(127)).astype(np.int64)
-        u = 2.0 * ((word >> np.uint64(11)).astype(np.float64) * 2.0 ** -53) - 1.0
+        i = (word & _ZIG_MASK).astype(np.int64)
+        u = (word >> np.uint64(12)).astype(np.float64) * 2.0 ** -51 - 1.0
         x = u * _ZIG_X[i]
         done = np.abs(u) < _ZIG_RATIO[i]
         wedge = ~done & (i > 0)
-        f0 = np.exp(-0.5 * (_ZIG_X[i] * _ZIG_X[i] - x * x))
-        f1 = np.exp(-0.5 * (_ZIG_X[i + 1] * _ZIG_X[i + 1] - x * x))
-        done |= wedge & (f1 + crng.uniform_np(key, c + np.uint64(1)) * (f0 - f1) < 1.0)
+        f0, f1 = _ZIG_F[i], _ZIG_F[i + 1]
+        done |= wedge & (f1 + crng.uniform_np(key, c + np.uint64(1)) * (f0 - f1)
+                         < np.exp(-0.5 * x * x))
         for k in np.flatnonzero(~done & (i == 0)):  # the tail: rare, one at a time
             x[k] = _normal_tail_np(key, c[k] + np.uint64(1), u[k] < 0.0)
             done[k] = True
@@ -387,7 +392,7 @@ def normal_np(key, indices):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
                  group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic,
                  t0, t1):
@@ -400,6 +405,9 @@ def readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, share
     ``adc_step`` (if > 0); ``y`` is added to ``out`` or written there. Probe t uses
     normal draws ``base + t * (n + n_groups) + j`` (j = n + g for group g's reference)
     and, for stochastic rounding, uniform draws ``base + t * n + j`` of ``key_round``.
+
+    Each probe's row goes through short single-purpose loops (draws, noise, ADC,
+    store) so that LLVM vectorises all but the draws.
     """
     n = acc.shape[1]
     stride = np.uint64(n + n_groups)
@@ -408,33 +416,50 @@ def readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, share
     has_shared = shared_var.shape[0] > 0
     noisy = out_var > 0.0 or has_sq or has_tj
     common = np.zeros(n_groups)
+    y = np.empty(n)
+    z = np.empty(n)
+    inv_step = 1.0 / adc_step if adc_step > 0.0 else 0.0
     for t in range(t0, t1):
         first = base + np.uint64(t) * stride
         rbase = base + np.uint64(t) * np.uint64(n)
+        a = acc[t]
+        for j in range(n):
+            y[j] = a[j]
+        if noisy:
+            for j in range(n):
+                z[j] = normal(key, first + np.uint64(j))
+            var = out_var + (row_sq[t] * var_scale if has_sq else 0.0)
+            if has_tj:
+                v = var_tj[t]
+                for j in range(n):
+                    y[j] += np.sqrt(var + v[j]) * z[j]
+            else:
+                sd = np.sqrt(var)
+                for j in range(n):
+                    y[j] += sd * z[j]
         if has_shared:
             for g in range(n_groups):
                 common[g] = np.sqrt(shared_var[t, g]) * normal(key, first + np.uint64(n + g))
-        var = out_var + (row_sq[t] * var_scale if has_sq else 0.0)
-        sd = np.sqrt(var)
-        for j in range(n):
-            y = acc[t, j]
-            if noisy:
-                if has_tj:
-                    sd = np.sqrt(var + var_tj[t, j])
-                y += sd * normal(key, first + np.uint64(j))
-            if has_shared:
-                y -= common[group[j]]
-            if adc_step > 0.0:
-                y = min(max(y, -adc_bound), adc_bound)
-                if stochastic:
-                    y = np.floor(y / adc_step + crng.uniform(key_round, rbase + np.uint64(j)))
-                else:
-                    y = np.rint(y / adc_step)
-                y *= adc_step
-            if accumulate:
-                out[t, j] += y
+            for j in range(n):
+                y[j] -= common[group[j]]
+        if adc_step > 0.0:
+            if stochastic:
+                for j in range(n):
+                    z[j] = crng.uniform(key_round, rbase + np.uint64(j))
+                for j in range(n):
+                    v = min(max(y[j], -adc_bound), adc_bound)
+                    y[j] = np.floor(v * inv_step + z[j]) * adc_step
             else:
-                out[t, j] = y
+                for j in range(n):
+                    v = min(max(y[j], -adc_bound), adc_bound)
+                    y[j] = np.rint(v * inv_step) * adc_step
+        o = out[t]
+        if accumulate:
+            for j in range(n):
+                o[j] += y[j]
+        else:
+            for j in range(n):
+                o[j] = y[j]
 
 
 @njit(cache=True, parallel=True)
@@ -474,9 +499,9 @@ def readout_np(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_
         if stochastic:
             u = crng.uniform_np(key_round, np.uint64(base) + t * np.uint64(n)
                                 + np.arange(n, dtype=np.uint64)[None, :])
-            y = np.floor(y / adc_step + u) * adc_step
+            y = np.floor(y * (1.0 / adc_step) + u) * adc_step
         else:
-            y = np.rint(y / adc_step) * adc_step
+            y = np.rint(y * (1.0 / adc_step)) * adc_step
     if accumulate:
         out += y
     else:
@@ -606,6 +631,7 @@ class Crossbar:
         self._seed = int(rng.integers(2 ** 63))
         self._keys = {s: np.uint64(crng.stream_key(self._seed, s)) for s in
                       (_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND)}
+        self._buffers = {}           # work arrays of forward, by name
         self._reads = np.uint64(0)   # draw counter of the read streams
         self._writes = np.uint64(0)  # draw counter of the pulse streams
         self._key_read, self._key_round = self._keys[_STREAM_READ], self._keys[_STREAM_ROUND]
@@ -848,12 +874,15 @@ class Crossbar:
 
     # ---- DenseDevice
     def forward(self, x, node_perturbation=None, weight_perturbation=None):
-        x = np.ascontiguousarray(x, dtype=np.float64)
+        """Pre-activations of ``x`` (float32 or float64 rows), in the array's precision."""
+        x = np.ascontiguousarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
         n_probe, n_in = x.shape
         n_out = self.shape[0]
         n_tiles = len(self._row_tiles)
-        if self._dac_bound > 0 or self._dtype != np.float64:
-            xq = np.empty((n_probe, n_in), dtype=self._dtype)
+        if self._dac_bound > 0 or x.dtype != self._dtype:
+            xq = self._scratch("dac", (n_probe, n_in))
             dac_kernel(x, self._dac_bound, self._dac_step, xq)
         else:
             xq = x
@@ -863,8 +892,9 @@ class Crossbar:
         for r, (r0, r1) in enumerate(self._row_tiles):
             last = r == n_tiles - 1
             i1 = min(r1, n_in)
-            acc = (xq @ self._w_tiles[r].T if n_tiles == 1
-                   else xq[:, r0:i1] @ self._w_tiles[r].T)
+            # a tile read through the periphery is consumed here: its sums live in scratch
+            acc = self._scratch("acc", (n_probe, n_out)) if self._readout else None
+            acc = np.matmul(xq if n_tiles == 1 else xq[:, r0:i1], self._w_tiles[r].T, out=acc)
             if last:
                 acc += self._bias
             if weight_perturbation is not None:
@@ -873,10 +903,10 @@ class Crossbar:
                 acc += node_perturbation
             if self._readout:
                 if out is None:
-                    out = np.empty((n_probe, n_out))
+                    out = np.empty((n_probe, n_out), dtype=self._dtype)
                 self._read_columns(acc, out, r > 0, xq, r, last)
             elif out is None:
-                out = acc.astype(np.float64, copy=False)
+                out = acc
             else:
                 out += acc
         if self._alpha != 1.0:
@@ -885,6 +915,14 @@ class Crossbar:
         self.meter.time_s += n_probe * self.params.mvm_time_s
         self.meter.energy_j += n_probe * self._read_energy_j
         return out
+
+    def _scratch(self, name, shape):
+        """A reused work array of the array's precision (fresh arrays of this size cost
+        page faults on every call)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[name] = np.empty(shape, dtype=self._dtype)
+        return buf
 
     def _read_columns(self, acc, out, accumulate, xq, r, last):
         """Column noise and ADC of row tile ``r`` (see :func:`readout_rows`), into ``out``."""

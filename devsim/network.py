@@ -146,7 +146,7 @@ class Network:
                 inputs.append(h)
                 preacts.append(a)
             h = act(a)
-        return Pass(h, inputs, preacts)
+        return Pass(h.astype(np.float64, copy=False), inputs, preacts)
 
     def write(self, update: np.ndarray) -> None:
         """Send a flat parameter update to each layer's device."""
