@@ -240,22 +240,20 @@ def dac_np(x, bound, step, dtype):
     return v.astype(dtype)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def row_squares(x, i0, i1, extra, out):
-    """out[t] = sum_{i0 <= i < i1} x[t, i]^2 + extra (four partial sums, for speed)."""
+    """out[t] = sum_{i0 <= i < i1} x[t, i]^2 + extra, in float64.
+
+    Reassociation (only here) lets LLVM vectorise the sum, 5x faster; it changes the
+    rounding of a variance by ~1e-16 relative (3e-14 absolute on 256 unit inputs).
+    """
     for t in range(x.shape[0]):
-        a0 = a1 = a2 = a3 = 0.0
-        for i in range(i0, i1 - 3, 4):
-            v0, v1 = np.float64(x[t, i]), np.float64(x[t, i + 1])
-            v2, v3 = np.float64(x[t, i + 2]), np.float64(x[t, i + 3])
-            a0 += v0 * v0
-            a1 += v1 * v1
-            a2 += v2 * v2
-            a3 += v3 * v3
-        for i in range(i0 + (i1 - i0) // 4 * 4, i1):
-            v0 = np.float64(x[t, i])
-            a0 += v0 * v0
-        out[t] = (a0 + a1) + (a2 + a3) + extra
+        row = x[t, i0:i1]
+        s = 0.0
+        for i in range(row.shape[0]):
+            v = np.float64(row[i])
+            s += v * v
+        out[t] = s + extra
 
 
 def row_squares_np(x, i0, i1, extra):
@@ -308,7 +306,7 @@ _ZIG_X, _ZIG_RATIO, _ZIG_F = _ziggurat_tables()
 _ZIG_R = 3.6541528853610088  # start of the tail
 _ZIG_MASK = np.uint64(255)   # low word bits that pick the layer
 _PAIR_WORDS = 32   # 64-bit words reserved per pair of normal draws (16 per draw)
-_HALF = np.uint64(0xFFFFFFFF)
+_HALF = np.uint64(0xFFFFFFFF)  # (the twin's mask; kernels work on signed words)
 
 
 @njit(cache=True)
@@ -328,37 +326,37 @@ def normal(key, index):
     :func:`normal_row` draws a run of indices, hashing each pair once.
     """
     p = np.uint64(index) >> np.uint64(1)
-    h = np.uint64(index) & np.uint64(1)
-    word = crng.bits(key, p * np.uint64(_PAIR_WORDS))
-    return _normal_half(key, p, h, (word >> (h * np.uint64(32))) & _HALF)
+    h = np.int64(np.uint64(index) & np.uint64(1))
+    word = np.int64(crng.bits(key, p * np.uint64(_PAIR_WORDS)))
+    return _normal_half(key, p, h, (word >> (32 * h)) & 0xFFFFFFFF)
 
 
 @njit(cache=True)
 def _normal_half(key, p, h, half):
-    """Draw 2p + h of :func:`normal` from its 32-bit half word."""
-    i = np.int64(half & _ZIG_MASK)
-    u = float(half >> np.uint64(8)) * 2.0 ** -23 - 1.0
+    """Draw 2p + h of :func:`normal` from its 32-bit half word (as an int64: signed
+    integers convert to float in one instruction, unsigned 64-bit ones do not)."""
+    i = half & 255
+    u = float(half >> 8) * 2.0 ** -23 - 1.0
     if abs(u) < _ZIG_RATIO[i]:
         return u * _ZIG_X[i]
-    return _normal_rejected(key, p * np.uint64(_PAIR_WORDS) + h * np.uint64(16), i, u)
+    return _normal_rejected(key, p * np.uint64(_PAIR_WORDS) + np.uint64(16 * h), i, u)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def normal_row(key, first, out):
     """``out[j] = normal(key, first + j)``, hashing each pair of draws once."""
     n = out.shape[0]
-    j = 0
-    if n > 0 and first & np.uint64(1):
+    j0 = 1 if n > 0 and first & np.uint64(1) else 0  # an odd start: its pair's second half
+    if j0:
         out[0] = normal(key, first)
-        j = 1
-    while j + 1 < n:
-        p = (first + np.uint64(j)) >> np.uint64(1)
-        word = crng.bits(key, p * np.uint64(_PAIR_WORDS))
-        out[j] = _normal_half(key, p, np.uint64(0), word & _HALF)
-        out[j + 1] = _normal_half(key, p, np.uint64(1), word >> np.uint64(32))
-        j += 2
-    if j < n:
-        out[j] = normal(key, first + np.uint64(j))
+    p0 = (first + np.uint64(j0)) >> np.uint64(1)
+    for q in range((n - j0) >> 1):
+        p = p0 + np.uint64(q)
+        word = np.int64(crng.bits(key, p * np.uint64(_PAIR_WORDS)))
+        for h in range(2):
+            out[j0 + 2 * q + h] = _normal_half(key, p, h, (word >> (32 * h)) & 0xFFFFFFFF)
+    if (n - j0) & 1:
+        out[n - 1] = normal(key, first + np.uint64(n - 1))
 
 
 @njit(cache=True)
@@ -380,7 +378,7 @@ def _normal_rejected(key, c, i, u):
         c += np.uint64(2)
         word = crng.bits(key, c)
         i = np.int64(word & _ZIG_MASK)
-        u = float(word >> np.uint64(12)) * 2.0 ** -51 - 1.0
+        u = float(np.int64(word >> np.uint64(12))) * 2.0 ** -51 - 1.0
         if abs(u) < _ZIG_RATIO[i]:
             return u * _ZIG_X[i]
 
