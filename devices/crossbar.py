@@ -431,12 +431,12 @@ def normal_np(key, indices):
 
 
 @njit(cache=True, error_model="numpy")
-def readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
+def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
                  group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic,
                  t0, t1):
     """Column noise and ADC of one row tile for probes t0 <= t < t1, into ``out``.
 
-    For probe t and output j: ``y = acc[t, j] + N(0, v) - s[t, group[j]]`` with
+    For probe t and output j: ``y = acc[t, j] + bias[j] + N(0, v) - s[t, group[j]]`` with
     ``v = row_sq[t] * var_scale + var_tj[t, j] + out_var`` (terms with empty arrays
     are left out) and ``s`` the common-mode noise of a shared reference column
     (variance ``shared_var[t, g]``); then ADC clipping to +-adc_bound and rounding to
@@ -449,6 +449,7 @@ def readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, share
     """
     n = acc.shape[1]
     stride = np.uint64(n + n_groups)
+    has_bias = bias.shape[0] > 0
     has_sq = row_sq.shape[0] > 0
     has_tj = var_tj.shape[0] > 0
     has_shared = shared_var.shape[0] > 0
@@ -461,8 +462,12 @@ def readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, share
         first = base + np.uint64(t) * stride
         rbase = base + np.uint64(t) * np.uint64(n)
         a = acc[t]
-        for j in range(n):
-            y[j] = a[j]
+        if has_bias:
+            for j in range(n):
+                y[j] = np.float64(a[j]) + bias[j]
+        else:
+            for j in range(n):
+                y[j] = a[j]
         if noisy:
             normal_row(key, first, z)
             var = out_var + (row_sq[t] * var_scale if has_sq else 0.0)
@@ -500,8 +505,8 @@ def readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, share
 
 
 @njit(cache=True, parallel=True)
-def readout_parallel(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
-                     group, n_groups, key, key_round, base, adc_step, adc_bound,
+def readout_parallel(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
+                     shared_var, group, n_groups, key, key_round, base, adc_step, adc_bound,
                      stochastic, n_chunks):
     """:func:`readout_rows` over all probes, split into ``n_chunks`` parallel chunks.
 
@@ -509,12 +514,12 @@ def readout_parallel(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, s
     """
     n_probe = acc.shape[0]
     for c in prange(n_chunks):
-        readout_rows(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
-                     group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic,
-                     c * n_probe // n_chunks, (c + 1) * n_probe // n_chunks)
+        readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
+                     shared_var, group, n_groups, key, key_round, base, adc_step, adc_bound,
+                     stochastic, c * n_probe // n_chunks, (c + 1) * n_probe // n_chunks)
 
 
-def readout_np(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
+def readout_np(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
                group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic):
     """NumPy twin of :func:`readout_rows` over all probes (same draws, vectorised)."""
     n_probe, n = acc.shape
@@ -526,6 +531,8 @@ def readout_np(acc, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_
     if var_tj.shape[0]:
         v += var_tj
     y = acc.astype(np.float64)
+    if bias.shape[0]:
+        y += bias
     if out_var > 0 or row_sq.shape[0] or var_tj.shape[0]:
         y = y + np.sqrt(v) * normal_np(key, first + np.arange(n, dtype=np.uint64)[None, :])
     if shared_var.shape[0]:
@@ -932,7 +939,7 @@ class Crossbar:
             # a tile read through the periphery is consumed here: its sums live in scratch
             acc = self._scratch("acc", (n_probe, n_out)) if self._readout else None
             acc = np.matmul(xq if n_tiles == 1 else xq[:, r0:i1], self._w_tiles[r].T, out=acc)
-            if last:
+            if last and not self._readout:  # a readout adds it on the way
                 acc += self._bias
             if weight_perturbation is not None:
                 add_tile_perturbation(xq, weight_perturbation, n_out, r0, i1, last, acc)
@@ -985,7 +992,8 @@ class Crossbar:
                     shared += ref[:, -1]
         base = self._reads
         self._reads = base + np.uint64(n_probe * (n_out + self._n_groups))
-        args = (acc, out, accumulate, row_sq, self._var_scale, var_tj, self._out_var, shared,
+        args = (acc, self._bias if last else _EMPTY1, out, accumulate, row_sq,
+                self._var_scale, var_tj, self._out_var, shared,
                 self._group, self._n_groups, self._key_read, self._key_round, base,
                 self._adc_step, self._adc_bound, self._adc_stochastic)
         threads = numba.get_num_threads() if n_probe * n_out >= _PARALLEL_MIN else 1

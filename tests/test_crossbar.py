@@ -104,12 +104,12 @@ def test_readout_matches_twin_and_parallel_split(dtype, case):
     else:
         args = (empty, 0.0, empty2, 0.0, empty2, group, 3, key, key_round, np.uint64(0),
                 0.5, 1.5, False)
-    for accumulate in (False, True):
+    for accumulate, bias in ((False, empty), (True, rng.normal(size=n))):
         start = rng.normal(size=(t, n))
         a, b, c = start.copy(), start.copy(), start.copy()
-        readout_rows(acc, a, accumulate, *args, 0, t)
-        readout_np(acc, b, accumulate, *args)
-        readout_parallel(acc, c, accumulate, *args, 4)
+        readout_rows(acc, bias, a, accumulate, *args, 0, t)
+        readout_np(acc, bias, b, accumulate, *args)
+        readout_parallel(acc, bias, c, accumulate, *args, 4)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
 
