@@ -150,11 +150,20 @@ def main():
     cols = ["network", "batch", "gemm32", "gemm64", "numpy32", "devsim32", "devsim64", "net32"]
     if args.aihwkit:
         cols.append("aihwkit")
+    import numba
+    from threadpoolctl import threadpool_info
+    blas = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"),
+               default=1)
+    print(f"# threads: BLAS {blas}, Numba {numba.get_num_threads()}"
+          + ("; aihwkit always 1" if args.aihwkit else ""))
     print("# GFLOP/s per column; ratios: devsim32 / numpy32, devsim32 / gemm32, "
-          "devsim64 / gemm64, devsim32 / peak32" + (", devsim32 / aihwkit" if args.aihwkit else ""))
+          "devsim64 / gemm64, devsim32 / peak32"
+          + (", devsim32 / aihwkit, net32 / aihwkit (both with sigmoids)" if args.aihwkit
+             else ""))
     print("| " + " | ".join(cols + ["d32/np32", "d32/gemm32", "d64/gemm64", "d32/peak32"]
-                            + (["d32/aihwkit"] if args.aihwkit else [])) + " |")
-    print("|" + "---|" * (len(cols) + 4 + args.aihwkit))
+                            + (["d32/aihwkit", "net32/aihwkit"] if args.aihwkit else []))
+          + " |")
+    print("|" + "---|" * (len(cols) + 4 + 2 * args.aihwkit))
     for name, widths in NETWORKS.items():
         flops = 2 * sum(a * b for a, b in zip(widths, widths[1:]))
         nets = {prec: devsim_network(widths, prec) for prec in ("float32", "float64")}
@@ -182,7 +191,8 @@ def main():
                     f"{rate['devsim64'] / rate['gemm64']:.2f}",
                     f"{rate['devsim32'] / peak32:.2f}"]
             if args.aihwkit:
-                row.append(f"{rate['devsim32'] / rate['aihwkit']:.1f}")
+                row += [f"{rate['devsim32'] / rate['aihwkit']:.1f}",
+                        f"{rate['net32'] / rate['aihwkit']:.1f}"]
             print("| " + " | ".join(row) + " |", flush=True)
 
 
