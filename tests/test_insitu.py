@@ -87,3 +87,14 @@ def test_sigmoid_kernel_within_two_ulp_of_libm():
     far = np.array([-800.0, 800.0])  # clamped at |z| = 700: 1e-304 and 1, no overflow
     sigmoid(far)
     assert 0 < far[0] < 1e-300 and far[1] == 1.0
+
+
+def test_fill_signs_equals_counter_stream_at_any_offset():
+    """Whole-word and bit-by-bit parts of fill_signs give crng.sign_np's signs exactly."""
+    from devsim import crng
+    from devsim.insitu import fill_signs
+    key = np.uint64(0xC0FFEE)
+    for first, n in [(0, 0), (0, 64), (5, 3), (60, 10), (63, 130), (128 * 7 + 1, 2410)]:
+        out = np.full(n, np.nan)
+        fill_signs(key, first, out)
+        np.testing.assert_array_equal(out, crng.sign_np(key, np.arange(first, first + n)))
