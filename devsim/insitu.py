@@ -39,13 +39,13 @@ _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.90821492927
 
 
 @njit(cache=True)
-def sigmoid(z):
-    """1 / (1 + exp(-z)) in place, with exp(x) = 2^k exp(r), |r| <= ln2/2, r by a
+def sigmoid(z, work):
+    """1 / (1 + exp(-z)) in place (``work``: a float64 array at least as long), with exp(x) = 2^k exp(r), |r| <= ln2/2, r by a
     Cody-Waite reduction and exp(r) by its Taylor series to degree 13 (truncation below
     1e-17): loops without calls, which LLVM vectorises (libm's exp and tanh are scalar
     calls and took most of the node-perturbation kernel's time)."""
     n = z.shape[0]
-    k_bits = np.empty(n)
+    k_bits = work[:n]
     for i in range(n):
         x = min(max(-z[i], -700.0), 700.0)
         k = (x * _LOG2E + _ROUND) - _ROUND
@@ -79,11 +79,12 @@ def sigmoid_np(z):
 
 
 @njit(cache=True)
-def _activate(z, kind):
-    """The activation ``kind`` (index into ACTIVATIONS) applied to z in place."""
+def _activate(z, kind, work):
+    """The activation ``kind`` (index into ACTIVATIONS) applied to z in place (``work``:
+    scratch at least as long as z)."""
     flat = z.reshape(-1)
     if kind == 1:
-        sigmoid(flat)
+        sigmoid(flat, work)
     elif kind == 2:
         for i in range(flat.shape[0]):
             flat[i] = np.tanh(flat[i])
@@ -111,13 +112,14 @@ def _baseline(theta, shapes, offsets, acts, x):
     """Unperturbed outputs of the rows of x, and each layer's pre-activation."""
     h = x
     first = np.empty((x.shape[0], shapes[0, 0]))
+    work = np.empty(x.shape[0] * shapes[:, 0].max())
     for l in range(shapes.shape[0]):
         n_out, n_in = shapes[l, 0], shapes[l, 1]
         w = theta[offsets[l]:offsets[l] + n_out * n_in].reshape((n_out, n_in))
         z = np.dot(h, w.T) + theta[offsets[l] + n_out * n_in:offsets[l + 1]]
         if l == 0:
             first[:] = z
-        h = _activate(z, acts[l])
+        h = _activate(z, acts[l], work)
     return h, first
 
 
@@ -183,6 +185,7 @@ def node_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, tau_
     inputs = [xw]
     h = xw
     node = 0
+    work = np.empty(window * n_nodes)
     for l in range(n_layers):
         n_out, n_in = shapes[l, 0], shapes[l, 1]
         if l == 0:
@@ -191,7 +194,7 @@ def node_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, tau_
             wl = theta[offsets[l]:offsets[l] + n_out * n_in].reshape((n_out, n_in))
             z = np.dot(h, wl.T) + theta[offsets[l] + n_out * n_in:offsets[l + 1]]
         z += codes[:, node:node + n_out]
-        h = _activate(z, acts[l])
+        h = _activate(z, acts[l], work)
         if l < n_layers - 1:
             inputs.append(h)
         node += n_out
@@ -220,6 +223,7 @@ def weight_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, ta
     for l in range(n_layers):
         width = max(width, shapes[l, 0], shapes[l, 1])
     h = np.empty(width)
+    z, wh, work = np.empty(width), np.empty(width), np.empty(width)  # per-step scratch
     hb, z0 = _baseline(theta, shapes, offsets, acts, xw)
     cb = _mse_rows(hb, yw)
     grad[:] = 0.0
@@ -238,15 +242,15 @@ def weight_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, ta
             n_out, n_in = shapes[l, 0], shapes[l, 1]
             o, ob = offsets[l], offsets[l] + n_out * n_in
             # (W + D) h = W h + D h: the first layer's W x is the baseline's
-            z = np.dot(signs[o:ob].reshape((n_out, n_in)), h[:n_in])
+            np.dot(signs[o:ob].reshape((n_out, n_in)), h[:n_in], z[:n_out])
             if l == 0:
                 for j in range(n_out):
                     z[j] = amplitude * (z[j] + signs[ob + j]) + z0[t, j]
             else:
-                wh = np.dot(theta[o:ob].reshape((n_out, n_in)), h[:n_in])
+                np.dot(theta[o:ob].reshape((n_out, n_in)), h[:n_in], wh[:n_out])
                 for j in range(n_out):
                     z[j] = amplitude * (z[j] + signs[ob + j]) + (wh[j] + theta[ob + j])
-            h[:n_out] = _activate(z, acts[l])
+            h[:n_out] = _activate(z[:n_out], acts[l], work)
         n_last = shapes[n_layers - 1, 0]
         cost = 0.0
         for j in range(n_last):
