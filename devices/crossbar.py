@@ -29,7 +29,9 @@ What is modelled, and where (names follow IBM aihwkit's ``_dtod`` device-to-devi
 * **Writes:** requested changes become pulses of ``dw_min`` with cycle-to-cycle noise,
   up/down asymmetry, soft or hard bounds (a differential pair keeps the weight on one
   device, its partner near the floor, so weights cross zero); or, with ``dw_min = 0``,
-  program-and-verify to the new target. Pulses, seconds and joules are metered.
+  program-and-verify to the new target. Optionally requests first accumulate digitally
+  and reach the devices in multiples of ``update_threshold`` (mixed precision).
+  Pulses, seconds and joules are metered.
 
 Perturbations enter in the analog domain: a weight perturbation is a conductance
 offset (its current adds to the column before the ADC), a node perturbation is a
@@ -171,6 +173,13 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     """Request -> pulse count: rounded to nearest, or stochastically (unbiased)."""
     max_pulses: int = param(255, ge=1)
     """Most pulses one device receives in one write (pulse-train length)."""
+    update_threshold: float = param(0.0, ge=0.0, unit="weight")
+    """Mixed-precision writes (Nandakumar et al., "Mixed-precision deep learning based
+    on computational memory", Front. Neurosci. 14, 406, 2020): requested changes add up
+    in a digital accumulator per weight, and a device is written only once its
+    accumulated change reaches this size, with the whole multiples of it (the rest
+    stays in the accumulator). Devices with coarse or noisy writes (PCM programming
+    noise, few levels) then see few, meaningful writes. 0: every request is written."""
 
     # ---- timing and energy
     mvm_time_s: float = param(0.0, ge=0.0, unit="s")
@@ -676,6 +685,7 @@ class Crossbar:
         self._keys = {s: np.uint64(crng.stream_key(self._seed, s)) for s in
                       (_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND)}
         self._buffers = {}           # work arrays of forward, by name
+        self._accumulated = np.zeros((n_out, m))  # mixed precision: requests not yet written
         self._reads = np.uint64(0)   # draw counter of the read streams
         self._writes = np.uint64(0)  # draw counter of the pulse streams
         self._key_read, self._key_round = self._keys[_STREAM_READ], self._keys[_STREAM_ROUND]
@@ -1007,6 +1017,8 @@ class Crossbar:
         n_out, n_in = self.shape
         d = np.concatenate([delta[: n_out * n_in].reshape(n_out, n_in),
                             delta[n_out * n_in:, None]], axis=1)
+        if p.update_threshold > 0:
+            d = self._transfer(d)
         if p.dw_min == 0:
             mask = d != 0
             current = self._k * (self._u_pos - self._u_neg)
@@ -1034,6 +1046,21 @@ class Crossbar:
         self.meter.energy_j += total * p.pulse_energy_j
         self.meter.time_s += float(counts.max(axis=0).sum()) * p.pulse_time_s
         self._refresh()
+
+    def _transfer(self, d):
+        """Mixed precision: add ``d`` to the accumulator and return the whole multiples
+        of ``update_threshold`` it now holds (the part the devices get), keeping the rest."""
+        self._accumulated += d
+        step = self.params.update_threshold
+        transfer = np.trunc(self._accumulated / step) * step
+        self._accumulated -= transfer
+        return transfer
+
+    def pending(self):
+        """Requested changes held in the mixed-precision accumulator, not yet on the
+        devices (flat layer layout; zeros without ``update_threshold``)."""
+        n_in = self.shape[1]
+        return np.concatenate([self._accumulated[:, :n_in].ravel(), self._accumulated[:, n_in]])
 
     def read(self):
         """Effective weights (drift, 1/f noise and IR drop included; no read noise)."""

@@ -9,7 +9,8 @@ measured on the same noisy hardware after training. Usage::
 
 prints a Markdown table and writes ``crossbar_sweep.png`` and ``crossbar_sweep.json``
 into ``--out``. With ``--presets`` it trains on each preset of ``configs/presets/crossbar_*``
-instead (all of its non-idealities at once) and prints one row per preset. Every run is ``configs/quickstart.yaml`` plus ``--set``-style overrides,
+instead (all of its non-idealities at once) and prints one row per preset, then PCM
+with mixed-precision writes at several ``update_threshold`` values. Every run is ``configs/quickstart.yaml`` plus ``--set``-style overrides,
 given with each row, so any single point can be reproduced with ``devsim run``.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ SWEEPS = {
 }
 ADC_RANGE = 8.0  # full scale of the ADC, in pre-activation units
 PRESETS = ("ideal", "pcm", "reram")
+PCM_THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2)  # mixed-precision update_threshold on PCM
 
 
 def device(knob: str, value) -> str:
@@ -73,22 +75,28 @@ def main():
 
 
 def presets(args, out: Path):
-    """One row per preset: accuracy and the device activity the run metered."""
+    """One row per preset (and per PCM update threshold): accuracy and the device
+    activity the run metered."""
     print("| preset | test accuracy (mean over seeds) | per seed | pulses per run |")
     print("|---|---|---|---|")
-    for name in PRESETS:
+    rows = [(name, name, {}) for name in PRESETS]
+    rows += [(f"pcm, update_threshold {t}", "pcm", {"update_threshold": t})
+             for t in PCM_THRESHOLDS]
+    for label, name, extra in rows:
         data = yaml.safe_load(Path(f"configs/presets/crossbar_{name}.yaml").read_text())
-        device = yaml.safe_dump(data, default_flow_style=True, width=1 << 20).strip()
+        device = yaml.safe_dump({**data, **extra}, default_flow_style=True,
+                                width=1 << 20).strip()
+        tag = label.replace(", update_threshold ", "_th")
         accs, pulses = [], []
         for seed in args.seeds:
             config = load_config(BASE, [f"network.device={device}", *TRAIN,
                                         f"train.steps={args.steps}",
                                         f"train.eval_every={args.steps}", f"seed={seed}",
-                                        f"trace.path={out}/preset_{name}_s{seed}.h5"])
+                                        f"trace.path={out}/preset_{tag}_s{seed}.h5"])
             summary = run(config)
             accs.append(summary["final"]["test_accuracy"])
             pulses.append(summary["device"]["pulses"])
-        print(f"| {name} | {np.mean(accs):.3f} | {', '.join(f'{a:.3f}' for a in accs)} | "
+        print(f"| {label} | {np.mean(accs):.3f} | {', '.join(f'{a:.3f}' for a in accs)} | "
               f"{np.mean(pulses):.3g} |", flush=True)
 
 

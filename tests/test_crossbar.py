@@ -459,6 +459,43 @@ def test_pulse_counting_time_and_energy():
     assert abs(stochastic.meter.pulses / n - 0.37) < 5 * np.sqrt(0.37 * 0.63 / n)
 
 
+def test_mixed_precision_writes_whole_thresholds_and_keeps_the_rest():
+    """update_threshold: devices move only in whole thresholds; what was requested is
+    always on the devices plus in the accumulator (no update lost, none invented)."""
+    w, b = layer(8, 10)
+    step = 0.01
+    rng = np.random.default_rng(3)
+    xbar = build(w, b, update_threshold=step)  # program-and-verify, no noise, continuous
+    start = xbar.read()
+    requested = np.zeros_like(start)
+    writes = 0
+    for _ in range(25):
+        delta = rng.normal(scale=0.004, size=start.size)
+        before = xbar.read()
+        xbar.write(delta)
+        requested += delta
+        moved = xbar.read() - before
+        np.testing.assert_allclose(moved / step, np.rint(moved / step), atol=1e-9)
+        writes += np.count_nonzero(np.abs(moved) > step / 2)
+        assert np.abs(xbar.pending()).max() < step
+        np.testing.assert_allclose(xbar.read() - start + xbar.pending(), requested, atol=1e-12)
+    assert 0 < writes < 25 * start.size  # some cells written, far from every request
+    assert xbar.meter.pulses == 2 * writes  # program-and-verify: one per device of a pair
+    # pulsed writes with the threshold one pulse: each transfer is whole pulses (the
+    # devices may clip at their bounds, so count what left the accumulator)
+    pulsed = build(w, b, update_threshold=step, dw_min=step, soft_bounds=False,
+                   pulse_rounding="nearest", max_pulses=1000)
+    transferred = 0.0
+    for _ in range(25):
+        delta = rng.normal(scale=0.004, size=start.size)
+        before = pulsed.pending()
+        pulsed.write(delta)
+        transfer = before + delta - pulsed.pending()
+        np.testing.assert_allclose(transfer / step, np.rint(transfer / step), atol=1e-9)
+        transferred += np.rint(np.abs(transfer) / step).sum()
+    assert pulsed.meter.pulses == transferred > 0
+
+
 def test_read_meter():
     w, b = layer(8, 10)
     xbar = build(w, b, mapping="reference", tile_rows=4, tile_cols=5, mvm_time_s=1e-7,
