@@ -63,7 +63,8 @@ def test_preset_example_resolves():
     from devsim.config import from_data
     part = yaml.safe_load(_blocks("yaml")[1])
     device = from_data(DeviceParams, part["network"]["device"], base_dir=ROOT / "configs")
-    assert device.kind == "crossbar" and device.read_noise == 0.02
+    assert device.kind == "crossbar" and device.update_threshold == 0.1
+    assert device.prog_noise_model == "pcm"  # the rest comes from the preset
 
 
 @pytest.mark.parametrize("line", [l for b in _blocks("sh")[2:] for l in b.strip().splitlines()])
