@@ -95,6 +95,7 @@ def plot(rows, path, tasks, label_lr=False):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for target, marker in (("nodes", "o"), ("weights", "s")):
@@ -119,13 +120,16 @@ def plot(rows, path, tasks, label_lr=False):
                         ax.annotate(f"{lr:g}", (p, m), textcoords="offset points",
                                     xytext=(4, 6 if marker == "o" else -12), fontsize=7)
         p = np.array(ps, float)
-        reached = sorted((r["n_params"], r["steps_to_target"]) for r in rows
-                         if r["task"] == task and r["steps_to_target"] is not None)
-        p0, t0 = reached[0]  # the smallest network that reached the target
+        medians = [(r["n_params"], median_steps([q for q in rows if (q["task"], q["target"],
+                     q["n_params"]) == (task, r["target"], r["n_params"])])) for r in rows
+                   if r["task"] == task]
+        # the smallest network whose median reached the target
+        p0, t0 = min((pm for pm in medians if np.isfinite(pm[1])), default=(p[0], np.nan))
         ax.plot(p[p >= p0], t0 * p[p >= p0] / p0, "k:", label="linear in P (from the smallest)")
         ax.set(xscale="log", yscale="log", xlabel="parameters P",
                ylabel="hardware steps to target", title=f"{task}: target "
                f"{TASKS[task]['target']:.0%}" + (" (best lr per size)" if label_lr else ""))
+        ax.xaxis.set_minor_formatter(NullFormatter())  # crowded minor labels on a short range
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
