@@ -818,22 +818,26 @@ class Crossbar:
         return u
 
     def _program(self, target_w, mask):
-        """Program-and-verify cells of the augmented matrix to weights ``target_w``."""
-        if self._diff:
-            tp = np.maximum(target_w, 0.0) / self.params.w_max
-            tn = np.maximum(-target_w, 0.0) / self.params.w_max
-            new_neg = self._programmed(tn, self._lo_neg, self._hi_neg, self._stuck_neg)
-            new_pos = self._programmed(tp, self._lo_pos, self._hi_pos, self._stuck_pos)
-        else:
-            tp = self._u_neg + target_w / self._k
-            new_pos = self._programmed(tp, self._lo_pos, self._hi_pos, self._stuck_pos)
-            new_neg = self._u_neg
+        """Program-and-verify the cells of the augmented matrix where ``mask`` holds (all
+        when None) to weights ``target_w``; only those cells draw programming noise."""
         if mask is None:
-            self._u_pos[...] = new_pos
-            self._u_neg[...] = new_neg
+            mask = np.ones(target_w.shape, dtype=bool)
+        t = target_w[mask]
+
+        def program(target, lo, hi, stuck):
+            return self._programmed(target, lo[mask], hi[mask], (stuck[0][mask], stuck[1][mask]))
+
+        if self._diff:
+            w_max = self.params.w_max
+            new_neg = program(np.maximum(-t, 0.0) / w_max, self._lo_neg, self._hi_neg,
+                              self._stuck_neg)
+            new_pos = program(np.maximum(t, 0.0) / w_max, self._lo_pos, self._hi_pos,
+                              self._stuck_pos)
+            self._u_neg[mask] = new_neg
         else:
-            self._u_pos[mask] = new_pos[mask]
-            self._u_neg[mask] = new_neg[mask]
+            new_pos = program(self._u_neg[mask] + t / self._k, self._lo_pos, self._hi_pos,
+                              self._stuck_pos)
+        self._u_pos[mask] = new_pos
 
     # ---- what a read sees
     def _draw_1f(self):
@@ -1019,6 +1023,8 @@ class Crossbar:
                             delta[n_out * n_in:, None]], axis=1)
         if p.update_threshold > 0:
             d = self._transfer(d)
+            if not d.any():  # nothing reached a device: no write happens at all
+                return
         if p.dw_min == 0:
             mask = d != 0
             current = self._k * (self._u_pos - self._u_neg)
