@@ -29,62 +29,10 @@ import numpy as np
 from numba import njit
 
 from devsim import crng
+from devsim.activations import logistic_inplace
 from devsim.hardware import Hardware
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
-
-
-_ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
-_LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.9082149292705877e-10
-
-
-@njit(cache=True, error_model="numpy")
-def sigmoid(z, work):
-    """1 / (1 + exp(-z)) in place (``work``: a float64 array at least as long), with
-    exp(x) = 2^k exp(r), |r| <= ln2/2, r by a Cody-Waite reduction and exp(r) by its
-    Taylor series to degree 13 (truncation below 1e-17).
-
-    Four short loops without calls, branches or division checks, which LLVM vectorises
-    (libm's exp and tanh are scalar calls and took most of the node-perturbation
-    kernel's time); the polynomial has a loop of its own, where more of its long
-    dependency chains overlap (2x over one fused loop).
-    """
-    n = z.shape[0]
-    k_bits = work[:n]
-    for i in range(n):
-        x = -z[i]
-        x = -700.0 if x < -700.0 else x
-        x = 700.0 if x > 700.0 else x
-        k = (x * _LOG2E + _ROUND) - _ROUND
-        z[i] = (x - k * _LN2_HI) - k * _LN2_LO
-        k_bits[i] = k + _ROUND  # k sits in the low mantissa bits
-    for i in range(n):
-        r = z[i]
-        p = 1.0 / 6227020800.0
-        p = p * r + 1.0 / 479001600.0
-        p = p * r + 1.0 / 39916800.0
-        p = p * r + 1.0 / 3628800.0
-        p = p * r + 1.0 / 362880.0
-        p = p * r + 1.0 / 40320.0
-        p = p * r + 1.0 / 5040.0
-        p = p * r + 1.0 / 720.0
-        p = p * r + 1.0 / 120.0
-        p = p * r + 1.0 / 24.0
-        p = p * r + 1.0 / 6.0
-        p = p * r + 0.5
-        p = p * r + 1.0
-        z[i] = p * r + 1.0
-    bits = k_bits.view(np.int64)
-    for i in range(n):  # 2^k built from its exponent field
-        bits[i] = ((bits[i] - np.int64(0x4338000000000000)) + 1023) << 52
-    scale = bits.view(np.float64)
-    for i in range(n):
-        z[i] = 1.0 / (1.0 + z[i] * scale[i])
-
-
-def sigmoid_np(z):
-    """NumPy twin of :func:`sigmoid` (libm exp)."""
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 @njit(cache=True)
@@ -93,7 +41,7 @@ def _activate(z, kind, work):
     scratch at least as long as z)."""
     flat = z.reshape(-1)
     if kind == 1:
-        sigmoid(flat, work)
+        logistic_inplace(flat, work)
     elif kind == 2:
         for i in range(flat.shape[0]):
             flat[i] = np.tanh(flat[i])
