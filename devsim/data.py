@@ -7,6 +7,7 @@ sample for ``tau_x`` steps (the MGD input period) and reshuffling every epoch.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,20 @@ class DataParams(Params, family="data"):
         raise NotImplementedError
 
 
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (pixels 0..16, labels), read from the CSV file it ships
+    without importing scikit-learn (which takes about a second); through
+    ``sklearn.datasets.load_digits`` if the file is not where it has always been."""
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(spec.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+    if path.is_file():
+        table = np.loadtxt(path, delimiter=",")
+        return table[:, :-1], table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+    bunch = load_digits()
+    return bunch.data, bunch.target.astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Digits(DataParams, kind="digits"):
     """scikit-learn's bundled 8x8 handwritten digits (1797 samples, 10 classes)."""
@@ -75,10 +90,8 @@ class Digits(DataParams, kind="digits"):
     (statistics from the training split)."""
 
     def load(self, rng):
-        from sklearn.datasets import load_digits
-        bunch = load_digits()
-        data = _split(bunch.data / 16.0, bunch.target.astype(np.int64),
-                      self.test_fraction, rng, classes=10)
+        pixels, labels = digits_arrays()
+        data = _split(pixels / 16.0, labels, self.test_fraction, rng, classes=10)
         if self.scale == "standard":
             mean, std = data.x_train.mean(0), data.x_train.std(0) + 1e-8
             data = Dataset((data.x_train - mean) / std, data.y_train, (data.x_test - mean) / std,

@@ -95,3 +95,14 @@ def test_vectorised_stream_equals_step_by_step_loop(n, tau, chunks):
     idx, new = _stream_loop(n, tau, 9, chunks)
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), idx)
     np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), new)
+
+
+def test_digits_read_from_the_shipped_file_equal_load_digits():
+    from sklearn.datasets import load_digits
+
+    from devsim.data import digits_arrays
+    pixels, labels = digits_arrays()
+    bunch = load_digits()
+    np.testing.assert_array_equal(pixels, bunch.data)
+    np.testing.assert_array_equal(labels, bunch.target)
+    assert labels.dtype == np.int64
