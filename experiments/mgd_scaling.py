@@ -148,7 +148,8 @@ def table(rows, tasks, lrs=None):
     for task in tasks:
         for target in ("nodes", "weights"):
             for width in TASKS[task]["widths"]:
-                sel = [r for r in best if (r["task"], r["target"], r["width"]) == (task, target, width)]
+                key = (task, target, width)
+                sel = [r for r in best if (r["task"], r["target"], r["width"]) == key]
                 cells = [task, target, str(width), str(sel[0]["n_params"])]
                 med = median_steps(sel)
                 if lrs:
@@ -156,8 +157,8 @@ def table(rows, tasks, lrs=None):
                 cells += [fmt(med), ", ".join("-" if r["steps_to_target"] is None
                                               else f"{r['steps_to_target']:,}" for r in sel)]
                 for lr in lrs or ():
-                    cells.append(fmt(median_steps([r for r in rows if (
-                        r["task"], r["target"], r["width"], r["lr"]) == (task, target, width, lr)])))
+                    cells.append(fmt(median_steps([r for r in rows if r["lr"] == lr and (
+                        r["task"], r["target"], r["width"]) == key])))
                 print("| " + " | ".join(cells) + " |")
 
 
