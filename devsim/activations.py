@@ -91,24 +91,56 @@ def logistic_inplace(z, work):
         z[i] = 1.0 / (1.0 + z[i] * scale[i])
 
 
+_ROUND32 = np.float32(12582912.0)  # 1.5 * 2**23, the float32 rounding constant
+_LOG2E32, _LN2_HI32, _LN2_LO32 = (np.float32(1.44269504), np.float32(0.693359375),
+                                  np.float32(-2.12194440e-4))
+
+
+@njit(cache=True, error_model="numpy")
+def logistic_inplace_f32(z, work):
+    """:func:`logistic_inplace` for float32 ``z`` and ``work``, in float32 arithmetic:
+    |z| clamped at 87, Taylor degree 7 (truncation 3e-8), within 2 float32 ulp; 2.4x
+    NumPy's float32 exp form."""
+    f32 = np.float32
+    n = z.shape[0]
+    k_bits = work[:n]
+    for i in range(n):
+        x = -z[i]
+        x = f32(-87.0) if x < f32(-87.0) else x
+        x = f32(87.0) if x > f32(87.0) else x
+        k = (x * _LOG2E32 + _ROUND32) - _ROUND32
+        z[i] = (x - k * _LN2_HI32) - k * _LN2_LO32
+        k_bits[i] = k + _ROUND32
+    for i in range(n):
+        r = z[i]
+        p = f32(1.0 / 5040.0)
+        p = p * r + f32(1.0 / 720.0)
+        p = p * r + f32(1.0 / 120.0)
+        p = p * r + f32(1.0 / 24.0)
+        p = p * r + f32(1.0 / 6.0)
+        p = p * r + f32(0.5)
+        p = p * r + f32(1.0)
+        z[i] = p * r + f32(1.0)
+    bits = k_bits.view(np.int32)
+    for i in range(n):
+        bits[i] = ((bits[i] - np.int32(0x4B400000)) + np.int32(127)) << np.int32(23)
+    scale = bits.view(np.float32)
+    for i in range(n):
+        z[i] = f32(1.0) / (f32(1.0) + z[i] * scale[i])
+
+
 def logistic_np(z):
     """NumPy twin of :func:`logistic_inplace` (libm exp)."""
     return 1.0 / (1.0 + np.exp(-z))
 
 
 def _sigmoid(z):
-    """The logistic 1 / (1 + exp(-z)) in the dtype of ``z``, as a new array: float64 by
-    :func:`logistic_inplace` (2x NumPy's float64 exp, which is scalar here), float32 by
-    NumPy's SIMD exp (overflowing to inf for very negative z, giving exactly 0)."""
-    if z.dtype == np.float64:
-        s = np.array(z, order="C")
-        logistic_inplace(s.reshape(-1), np.empty(s.size))
-        return s
-    with np.errstate(over="ignore"):
-        s = np.negative(z)
-        np.exp(s, out=s)
-    s += 1.0
-    np.reciprocal(s, out=s)
+    """The logistic 1 / (1 + exp(-z)) as a new array in the dtype of ``z`` (float32 or
+    float64), by the vectorised kernels above (NumPy's exp is scalar for float64 here,
+    and a four-pass ufunc chain for float32)."""
+    s = np.array(z, order="C")
+    kernel = logistic_inplace_f32 if s.dtype == np.float32 else logistic_inplace
+    kernel(s.reshape(-1), np.empty(s.size, dtype=s.dtype))
     return s
 
 

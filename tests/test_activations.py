@@ -13,14 +13,15 @@ def test_sigmoid_matches_closed_form_keeps_dtype_and_saturates_exactly():
     z32 = z.astype(np.float32)
     out32 = act(z32)
     assert out32.dtype == np.float32
-    np.testing.assert_allclose(out32, act(z32.astype(np.float64)), rtol=2e-7, atol=0)
+    # float32 kernel: within 2 ulp (2.4e-7) of the float64 logistic of the same inputs
+    np.testing.assert_allclose(out32, act(z32.astype(np.float64)), rtol=2.4e-7, atol=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # exp(-z) overflowing must stay silent
         far = act(np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]]))
     assert 0.0 <= far[0, 0] < 1e-300 and far[0, 2] == 0.5 and far[0, 4] == 1.0
     np.testing.assert_allclose(far[0, [1, 3]], [np.exp(-100.0), 1.0], rtol=1e-15)
-    far32 = act(np.array([[-1e4, 1e4]], dtype=np.float32))  # float32: exp overflows to inf
-    np.testing.assert_array_equal(far32, [[0.0, 1.0]])
+    far32 = act(np.array([[-1e4, 1e4]], dtype=np.float32))  # clamped at |z| = 87
+    assert 0.0 < far32[0, 0] < 1e-37 and far32[0, 1] == 1.0
     np.testing.assert_allclose(act.derivative(z), act(z) * (1 - act(z)), rtol=1e-15)
 
 
