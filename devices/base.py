@@ -51,7 +51,8 @@ class DenseDevice(Protocol):
 
     def forward(self, x: np.ndarray, node_perturbation: np.ndarray | None = None,
                 weight_perturbation: np.ndarray | None = None) -> np.ndarray:
-        """Pre-activations (T, n_out) for inputs ``x`` (T, n_in).
+        """Pre-activations (T, n_out) for inputs ``x`` (T, n_in), as a new array the
+        caller owns (the network may compute the activation in it).
 
         ``node_perturbation`` is (T, n_out); ``weight_perturbation`` is
         (T, n_out*n_in + n_out) in the flat layout.

@@ -18,8 +18,10 @@ from devsim.params import Params, param
 class ActivationParams(Params, family="activation"):
     """Base of the activation functions; select one with ``type:``."""
 
+    _f_in_place = None  # f computed in its argument's memory, where a subclass has one
+
     def build(self, n: int, rng: np.random.Generator) -> "Activation":
-        return Activation(self._f, self._df)
+        return Activation(self._f, self._df, self._f_in_place)
 
     @staticmethod
     def _f(z):
@@ -33,11 +35,18 @@ class ActivationParams(Params, family="activation"):
 class Activation:
     """A built activation: ``act(z)`` and ``act.derivative(z)`` over (T, n) arrays."""
 
-    def __init__(self, f, df):
+    def __init__(self, f, df, f_in_place=None):
         self._f, self._df = f, df
+        self._f_in_place = f_in_place or f
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return self._f(z)
+
+    def in_place(self, z: np.ndarray) -> np.ndarray:
+        """``act(z)``, written over ``z`` where the function allows (``z`` must be an
+        array its caller discards): at large batches a fresh array per layer costs
+        page faults, a quarter of a noisy crossbar network's time."""
+        return self._f_in_place(z)
 
     def derivative(self, z: np.ndarray) -> np.ndarray:
         return self._df(z)
@@ -49,7 +58,8 @@ _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.90821492927
 
 @njit(cache=True, error_model="numpy")
 def logistic_inplace(z, work):
-    """1 / (1 + exp(-z)) in place (``work``: a float64 array at least as long), with
+    """1 / (1 + exp(-z)) in place, z in blocks as long as the float64 scratch ``work``
+    (short blocks stay in cache: whole-array scratch cost page faults), with
     exp(x) = 2^k exp(r), |r| <= ln2/2, r by a Cody-Waite reduction and exp(r) by its
     Taylor series to degree 13 (truncation below 1e-17).
 
@@ -58,6 +68,12 @@ def logistic_inplace(z, work):
     kernel's time); the polynomial has a loop of its own, where more of its long
     dependency chains overlap (2x over one fused loop).
     """
+    for b0 in range(0, z.shape[0], work.shape[0]):
+        _logistic_block(z[b0:b0 + work.shape[0]], work)
+
+
+@njit(cache=True, error_model="numpy")
+def _logistic_block(z, work):
     n = z.shape[0]
     k_bits = work[:n]
     for i in range(n):
@@ -91,6 +107,7 @@ def logistic_inplace(z, work):
         z[i] = 1.0 / (1.0 + z[i] * scale[i])
 
 
+_BLOCK = 2048  # elements per block of the logistic kernels (16 kB of float64 scratch)
 _ROUND32 = np.float32(12582912.0)  # 1.5 * 2**23, the float32 rounding constant
 _LOG2E32, _LN2_HI32, _LN2_LO32 = (np.float32(1.44269504), np.float32(0.693359375),
                                   np.float32(-2.12194440e-4))
@@ -101,6 +118,12 @@ def logistic_inplace_f32(z, work):
     """:func:`logistic_inplace` for float32 ``z`` and ``work``, in float32 arithmetic:
     |z| clamped at 87, Taylor degree 7 (truncation 3e-8), within 2 float32 ulp; 2.4x
     NumPy's float32 exp form."""
+    for b0 in range(0, z.shape[0], work.shape[0]):
+        _logistic_block_f32(z[b0:b0 + work.shape[0]], work)
+
+
+@njit(cache=True, error_model="numpy")
+def _logistic_block_f32(z, work):
     f32 = np.float32
     n = z.shape[0]
     k_bits = work[:n]
@@ -138,10 +161,17 @@ def _sigmoid(z):
     """The logistic 1 / (1 + exp(-z)) as a new array in the dtype of ``z`` (float32 or
     float64), by the vectorised kernels above (NumPy's exp is scalar for float64 here,
     and a four-pass ufunc chain for float32)."""
-    s = np.array(z, order="C")
-    kernel = logistic_inplace_f32 if s.dtype == np.float32 else logistic_inplace
-    kernel(s.reshape(-1), np.empty(s.size, dtype=s.dtype))
-    return s
+    return _sigmoid_in_place(np.array(z, order="C"))
+
+
+def _sigmoid_in_place(z):
+    """:func:`_sigmoid` over ``z`` itself (a copy first if it is not a contiguous float
+    array)."""
+    if z.dtype not in (np.float32, np.float64) or not z.flags.c_contiguous:
+        z = np.array(z, dtype=np.result_type(z.dtype, np.float32), order="C")
+    kernel = logistic_inplace_f32 if z.dtype == np.float32 else logistic_inplace
+    kernel(z.reshape(-1), np.empty(max(1, min(z.size, _BLOCK)), dtype=z.dtype))
+    return z
 
 
 @dataclass(frozen=True)
@@ -149,6 +179,7 @@ class Sigmoid(ActivationParams, kind="sigmoid"):
     """The logistic function 1 / (1 + exp(-z))."""
 
     _f = staticmethod(_sigmoid)
+    _f_in_place = staticmethod(_sigmoid_in_place)
 
     @staticmethod
     def _df(z):
@@ -161,6 +192,10 @@ class Tanh(ActivationParams, kind="tanh"):
     """The hyperbolic tangent."""
 
     _f = staticmethod(np.tanh)
+
+    @staticmethod
+    def _f_in_place(z):
+        return np.tanh(z, out=z)
 
     @staticmethod
     def _df(z):
@@ -187,6 +222,10 @@ class ReLU(ActivationParams, kind="relu"):
     @staticmethod
     def _f(z):
         return np.maximum(z, 0.0)
+
+    @staticmethod
+    def _f_in_place(z):
+        return np.maximum(z, 0.0, out=z)
 
     @staticmethod
     def _df(z):

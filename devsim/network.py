@@ -145,7 +145,9 @@ class Network:
             if record:
                 inputs.append(h)
                 preacts.append(a)
-            h = act(a)
+                h = act(a)
+            else:
+                h = act.in_place(a)  # a is ours (devices return fresh arrays) and unused
         return Pass(h.astype(np.float64, copy=False), inputs, preacts)
 
     def write(self, update: np.ndarray) -> None:

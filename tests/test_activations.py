@@ -34,3 +34,33 @@ def test_sigmoid_kernel_within_two_ulp_of_libm():
     far = np.array([-800.0, 800.0])  # clamped at |z| = 700: 1e-304 and 1, no overflow
     logistic_inplace(far, np.empty(far.size))
     assert 0 < far[0] < 1e-300 and far[1] == 1.0
+
+
+def test_in_place_equals_call_and_reuses_the_array():
+    from devsim.activations import Identity, LeakyReLU, ReLU, Tanh
+    rng = np.random.default_rng(4)
+    for params in (Sigmoid(), Tanh(), ReLU(), Identity(), LeakyReLU(slope=0.1)):
+        act = params.build(6, rng)
+        for dtype in (np.float64, np.float32):
+            z = rng.normal(0, 3, (7, 6)).astype(dtype)
+            expected = act(z)
+            got = act.in_place(z)
+            np.testing.assert_array_equal(got, expected)
+            if params.kind != "leaky_relu":  # no in-place form: a new array, z untouched
+                assert np.shares_memory(got, z)
+    strided = np.random.default_rng(5).normal(size=(6, 8))[:, ::2]  # not contiguous
+    np.testing.assert_array_equal(Sigmoid().build(4, rng).in_place(strided),
+                                  Sigmoid().build(4, rng)(strided))
+
+
+def test_network_run_same_outputs_recorded_or_not():
+    from devsim.network import LayerParams, Network, NetworkParams
+    from devsim.activations import Tanh
+    params = NetworkParams(layers=(LayerParams(units=9, activation=Tanh()),
+                                   LayerParams(units=3)))
+    net = Network(params, 5, np.random.default_rng(0), np.random.default_rng(1))
+    x = np.random.default_rng(2).normal(size=(11, 5))
+    recorded = net.run(x, record=True)
+    np.testing.assert_array_equal(net.run(x).outputs, recorded.outputs)
+    # the recorded pre-activations are not overwritten by the activation
+    np.testing.assert_array_equal(np.tanh(recorded.preactivations[0]), recorded.inputs[1])
