@@ -580,3 +580,17 @@ def test_hardware_set_time_moves_drifting_layers():
     after = hw.outputs(x)
     # conductances drift by ((t + t0) / t0)^-nu, t0 = drift_t0_s = 20 s
     np.testing.assert_allclose(after, before * ((1e4 + 20.0) / 20.0) ** -0.1, rtol=1e-12)
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "passive"), ("active", "active")])
+def test_importing_devices_lets_idle_openmp_threads_sleep_unless_told_otherwise(preset, expected):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import os, devices; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == expected
