@@ -147,7 +147,7 @@ def plot(rows, path, tasks, label_lr=False, label_tau=False):
                 for p, m in zip(ps, med):
                     tau, lr = setting(next(r for r in sel if r["n_params"] == p))
                     if np.isfinite(m):
-                        ax.annotate(f"{tau}, {lr:g}" if label_tau else f"{lr:g}", (p, m),
+                        ax.annotate(f"τθ {tau}, lr {lr:g}" if label_tau else f"{lr:g}", (p, m),
                                     textcoords="offset points", fontsize=7,
                                     xytext=(4, 6 if marker == "o" else -12))
         p = np.array(ps, float)
