@@ -100,9 +100,10 @@ def median_steps(rows) -> float:
                             for r in rows]))
 
 
-def setting(row) -> tuple[int, float]:
-    """A row's searched setting: (tau_theta, learning rate)."""
-    return row["tau_theta"], row["lr"]
+def setting(row) -> tuple[int | None, float]:
+    """A row's searched setting: (tau_theta, learning rate); tau_theta is None in the
+    JSON files written before ``--tau-thetas`` existed."""
+    return row.get("tau_theta"), row["lr"]
 
 
 def best_lr(rows):
