@@ -35,6 +35,8 @@ so its step per hardware step is lr / tau_theta: with ``--tau-thetas`` each valu
 ``--lrs`` is the learning rate at the task's own tau_theta (32 for parity) and is
 scaled by tau_theta / 32 at the other windows, so every window covers the same steps
 per hardware step and the search compares windows at equal speed rather than equal lr.
+``--from-json A.json B.json --name C`` tabulates and plots earlier runs together (the best
+over both grids) without training.
 """
 from __future__ import annotations
 
@@ -254,19 +256,34 @@ def main(argv=None):
                          "task's tau_theta, scaled by tau_theta over it (equal lr/tau_theta)")
     ap.add_argument("--widths", type=int, nargs="+", help="hidden widths in place of the task's")
     ap.add_argument("--name", default="mgd_scaling", help="stem of the output files")
+    ap.add_argument("--from-json", nargs="+", metavar="FILE",
+                    help="train nothing: tabulate and plot the rows of these earlier runs' "
+                         "JSON files together (e.g. two tau_theta grids) into NAME.png")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.from_json:
+        rows = [r for f in args.from_json for r in json.loads(Path(f).read_text())]
+        tasks = [t for t in TASKS if any(r["task"] == t for r in rows)]
+        taus = sorted({r.get("tau_theta") for r in rows} - {None})
+        lrs = sorted({r["lr"] for r in rows})
+        report(rows, out / f"{args.name}.png", tasks, lrs if len(lrs) > 1 else None,
+               taus if len(taus) > 1 else None)
+        return
     rows = run(args.seeds, args.tasks, args.extra, args.lrs or (None,),
                args.tau_thetas or (None,), args.widths)
     (out / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
-    plot(best_lr(rows), out / f"{args.name}.png", args.tasks,
-         label_lr=bool(args.lrs or args.tau_thetas), label_tau=bool(args.tau_thetas))
-    table(rows, args.tasks, args.lrs, args.tau_thetas)
-    if args.tau_thetas:
-        print()
-        grid_table(rows, args.tasks)
+    report(rows, out / f"{args.name}.png", args.tasks, args.lrs, args.tau_thetas)
 
+
+def report(rows, png, tasks, lrs, tau_thetas):
+    """Plot the best time per size into ``png`` and print the tables."""
+    plot(best_lr(rows), png, tasks, label_lr=bool(lrs or tau_thetas),
+         label_tau=bool(tau_thetas))
+    table(rows, tasks, lrs, tau_thetas)
+    if tau_thetas:
+        print()
+        grid_table(rows, tasks)
 
 if __name__ == "__main__":
     main()
