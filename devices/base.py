@@ -65,6 +65,22 @@ class DenseDevice(Protocol):
         """The parameters the array currently holds (flat layout), for traces."""
 
 
+class RowSplitDevice(DenseDevice, Protocol):
+    """A device whose forward call can be cut into parts of probe rows that run at the
+    same time (see :mod:`devsim.parallel`): what :meth:`forward` computes for a call,
+    its parts compute row for row, with the same noise."""
+
+    def begin_forward(self, n_probe: int) -> object:
+        """Open a call of ``n_probe`` probes (meter it, reserve its noise draws); the
+        handle goes to :meth:`forward_rows`."""
+
+    def forward_rows(self, call: object, x: np.ndarray, first: int,
+                     node_perturbation: np.ndarray | None = None,
+                     weight_perturbation: np.ndarray | None = None) -> np.ndarray:
+        """Pre-activations of probes ``first, first + 1, ...`` of the opened call, whose
+        rows of input and perturbations are given."""
+
+
 def layer_size(shape: tuple[int, int]) -> int:
     """Number of flat parameters of a layer of this (n_out, n_in) shape."""
     return shape[0] * shape[1] + shape[0]

@@ -40,26 +40,26 @@ taken as small: they see neither drift nor IR drop, and the read-noise variance 
 of the programmed conductances.
 
 All noise inside kernels comes from :mod:`devsim.crng`, keyed on (seed, stream, draw
-index), so results do not depend on the thread count. With every non-ideality off,
+index), so the noise does not depend on the thread count or on how a call's probes are
+split across threads (:mod:`devsim.parallel`; only BLAS rounding may). With every non-ideality off,
 the differential mapping, ``w_max`` a power of two, float64 and one row tile, the
 array computes exactly what :mod:`devices.ideal` computes (the same sequence of
 floating-point operations).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
-import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from devices.base import DeviceParams, Meter, layer_size
-from devsim import crng
+from devsim import crng, parallel
 from devsim.params import ParamError, param
 
 _STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND = 1, 2, 3, 4
 _STUCK_MIN, _STUCK_MAX, _STUCK_RANDOM = 1, 2, 3  # fault codes; 0 is a working device
-_PARALLEL_MIN = 1 << 15  # outputs per call from which the readout runs on all threads
 _EMPTY1, _EMPTY2 = np.zeros(0), np.zeros((0, 0))  # "term absent" arguments of the readout
 
 
@@ -226,7 +226,7 @@ def quant_step(full_scale: float, bits: int) -> float:
 
 
 # ---------------------------------------------------------------- kernels
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def dac_kernel(x, bound, step, out):
     """out = DAC(x): clipped to +-``bound`` (if > 0), rounded to multiples of ``step`` (if > 0)."""
     n_probe, n_in = x.shape
@@ -249,7 +249,7 @@ def dac_np(x, bound, step, dtype):
     return v.astype(dtype)
 
 
-@njit(cache=True, fastmath={"reassoc"})
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
 def row_squares(x, i0, i1, extra, out):
     """out[t] = sum_{i0 <= i < i1} x[t, i]^2 + extra, in float64.
 
@@ -271,7 +271,7 @@ def row_squares_np(x, i0, i1, extra):
     return (part * part).sum(axis=1) + extra
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def add_tile_perturbation(x, perturbation, n_out, i0, i1, with_bias, out):
     """out[t, j] += sum_{i0 <= i < i1} dW_t[j, i] x[t, i] (+ db_t[j] if ``with_bias``).
 
@@ -439,22 +439,23 @@ def normal_np(key, indices):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
-                 group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic,
-                 t0, t1):
+                 group, n_groups, key, key_round, base, first, adc_step, adc_bound,
+                 stochastic, t0, t1):
     """Column noise and ADC of one row tile for probes t0 <= t < t1, into ``out``.
 
     For probe t and output j: ``y = acc[t, j] + bias[j] + N(0, v) - s[t, group[j]]`` with
     ``v = row_sq[t] * var_scale + var_tj[t, j] + out_var`` (terms with empty arrays
     are left out) and ``s`` the common-mode noise of a shared reference column
     (variance ``shared_var[t, g]``); then ADC clipping to +-adc_bound and rounding to
-    ``adc_step`` (if > 0); ``y`` is added to ``out`` or written there. Probe t uses
-    normal draws ``base + t * (n + n_groups) + j`` (j = n + g for group g's reference)
-    and, for stochastic rounding, uniform draws ``base + t * n + j`` of ``key_round``.
+    ``adc_step`` (if > 0); ``y`` is added to ``out`` or written there. Probe p uses
+    normal draws ``base + p * (n + n_groups) + j`` (j = n + g for group g's reference)
+    and, for stochastic rounding, uniform draws ``base + p * n + j`` of ``key_round``.
 
     Each probe's row goes through short single-purpose loops (draws, noise, ADC,
-    store) so that LLVM vectorises all but the draws.
+    store) so that LLVM vectorises all but the draws. Row t is probe ``first + t`` of
+    its call (a call split across threads passes each part's first probe).
     """
     n = acc.shape[1]
     stride = np.uint64(n + n_groups)
@@ -468,8 +469,9 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
     z = np.empty(n)
     inv_step = 1.0 / adc_step if adc_step > 0.0 else 0.0
     for t in range(t0, t1):
-        first = base + np.uint64(t) * stride
-        rbase = base + np.uint64(t) * np.uint64(n)
+        p = np.uint64(first + t)
+        draw0 = base + p * stride
+        rbase = base + p * np.uint64(n)
         a = acc[t]
         if has_bias:
             for j in range(n):
@@ -478,7 +480,7 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
             for j in range(n):
                 y[j] = a[j]
         if noisy:
-            normal_row(key, first, z)
+            normal_row(key, draw0, z)
             var = out_var + (row_sq[t] * var_scale if has_sq else 0.0)
             if has_tj:
                 v = var_tj[t]
@@ -490,7 +492,7 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
                     y[j] += sd * z[j]
         if has_shared:
             for g in range(n_groups):
-                common[g] = np.sqrt(shared_var[t, g]) * normal(key, first + np.uint64(n + g))
+                common[g] = np.sqrt(shared_var[t, g]) * normal(key, draw0 + np.uint64(n + g))
             for j in range(n):
                 y[j] -= common[group[j]]
         if adc_step > 0.0:
@@ -513,26 +515,11 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
                 o[j] = y[j]
 
 
-@njit(cache=True, parallel=True)
-def readout_parallel(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
-                     shared_var, group, n_groups, key, key_round, base, adc_step, adc_bound,
-                     stochastic, n_chunks):
-    """:func:`readout_rows` over all probes, split into ``n_chunks`` parallel chunks.
-
-    Every draw is indexed by (probe, output), so the result is the same for any split.
-    """
-    n_probe = acc.shape[0]
-    for c in prange(n_chunks):
-        readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
-                     shared_var, group, n_groups, key, key_round, base, adc_step, adc_bound,
-                     stochastic, c * n_probe // n_chunks, (c + 1) * n_probe // n_chunks)
-
-
 def readout_np(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
-               group, n_groups, key, key_round, base, adc_step, adc_bound, stochastic):
+               group, n_groups, key, key_round, base, first, adc_step, adc_bound, stochastic):
     """NumPy twin of :func:`readout_rows` over all probes (same draws, vectorised)."""
     n_probe, n = acc.shape
-    t = np.arange(n_probe, dtype=np.uint64)[:, None]
+    t = np.uint64(first) + np.arange(n_probe, dtype=np.uint64)[:, None]
     first = np.uint64(base) + t * np.uint64(n + n_groups)
     v = np.full((n_probe, n), float(out_var))
     if row_sq.shape[0]:
@@ -932,10 +919,62 @@ class Crossbar:
 
     # ---- DenseDevice
     def forward(self, x, node_perturbation=None, weight_perturbation=None):
-        """Pre-activations of ``x`` (float32 or float64 rows), in the array's precision."""
+        """Pre-activations of ``x`` (float32 or float64 rows), in the array's precision.
+
+        Calls of many probes split their rows across threads (:mod:`devsim.parallel`).
+        """
+        x, weight_perturbation = self._inputs(x, weight_perturbation)
+        n_probe = x.shape[0]
+        call = self.begin_forward(n_probe)
+        out = np.empty((n_probe, self.shape[0]), dtype=self._dtype)
+        threads = parallel.row_threads(n_probe)
+        if threads == 1:
+            self._forward_rows(x, call, 0, node_perturbation, weight_perturbation, out)
+            return out
+
+        def rows(t0, t1):
+            self._forward_rows(x[t0:t1], call, t0,
+                               None if node_perturbation is None else node_perturbation[t0:t1],
+                               None if weight_perturbation is None
+                               else weight_perturbation[t0:t1], out[t0:t1])
+
+        parallel.run_split(rows, n_probe, threads)
+        return out
+
+    # ---- RowSplitDevice
+    def begin_forward(self, n_probe):
+        """Open a call of ``n_probe`` probes: meter its reads and reserve its noise draws
+        (``n_probe (n_out + n_groups)`` per row tile); returns each tile's first draw."""
+        per_tile = n_probe * (self.shape[0] + self._n_groups)
+        first = int(self._reads)
+        bases = [np.uint64(first + r * per_tile) for r in range(len(self._row_tiles))]
+        if self._readout:
+            self._reads = np.uint64(first + len(self._row_tiles) * per_tile)
+        self.meter.reads += n_probe
+        self.meter.time_s += n_probe * self.params.mvm_time_s
+        self.meter.energy_j += n_probe * self._read_energy_j
+        return bases
+
+    def forward_rows(self, call, x, first, node_perturbation=None, weight_perturbation=None):
+        """Pre-activations of probes ``first, first + 1, ...`` of an opened call, as
+        :meth:`forward` computes them in that call; parts of one call may run at once."""
+        x, weight_perturbation = self._inputs(x, weight_perturbation)
+        out = np.empty((x.shape[0], self.shape[0]), dtype=self._dtype)
+        self._forward_rows(x, call, first, node_perturbation, weight_perturbation, out)
+        return out
+
+    @staticmethod
+    def _inputs(x, weight_perturbation):
         x = np.ascontiguousarray(x)
         if x.dtype not in (np.float32, np.float64):
             x = x.astype(np.float64)
+        if weight_perturbation is not None:
+            weight_perturbation = np.ascontiguousarray(weight_perturbation, dtype=np.float64)
+        return x, weight_perturbation
+
+    def _forward_rows(self, x, bases, first, node_perturbation, weight_perturbation, out):
+        """Probes ``first, first + 1, ...`` of a call whose row tiles draw from ``bases``,
+        into ``out``; safe to run concurrently on disjoint rows (work arrays are per thread)."""
         n_probe, n_in = x.shape
         n_out = self.shape[0]
         n_tiles = len(self._row_tiles)
@@ -944,15 +983,14 @@ class Crossbar:
             dac_kernel(x, self._dac_bound, self._dac_step, xq)
         else:
             xq = x
-        if weight_perturbation is not None:
-            weight_perturbation = np.ascontiguousarray(weight_perturbation, dtype=np.float64)
-        out = None
         for r, (r0, r1) in enumerate(self._row_tiles):
             last = r == n_tiles - 1
             i1 = min(r1, n_in)
-            # a tile read through the periphery is consumed here: its sums live in scratch
-            acc = self._scratch("acc", (n_probe, n_out)) if self._readout else None
-            acc = np.matmul(xq if n_tiles == 1 else xq[:, r0:i1], self._w_tiles[r].T, out=acc)
+            xs = xq if n_tiles == 1 else xq[:, r0:i1]
+            # a tile read through the periphery, or added to an earlier one, is consumed
+            # here: its sums live in scratch
+            acc = out if r == 0 and not self._readout else self._scratch("acc", (n_probe, n_out))
+            np.matmul(xs, self._w_tiles[r].T, out=acc)
             if last and not self._readout:  # a readout adds it on the way
                 acc += self._bias
             if weight_perturbation is not None:
@@ -960,30 +998,24 @@ class Crossbar:
             if last and node_perturbation is not None:
                 acc += node_perturbation
             if self._readout:
-                if out is None:
-                    out = np.empty((n_probe, n_out), dtype=self._dtype)
-                self._read_columns(acc, out, r > 0, xq, r, last)
-            elif out is None:
-                out = acc
-            else:
+                self._read_columns(acc, out, r > 0, xq, r, last, bases[r], first)
+            elif r > 0:
                 out += acc
         if self._alpha != 1.0:
             out *= self._alpha
-        self.meter.reads += n_probe
-        self.meter.time_s += n_probe * self.params.mvm_time_s
-        self.meter.energy_j += n_probe * self._read_energy_j
-        return out
 
     def _scratch(self, name, shape):
-        """A reused work array of the array's precision (fresh arrays of this size cost
-        page faults on every call)."""
-        buf = self._buffers.get(name)
+        """A reused work array of the array's precision, one per thread (fresh arrays of
+        this size cost page faults on every call)."""
+        key = (name, threading.get_ident())
+        buf = self._buffers.get(key)
         if buf is None or buf.shape != shape:
-            buf = self._buffers[name] = np.empty(shape, dtype=self._dtype)
+            buf = self._buffers[key] = np.empty(shape, dtype=self._dtype)
         return buf
 
-    def _read_columns(self, acc, out, accumulate, xq, r, last):
-        """Column noise and ADC of row tile ``r`` (see :func:`readout_rows`), into ``out``."""
+    def _read_columns(self, acc, out, accumulate, xq, r, last, base, first):
+        """Column noise and ADC of row tile ``r`` (see :func:`readout_rows`), into ``out``,
+        for probes ``first, first + 1, ...`` of a call whose tile draws start at ``base``."""
         n_probe, n_out = acc.shape
         r0, r1 = self._row_tiles[r]
         xs = xq[:, r0:min(r1, self.shape[1])]
@@ -1004,17 +1036,11 @@ class Crossbar:
                 shared = x2 @ ref[:, :x2.shape[1]].T
                 if last:
                     shared += ref[:, -1]
-        base = self._reads
-        self._reads = base + np.uint64(n_probe * (n_out + self._n_groups))
-        args = (acc, self._bias if last else _EMPTY1, out, accumulate, row_sq,
-                self._var_scale, var_tj, self._out_var, shared,
-                self._group, self._n_groups, self._key_read, self._key_round, base,
-                self._adc_step, self._adc_bound, self._adc_stochastic)
-        threads = numba.get_num_threads() if n_probe * n_out >= _PARALLEL_MIN else 1
-        if threads > 1:
-            readout_parallel(*args, min(threads, n_probe))
-        else:
-            readout_rows(*args, 0, n_probe)
+        readout_rows(acc, self._bias if last else _EMPTY1, out, accumulate, row_sq,
+                     self._var_scale, var_tj, self._out_var, shared, self._group,
+                     self._n_groups, self._key_read, self._key_round,
+                     base, first, self._adc_step, self._adc_bound,
+                     self._adc_stochastic, 0, n_probe)
 
     def write(self, delta):
         p = self.params

@@ -56,7 +56,7 @@ _ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an i
 _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.9082149292705877e-10
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def logistic_inplace(z, work):
     """1 / (1 + exp(-z)) in place, z in blocks as long as the float64 scratch ``work``
     (short blocks stay in cache: whole-array scratch cost page faults), with
@@ -72,7 +72,7 @@ def logistic_inplace(z, work):
         _logistic_block(z[b0:b0 + work.shape[0]], work)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _logistic_block(z, work):
     n = z.shape[0]
     k_bits = work[:n]
@@ -113,7 +113,7 @@ _LOG2E32, _LN2_HI32, _LN2_LO32 = (np.float32(1.44269504), np.float32(0.693359375
                                   np.float32(-2.12194440e-4))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def logistic_inplace_f32(z, work):
     """:func:`logistic_inplace` for float32 ``z`` and ``work``, in float32 arithmetic:
     |z| clamped at 87, Taylor degree 7 (truncation 3e-8), within 2 float32 ulp; 2.4x
@@ -122,7 +122,7 @@ def logistic_inplace_f32(z, work):
         _logistic_block_f32(z[b0:b0 + work.shape[0]], work)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _logistic_block_f32(z, work):
     f32 = np.float32
     n = z.shape[0]

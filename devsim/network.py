@@ -14,6 +14,7 @@ import numpy as np
 
 from devices import DeviceParams, IdealParams, NoiseSourceParams
 from devices.base import layer_size
+from devsim import parallel
 from devsim.activations import ActivationParams, Sigmoid
 from devsim.losses import LOSSES
 from devsim.params import ParamError, Params, param
@@ -133,6 +134,10 @@ class Network:
         h = np.ascontiguousarray(x, dtype=np.float64)
         if weight_perturbation is not None and self._bias_slots:
             weight_perturbation = self._drop_bias(weight_perturbation)
+        threads = parallel.row_threads(len(h))
+        if threads > 1 and not record and all(hasattr(d, "forward_rows") for d in self.devices):
+            return Pass(self._run_split(h, node_perturbation, weight_perturbation, threads),
+                        inputs, preacts)
         for i, (device, act) in enumerate(zip(self.devices, self.activations)):
             if self.decorrelation is not None:
                 h = h @ self.decorrelation[i].T
@@ -149,6 +154,30 @@ class Network:
             else:
                 h = act.in_place(a)  # a is ours (devices return fresh arrays) and unused
         return Pass(h.astype(np.float64, copy=False), inputs, preacts)
+
+    def _run_split(self, x, node_perturbation, weight_perturbation, threads) -> np.ndarray:
+        """:meth:`run` of row-splittable devices with the probes cut into one part per
+        thread, each part going through every layer (one fork and join per pass, not
+        one per layer)."""
+        calls = [device.begin_forward(len(x)) for device in self.devices]
+        out = np.empty((len(x), self.shapes[-1][0]))
+
+        def rows(t0, t1):
+            h = x[t0:t1]
+            for i, (device, act) in enumerate(zip(self.devices, self.activations)):
+                if self.decorrelation is not None:
+                    h = h @ self.decorrelation[i].T
+                node = wgt = None
+                if node_perturbation is not None:
+                    node = node_perturbation[t0:t1, self.node_offsets[i]:self.node_offsets[i + 1]]
+                if weight_perturbation is not None:
+                    wgt = weight_perturbation[t0:t1,
+                                              self.param_offsets[i]:self.param_offsets[i + 1]]
+                h = act.in_place(device.forward_rows(calls[i], h, t0, node, wgt))
+            out[t0:t1] = h
+
+        parallel.run_split(rows, len(x), threads)
+        return out
 
     def write(self, update: np.ndarray) -> None:
         """Send a flat parameter update to each layer's device."""
