@@ -41,10 +41,10 @@ of the programmed conductances.
 
 All noise inside kernels comes from :mod:`devsim.crng`, keyed on (seed, stream, draw
 index), so the noise does not depend on the thread count or on how a call's probes are
-split across threads (:mod:`devsim.parallel`; only BLAS rounding may). With every non-ideality off,
-the differential mapping, ``w_max`` a power of two, float64 and one row tile, the
-array computes exactly what :mod:`devices.ideal` computes (the same sequence of
-floating-point operations).
+split across threads (:mod:`devsim.parallel`; only BLAS rounding may). With every
+non-ideality off, the differential mapping, ``w_max`` a power of two, float64 and one
+row tile, the array computes exactly what :mod:`devices.ideal` computes (the same
+sequence of floating-point operations).
 """
 from __future__ import annotations
 
@@ -945,11 +945,12 @@ class Crossbar:
     def begin_forward(self, n_probe):
         """Open a call of ``n_probe`` probes: meter its reads and reserve its noise draws
         (``n_probe (n_out + n_groups)`` per row tile); returns each tile's first draw."""
-        per_tile = n_probe * (self.shape[0] + self._n_groups)
-        first = int(self._reads)
-        bases = [np.uint64(first + r * per_tile) for r in range(len(self._row_tiles))]
+        base, n_tiles = self._reads, len(self._row_tiles)
+        per_tile = np.uint64(n_probe * (self.shape[0] + self._n_groups))
+        bases = [base] if n_tiles == 1 else [base + np.uint64(r) * per_tile
+                                             for r in range(n_tiles)]
         if self._readout:
-            self._reads = np.uint64(first + len(self._row_tiles) * per_tile)
+            self._reads = base + np.uint64(n_tiles) * per_tile
         self.meter.reads += n_probe
         self.meter.time_s += n_probe * self.params.mvm_time_s
         self.meter.energy_j += n_probe * self._read_energy_j

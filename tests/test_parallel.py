@@ -78,9 +78,10 @@ def test_split_pass_equals_layer_by_layer_pass_and_keeps_the_draw_count(device):
         for _ in range(2):  # the second call checks that both advanced their draws alike
             got = split.run(x, node_perturbation=node).outputs
             h = x
+            offsets = chained.node_offsets
             for i, (dev, act) in enumerate(zip(chained.devices, chained.activations)):
                 # each layer split the same way: the same BLAS calls, the same bits
-                h = act(dev.forward(h, node[:, chained.node_offsets[i]:chained.node_offsets[i + 1]]))
+                h = act(dev.forward(h, node[:, offsets[i]:offsets[i + 1]]))
             np.testing.assert_array_equal(got, h)
     finally:
         numba.set_num_threads(before)
