@@ -76,9 +76,11 @@ class RowSplitDevice(DenseDevice, Protocol):
 
     def forward_rows(self, call: object, x: np.ndarray, first: int,
                      node_perturbation: np.ndarray | None = None,
-                     weight_perturbation: np.ndarray | None = None) -> np.ndarray:
+                     weight_perturbation: np.ndarray | None = None,
+                     out: np.ndarray | None = None) -> np.ndarray:
         """Pre-activations of probes ``first, first + 1, ...`` of the opened call, whose
-        rows of input and perturbations are given."""
+        rows of input and perturbations are given; written into ``out`` (and returned)
+        when it has their shape and type, else into a new array."""
 
 
 def layer_size(shape: tuple[int, int]) -> int:

@@ -331,8 +331,8 @@ def normal(key, index):
     ``32 p + 16 h``: the wedge test (one exponential, against tabulated densities)
     reads the next word, further attempts (52-bit uniforms) every second word, the
     tail from the next word on. An attempt is rejected with probability below 1.5 %,
-    so reading past the 16 words has probability below 1e-15.
-    :func:`normal_row` draws a run of indices, hashing each pair once.
+    so reading past the 16 words has probability below 1e-15. Used for pulse noise
+    (one draw at a time); reads draw in bulk from :func:`devsim.crng.normals32`.
     """
     p = np.uint64(index) >> np.uint64(1)
     h = np.int64(np.uint64(index) & np.uint64(1))
@@ -349,23 +349,6 @@ def _normal_half(key, p, h, half):
     if abs(u) < _ZIG_RATIO[i]:
         return u * _ZIG_X[i]
     return _normal_rejected(key, p * np.uint64(_PAIR_WORDS) + np.uint64(16 * h), i, u)
-
-
-@njit(cache=True, error_model="numpy")
-def normal_row(key, first, out):
-    """``out[j] = normal(key, first + j)``, hashing each pair of draws once."""
-    n = out.shape[0]
-    j0 = 1 if n > 0 and first & np.uint64(1) else 0  # an odd start: its pair's second half
-    if j0:
-        out[0] = normal(key, first)
-    p0 = (first + np.uint64(j0)) >> np.uint64(1)
-    for q in range((n - j0) >> 1):
-        p = p0 + np.uint64(q)
-        word = np.int64(crng.bits(key, p * np.uint64(_PAIR_WORDS)))
-        for h in range(2):
-            out[j0 + 2 * q + h] = _normal_half(key, p, h, (word >> (32 * h)) & 0xFFFFFFFF)
-    if (n - j0) & 1:
-        out[n - 1] = normal(key, first + np.uint64(n - 1))
 
 
 @njit(cache=True)
@@ -467,6 +450,7 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
     common = np.zeros(n_groups)
     y = np.empty(n)
     z = np.empty(n)
+    zn = np.empty(n, dtype=np.float32)
     inv_step = 1.0 / adc_step if adc_step > 0.0 else 0.0
     for t in range(t0, t1):
         p = np.uint64(first + t)
@@ -480,19 +464,20 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
             for j in range(n):
                 y[j] = a[j]
         if noisy:
-            normal_row(key, draw0, z)
+            crng.normals32(key, draw0, zn)
             var = out_var + (row_sq[t] * var_scale if has_sq else 0.0)
             if has_tj:
                 v = var_tj[t]
                 for j in range(n):
-                    y[j] += np.sqrt(var + v[j]) * z[j]
+                    y[j] += np.sqrt(var + v[j]) * np.float64(zn[j])
             else:
                 sd = np.sqrt(var)
                 for j in range(n):
-                    y[j] += sd * z[j]
+                    y[j] += sd * np.float64(zn[j])
         if has_shared:
             for g in range(n_groups):
-                common[g] = np.sqrt(shared_var[t, g]) * normal(key, draw0 + np.uint64(n + g))
+                common[g] = np.sqrt(shared_var[t, g]) * np.float64(
+                    crng.normal32(key, draw0 + np.uint64(n + g)))
             for j in range(n):
                 y[j] -= common[group[j]]
         if adc_step > 0.0:
@@ -530,9 +515,11 @@ def readout_np(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, s
     if bias.shape[0]:
         y += bias
     if out_var > 0 or row_sq.shape[0] or var_tj.shape[0]:
-        y = y + np.sqrt(v) * normal_np(key, first + np.arange(n, dtype=np.uint64)[None, :])
+        z = crng.normal32_np(key, first + np.arange(n, dtype=np.uint64)[None, :])
+        y = y + np.sqrt(v) * z.astype(np.float64)
     if shared_var.shape[0]:
-        z = normal_np(key, first + np.uint64(n) + np.arange(n_groups, dtype=np.uint64)[None, :])
+        z = crng.normal32_np(key, first + np.uint64(n)
+                             + np.arange(n_groups, dtype=np.uint64)[None, :]).astype(np.float64)
         y = y - (np.sqrt(shared_var) * z)[:, group]
     if adc_step > 0:
         y = np.clip(y, -adc_bound, adc_bound)
@@ -956,11 +943,15 @@ class Crossbar:
         self.meter.energy_j += n_probe * self._read_energy_j
         return bases
 
-    def forward_rows(self, call, x, first, node_perturbation=None, weight_perturbation=None):
+    def forward_rows(self, call, x, first, node_perturbation=None, weight_perturbation=None,
+                     out=None):
         """Pre-activations of probes ``first, first + 1, ...`` of an opened call, as
-        :meth:`forward` computes them in that call; parts of one call may run at once."""
+        :meth:`forward` computes them in that call; parts of one call may run at once.
+        They are written into ``out`` when it is an array of their shape and type."""
         x, weight_perturbation = self._inputs(x, weight_perturbation)
-        out = np.empty((x.shape[0], self.shape[0]), dtype=self._dtype)
+        shape = (x.shape[0], self.shape[0])
+        if out is None or out.shape != shape or out.dtype != self._dtype:
+            out = np.empty(shape, dtype=self._dtype)
         self._forward_rows(x, call, first, node_perturbation, weight_perturbation, out)
         return out
 

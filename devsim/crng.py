@@ -12,7 +12,9 @@ reference and for code outside kernels.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core.extending import intrinsic
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -64,6 +66,97 @@ def sign(key, index):
     return 1.0 - 2.0 * float((word >> (np.uint64(index) & np.uint64(63))) & np.uint64(1))
 
 
+# ---------------------------------------------------------------- float32 normals in bulk
+# Box-Muller on one 64-bit word per pair of draws, in float32 arithmetic with polynomial
+# log, sin and cos (fitted on Chebyshev nodes, errors below 7e-8 absolute) and selects
+# instead of branches, so that loops over many draws vectorise (about 1 ns a draw against
+# 2 ns for a ziggurat, whose rare rejections and table lookups do not vectorise).
+_F = np.float32
+_U32 = _F(2.0 ** -32)                    # low word half -> u1 in (0, 1]
+_PSI = _F(0.5 * np.pi * 2.0 ** -30)      # 30-bit angle fraction -> radians in [0, pi/2)
+_LN2, _SQRT2 = _F(np.log(2.0)), _F(np.sqrt(2.0))
+_ONE, _TWO, _HALF, _MTWO = _F(1.0), _F(2.0), _F(0.5), _F(-2.0)
+# ln m = s (2 + s^2 P(s^2)), s = (m - 1) / (m + 1), m in [sqrt(1/2), sqrt(2))
+_L1, _L2, _L3 = _F(0.66666771), _F(0.39978135), _F(0.29857708)
+# sin p = p + p^3 S(p^2), cos p = 1 + p^2 C(p^2), p in [0, pi/4]
+_S1, _S2, _S3 = _F(-0.16666655), _F(0.00833219), _F(-0.00019518)
+_C1, _C2, _C3, _C4 = _F(-0.499999997), _F(0.041666625), _F(-0.00138868087), _F(2.43941044e-05)
+
+
+@intrinsic
+def _float_bits(typingctx, x):
+    """The IEEE bits of a float32, as an int32."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _bits_float(typingctx, i):
+    """The float32 whose IEEE bits are the int32 ``i``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@njit(cache=True, error_model="numpy")
+def normal_pair32(word):
+    """Two independent float32 standard normals from 64 random bits (Box-Muller).
+
+    The low 32 bits give u1 in (0, 1] (so |z| < 6.67), the high 32 bits the angle: two
+    for the quadrant, 30 for the place in it.
+    """
+    w = np.int64(word)
+    f = _F((w & 0xFFFFFFFF) | 1) * _U32
+    b = _float_bits(f)
+    e = _F((b >> 23) - 127)
+    m = _bits_float((b & 0x7FFFFF) | 0x3F800000)
+    big = m > _SQRT2
+    m = m * _HALF if big else m
+    e = e + _ONE if big else e
+    s = (m - _ONE) / (m + _ONE)
+    s2 = s * s
+    radius = np.sqrt(_MTWO * (e * _LN2 + s * (_TWO + s2 * (_L1 + s2 * (_L2 + s2 * _L3)))))
+    k = (w >> 32) & 0xFFFFFFFF
+    quadrant = k >> 30
+    k = k & 0x3FFFFFFF
+    upper = k >= 0x20000000  # the upper half of the quadrant: sin and cos of pi/2 - p
+    p = _F(0x40000000 - k if upper else k) * _PSI
+    p2 = p * p
+    sin_p = p + p * p2 * (_S1 + p2 * (_S2 + p2 * _S3))
+    cos_p = _ONE + p2 * (_C1 + p2 * (_C2 + p2 * (_C3 + p2 * _C4)))
+    c, s = (sin_p, cos_p) if upper else (cos_p, sin_p)
+    odd = (quadrant & 1) == 1  # rotate by quadrant * pi / 2
+    z0 = radius * (s if odd else c) * _F(1 - 2 * (((quadrant + 1) >> 1) & 1))
+    z1 = radius * (c if odd else s) * _F(1 - 2 * ((quadrant >> 1) & 1))
+    return z0, z1
+
+
+@njit(cache=True)
+def normal32(key, index):
+    """Draw ``index`` of the float32 normal stream with this key: half ``index & 1`` of
+    the pair made from ``bits(key, index >> 1)``."""
+    z0, z1 = normal_pair32(bits(key, np.uint64(index) >> np.uint64(1)))
+    return z1 if np.uint64(index) & np.uint64(1) else z0
+
+
+@njit(cache=True, error_model="numpy")
+def normals32(key, first, out):
+    """``out[j] = normal32(key, first + j)`` for a float32 ``out``, vectorised."""
+    n = out.shape[0]
+    first = np.uint64(first)
+    j0 = 1 if n > 0 and first & np.uint64(1) else 0  # an odd start: its pair's second half
+    if j0:
+        out[0] = normal32(key, first)
+    p0 = (first + np.uint64(j0)) >> np.uint64(1)
+    for q in range((n - j0) >> 1):
+        z0, z1 = normal_pair32(bits(key, p0 + np.uint64(q)))
+        out[j0 + 2 * q] = z0
+        out[j0 + 2 * q + 1] = z1
+    if (n - j0) & 1:
+        out[n - 1] = normal32(key, first + np.uint64(n - 1))
+
+
 # ---------------------------------------------------------------- NumPy twins
 def _mix64_np(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.uint64)
@@ -105,3 +198,32 @@ def sign_np(key, indices) -> np.ndarray:
     idx = np.asarray(indices, dtype=np.uint64)
     word = bits_np(key, idx >> np.uint64(6))
     return 1.0 - 2.0 * ((word >> (idx & np.uint64(63))) & np.uint64(1)).astype(np.float64)
+
+
+def normal32_np(key, indices) -> np.ndarray:
+    """Twin of :func:`normal32` over an array of indices (float32, the same bits)."""
+    idx = np.asarray(indices, dtype=np.uint64)
+    w = bits_np(key, idx >> np.uint64(1)).view(np.int64)
+    f = ((w & 0xFFFFFFFF) | 1).astype(_F) * _U32
+    b = f.view(np.int32)
+    e = ((b >> 23) - 127).astype(_F)
+    m = ((b & 0x7FFFFF) | 0x3F800000).view(_F)
+    big = m > _SQRT2
+    m = np.where(big, m * _HALF, m)
+    e = np.where(big, e + _ONE, e)
+    s = (m - _ONE) / (m + _ONE)
+    s2 = s * s
+    radius = np.sqrt(_MTWO * (e * _LN2 + s * (_TWO + s2 * (_L1 + s2 * (_L2 + s2 * _L3)))))
+    k = (w >> 32) & 0xFFFFFFFF
+    quadrant = k >> 30
+    k = k & 0x3FFFFFFF
+    upper = k >= 0x20000000
+    p = np.where(upper, 0x40000000 - k, k).astype(_F) * _PSI
+    p2 = p * p
+    sin_p = p + p * p2 * (_S1 + p2 * (_S2 + p2 * _S3))
+    cos_p = _ONE + p2 * (_C1 + p2 * (_C2 + p2 * (_C3 + p2 * _C4)))
+    c, s = np.where(upper, sin_p, cos_p), np.where(upper, cos_p, sin_p)
+    odd = (quadrant & 1) == 1
+    second = (idx & np.uint64(1)) == 1
+    sign = np.where(second, 1 - 2 * ((quadrant >> 1) & 1), 1 - 2 * (((quadrant + 1) >> 1) & 1))
+    return radius * np.where(second != odd, s, c) * sign.astype(_F)

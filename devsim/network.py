@@ -7,6 +7,7 @@ batched over the probes.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -115,6 +116,7 @@ class Network:
                            if params.node_noise is not None else None)
         self.decorrelation = ([np.eye(n_in) for _, n_in in self.shapes]
                               if params.decorrelation else None)
+        self._buffers = {}  # (layer, thread) -> pre-activation array reused by passes
         self._bias_slots = [slice(self.param_offsets[i + 1] - n_out, self.param_offsets[i + 1])
                             for i, ((n_out, _), layer) in enumerate(zip(self.shapes, params.layers))
                             if not layer.bias]
@@ -134,9 +136,9 @@ class Network:
         h = np.ascontiguousarray(x, dtype=np.float64)
         if weight_perturbation is not None and self._bias_slots:
             weight_perturbation = self._drop_bias(weight_perturbation)
-        threads = parallel.row_threads(len(h))
-        if threads > 1 and not record and all(hasattr(d, "forward_rows") for d in self.devices):
-            return Pass(self._run_split(h, node_perturbation, weight_perturbation, threads),
+        if not record and all(hasattr(d, "forward_rows") for d in self.devices):
+            threads = parallel.row_threads(len(h))
+            return Pass(self._run_rows(h, node_perturbation, weight_perturbation, threads),
                         inputs, preacts)
         for i, (device, act) in enumerate(zip(self.devices, self.activations)):
             if self.decorrelation is not None:
@@ -155,12 +157,14 @@ class Network:
                 h = act.in_place(a)  # a is ours (devices return fresh arrays) and unused
         return Pass(h.astype(np.float64, copy=False), inputs, preacts)
 
-    def _run_split(self, x, node_perturbation, weight_perturbation, threads) -> np.ndarray:
+    def _run_rows(self, x, node_perturbation, weight_perturbation, threads) -> np.ndarray:
         """:meth:`run` of row-splittable devices with the probes cut into one part per
         thread, each part going through every layer (one fork and join per pass, not
-        one per layer)."""
+        one per layer). Hidden layers write into arrays kept from earlier passes: fresh
+        arrays of a large batch cost more in page faults than the activations."""
         calls = [device.begin_forward(len(x)) for device in self.devices]
         out = np.empty((len(x), self.shapes[-1][0]))
+        last = len(self.devices) - 1
 
         def rows(t0, t1):
             h = x[t0:t1]
@@ -173,11 +177,26 @@ class Network:
                 if weight_perturbation is not None:
                     wgt = weight_perturbation[t0:t1,
                                               self.param_offsets[i]:self.param_offsets[i + 1]]
-                h = act.in_place(device.forward_rows(calls[i], h, t0, node, wgt))
+                buffer = None if i == last else self._buffer(i, t1 - t0)
+                a = device.forward_rows(calls[i], h, t0, node, wgt, out=buffer)
+                if i != last and a is not buffer:
+                    self._buffers[i, threading.get_ident()] = a
+                h = act.in_place(a)
             out[t0:t1] = h
 
         parallel.run_split(rows, len(x), threads)
         return out
+
+    def _buffer(self, layer: int, rows: int) -> np.ndarray | None:
+        """The first ``rows`` rows of this thread's kept array for ``layer``, if it has one
+        that large."""
+        kept = self._buffers.get((layer, threading.get_ident()))
+        return kept[:rows] if kept is not None and len(kept) >= rows else None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_buffers"] = {}  # work arrays, keyed by this process's threads
+        return state
 
     def write(self, update: np.ndarray) -> None:
         """Send a flat parameter update to each layer's device."""
