@@ -422,6 +422,14 @@ def normal_np(key, indices):
     return out
 
 
+@njit(cache=True)
+def draw_block(n_out, n_groups):
+    """Normal draws reserved per probe and row tile: one per output and per reference
+    column, rounded up to even so that every probe's draws start a fresh pair
+    (:func:`devsim.crng.normals32` then needs no odd-start step)."""
+    return (n_out + n_groups + 1) & ~1
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, shared_var,
                  group, n_groups, key, key_round, base, first, adc_step, adc_bound,
@@ -433,15 +441,16 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
     are left out) and ``s`` the common-mode noise of a shared reference column
     (variance ``shared_var[t, g]``); then ADC clipping to +-adc_bound and rounding to
     ``adc_step`` (if > 0); ``y`` is added to ``out`` or written there. Probe p uses
-    normal draws ``base + p * (n + n_groups) + j`` (j = n + g for group g's reference)
-    and, for stochastic rounding, uniform draws ``base + p * n + j`` of ``key_round``.
+    normal draws ``base + p * draw_block(n, n_groups) + j`` of
+    :func:`devsim.crng.normal32` (j = n + g for group g's reference) and, for
+    stochastic rounding, uniform draws ``base + p * n + j`` of ``key_round``.
 
     Each probe's row goes through short single-purpose loops (draws, noise, ADC,
     store) so that LLVM vectorises all but the draws. Row t is probe ``first + t`` of
     its call (a call split across threads passes each part's first probe).
     """
     n = acc.shape[1]
-    stride = np.uint64(n + n_groups)
+    stride = np.uint64(draw_block(n, n_groups))
     has_bias = bias.shape[0] > 0
     has_sq = row_sq.shape[0] > 0
     has_tj = var_tj.shape[0] > 0
@@ -505,7 +514,7 @@ def readout_np(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, s
     """NumPy twin of :func:`readout_rows` over all probes (same draws, vectorised)."""
     n_probe, n = acc.shape
     t = np.uint64(first) + np.arange(n_probe, dtype=np.uint64)[:, None]
-    first = np.uint64(base) + t * np.uint64(n + n_groups)
+    first = np.uint64(base) + t * np.uint64(draw_block(n, n_groups))
     v = np.full((n_probe, n), float(out_var))
     if row_sq.shape[0]:
         v += row_sq[:, None] * var_scale
@@ -931,9 +940,10 @@ class Crossbar:
     # ---- RowSplitDevice
     def begin_forward(self, n_probe):
         """Open a call of ``n_probe`` probes: meter its reads and reserve its noise draws
-        (``n_probe (n_out + n_groups)`` per row tile); returns each tile's first draw."""
+        (``n_probe draw_block(n_out, n_groups)`` per row tile); returns each tile's
+        first draw."""
         base, n_tiles = self._reads, len(self._row_tiles)
-        per_tile = np.uint64(n_probe * (self.shape[0] + self._n_groups))
+        per_tile = np.uint64(n_probe * draw_block(self.shape[0], self._n_groups))
         bases = [base] if n_tiles == 1 else [base + np.uint64(r) * per_tile
                                              for r in range(n_tiles)]
         if self._readout:

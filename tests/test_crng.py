@@ -44,3 +44,42 @@ def test_streams_and_seeds_differ():
     b = crng.uniform_np(crng.stream_key_np(1, 1), np.arange(1000))
     c = crng.uniform_np(crng.stream_key_np(2, 0), np.arange(1000))
     assert not np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_bulk_float32_normals_equal_twin_and_single_draws():
+    key = np.uint64(crng.stream_key(3, 1))  # (a Python int may not fit an int64)
+    for first in (0, 1, 7, 10 ** 12 + 1):
+        for n in (0, 1, 2, 5, 256, 257):
+            out = np.empty(n, np.float32)
+            crng.normals32(key, np.uint64(first), out)
+            idx = np.arange(n, dtype=np.uint64) + np.uint64(first)
+            twin = crng.normal32_np(key, idx)
+            assert twin.dtype == np.float32
+            assert np.array_equal(out, twin)
+            assert all(out[j] == crng.normal32(key, idx[j]) for j in range(min(n, 3)))
+
+
+def test_bulk_float32_normals_are_standard_normal():
+    from math import erfc, sqrt
+    n = 2_000_000
+    z32 = np.empty(n, np.float32)
+    crng.normals32(np.uint64(crng.stream_key(11, 2)), np.uint64(0), z32)
+    z = z32.astype(np.float64)
+    # standard errors of the mean, variance and fourth moment of n standard normals
+    assert abs(z.mean()) < 5 / np.sqrt(n)
+    assert abs(z.var() - 1) < 5 * np.sqrt(2 / n)
+    assert abs(np.mean(z ** 4) - 3) < 5 * np.sqrt(96 / n)
+    for cut in (0.5, 1.0, 2.0, 3.0, 4.0):
+        p = erfc(cut / sqrt(2))  # P(|z| > cut); binomial SE sqrt(p (1 - p) / n)
+        assert abs(np.mean(np.abs(z) > cut) - p) < 5 * np.sqrt(p * (1 - p) / n)
+    # the empirical CDF against the normal CDF: Kolmogorov-Smirnov at the 1e-4 level
+    grid = np.linspace(-4, 4, 801)
+    cdf = np.array([0.5 * erfc(-g / sqrt(2)) for g in grid])
+    ecdf = np.searchsorted(np.sort(z), grid) / n
+    assert np.max(np.abs(ecdf - cdf)) < 2.0 / np.sqrt(n)  # K-S critical value ~1.95/sqrt(n)
+    # the two halves of a pair are independent (Box-Muller's radius is shared)
+    z0, z1 = z[0::2], z[1::2]
+    m = z0.size
+    assert abs(np.corrcoef(z0, z1)[0, 1]) < 5 / np.sqrt(m)
+    assert abs(np.corrcoef(z0 ** 2, z1 ** 2)[0, 1]) < 5 / np.sqrt(m)
+    assert np.abs(z).max() < 6.67  # u1 >= 2^-32 bounds the radius
