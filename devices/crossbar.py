@@ -21,7 +21,8 @@ What is modelled, and where (names follow IBM aihwkit's ``_dtod`` device-to-devi
   the device's own range.
 * **Reads:** white read noise on every device at every MVM, sampled exactly at the
   column (it is Gaussian and independent per device, so a column's noise is one
-  Gaussian of variance ``sum_i x_i^2 sigma_i^2``); drift ``G (t / t0)^-nu`` and
+  Gaussian of variance ``sum_i x_i^2 sigma_i^2``, drawn by the vectorised float32
+  Box-Muller of :func:`devsim.crng.normals32`); drift ``G (t / t0)^-nu`` and
   aihwkit's accumulated 1/f noise at an inference time, with an optional global drift
   compensation; a first-order IR-drop attenuation along the rows.
 * **Periphery:** DAC clipping and quantisation of the inputs, additive output noise,
@@ -113,7 +114,8 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     """Shape of the per-read noise sigma: ``constant`` or ``proportional`` to G."""
     read_noise: float = param(0.0, ge=0.0)
     """Cycle-to-cycle (white) read noise of every device at every MVM: sigma as a
-    fraction of g_max - g_min (constant) or of G (proportional)."""
+    fraction of g_max - g_min (constant) or of G (proportional). The column noise it
+    makes (with ``out_noise``) is drawn as float32 normals in either precision."""
     read_noise_1f_scale: float = param(0.0, ge=0.0)
     """Multiplier of aihwkit's accumulated 1/f read noise (PCM statistical model),
     sigma = |G| q_s sqrt(ln((t + t_read) / (2 t_read))), q_s = min(0.2, 0.0088 /

@@ -4,7 +4,9 @@ Numba's in-kernel generator is not reproducible across threads, and drawing ever
 noise sample in NumPy first costs memory bandwidth. Kernels instead hash a 64-bit
 key (derived from the run seed and a stream number) together with the draw's index,
 with the SplitMix64 finaliser (Steele, Lea & Flood, OOPSLA 2014), so any thread can
-produce any draw and results do not depend on how work is split.
+produce any draw and results do not depend on how work is split. Besides single
+draws (uniform, float64 normal, sign), :func:`normals32` fills whole rows of float32
+normals in a loop LLVM vectorises, for noise drawn once per output of every read.
 
 Each jitted function has a vectorised NumPy twin (``*_np``) used as the test
 reference and for code outside kernels.
