@@ -898,8 +898,8 @@ class Crossbar:
             w_ref = self._k * (self._u_pos - self._u_neg)
             self._alpha = np.abs(w_ref.sum(axis=1)).sum() / np.abs(w_aug.sum(axis=1)).sum()
         n_in = self.shape[1]
-        self._w_tiles = [np.ascontiguousarray(w_aug[:, r0:min(r1, n_in)], dtype=self._dtype)
-                         for r0, r1 in self._row_tiles]
+        self._w_operands = [self._gemm_operand(w_aug[:, r0:min(r1, n_in)])
+                            for r0, r1 in self._row_tiles]
         self._bias = np.ascontiguousarray(w_aug[:, n_in], dtype=self._dtype)
         # read-noise variances in weight units
         s2 = (self._k * p.read_noise) ** 2
@@ -914,6 +914,15 @@ class Crossbar:
                 self._shared_mats = [np.ascontiguousarray(ref[:, r0:r1])
                                      for r0, r1 in self._row_tiles]
         self._readout = (s2 > 0 or p.out_noise > 0 or p.adc_bits > 0)
+
+    def _gemm_operand(self, w):
+        """A tile's weights as the right operand of ``x @ operand``. float32 tiles of 32
+        or more outputs are stored transposed: OpenBLAS multiplies a row-major (n_in,
+        n_out) operand 1.2-1.3x faster at batch 64. float64 keeps the layout of
+        :mod:`devices.ideal`, whose products it reproduces exactly."""
+        if self._dtype == np.float32 and w.shape[0] >= 32:
+            return np.ascontiguousarray(w.T, dtype=self._dtype)
+        return np.ascontiguousarray(w, dtype=self._dtype).T
 
     # ---- DenseDevice
     def forward(self, x, node_perturbation=None, weight_perturbation=None):
@@ -994,7 +1003,7 @@ class Crossbar:
             # a tile read through the periphery, or added to an earlier one, is consumed
             # here: its sums live in scratch
             acc = out if r == 0 and not self._readout else self._scratch("acc", (n_probe, n_out))
-            np.matmul(xs, self._w_tiles[r].T, out=acc)
+            np.matmul(xs, self._w_operands[r], out=acc)
             if last and not self._readout:  # a readout adds it on the way
                 acc += self._bias
             if weight_perturbation is not None:
