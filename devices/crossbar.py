@@ -690,6 +690,7 @@ class Crossbar:
         self._row_tiles = [(r0, min(r0 + p.tile_rows, m)) for r0 in range(0, m, p.tile_rows)]
         self._group = (np.arange(n_out) // p.tile_cols).astype(np.int64)
         self._n_groups = int(self._group[-1]) + 1
+        self._draw_block = int(draw_block(n_out, self._n_groups))
         cells = m * (2 * n_out if self._diff else n_out + self._n_groups)
         conversions = n_out * len(self._row_tiles)
         self._read_energy_j = cells * p.cell_read_energy_j + conversions * p.adc_energy_j
@@ -954,7 +955,7 @@ class Crossbar:
         (``n_probe draw_block(n_out, n_groups)`` per row tile); returns each tile's
         first draw."""
         base, n_tiles = self._reads, len(self._row_tiles)
-        per_tile = np.uint64(n_probe * draw_block(self.shape[0], self._n_groups))
+        per_tile = np.uint64(n_probe * self._draw_block)
         bases = [base] if n_tiles == 1 else [base + np.uint64(r) * per_tile
                                              for r in range(n_tiles)]
         if self._readout:

@@ -85,6 +85,25 @@ _S1, _S2, _S3 = _F(-0.16666655), _F(0.00833219), _F(-0.00019518)
 _C1, _C2, _C3, _C4 = _F(-0.499999997), _F(0.041666625), _F(-0.00138868087), _F(2.43941044e-05)
 
 
+def _radius(e, m):
+    """Box-Muller's sqrt(-2 ln u1) for u1 = 2^e m, m in [sqrt(1/2), sqrt(2)), in float32;
+    plain arithmetic, so the kernels (jitted below) and the NumPy twin share it."""
+    s = (m - _ONE) / (m + _ONE)
+    s2 = s * s
+    return np.sqrt(_MTWO * (e * _LN2 + s * (_TWO + s2 * (_L1 + s2 * (_L2 + s2 * _L3)))))
+
+
+def _sin_cos(p):
+    """(sin p, cos p) for p in [0, pi/4], in float32 (shared like :func:`_radius`)."""
+    p2 = p * p
+    return (p + p * p2 * (_S1 + p2 * (_S2 + p2 * _S3)),
+            _ONE + p2 * (_C1 + p2 * (_C2 + p2 * (_C3 + p2 * _C4))))
+
+
+_radius_jit = njit(cache=True, error_model="numpy")(_radius)
+_sin_cos_jit = njit(cache=True, error_model="numpy")(_sin_cos)
+
+
 @intrinsic
 def _float_bits(typingctx, x):
     """The IEEE bits of a float32, as an int32."""
@@ -114,19 +133,12 @@ def normal_pair32(word):
     e = _F((b >> 23) - 127)
     m = _bits_float((b & 0x7FFFFF) | 0x3F800000)
     big = m > _SQRT2
-    m = m * _HALF if big else m
-    e = e + _ONE if big else e
-    s = (m - _ONE) / (m + _ONE)
-    s2 = s * s
-    radius = np.sqrt(_MTWO * (e * _LN2 + s * (_TWO + s2 * (_L1 + s2 * (_L2 + s2 * _L3)))))
+    radius = _radius_jit(e + _ONE if big else e, m * _HALF if big else m)
     k = (w >> 32) & 0xFFFFFFFF
     quadrant = k >> 30
     k = k & 0x3FFFFFFF
     upper = k >= 0x20000000  # the upper half of the quadrant: sin and cos of pi/2 - p
-    p = _F(0x40000000 - k if upper else k) * _PSI
-    p2 = p * p
-    sin_p = p + p * p2 * (_S1 + p2 * (_S2 + p2 * _S3))
-    cos_p = _ONE + p2 * (_C1 + p2 * (_C2 + p2 * (_C3 + p2 * _C4)))
+    sin_p, cos_p = _sin_cos_jit(_F(0x40000000 - k if upper else k) * _PSI)
     c, s = (sin_p, cos_p) if upper else (cos_p, sin_p)
     odd = (quadrant & 1) == 1  # rotate by quadrant * pi / 2
     z0 = radius * (s if odd else c) * _F(1 - 2 * (((quadrant + 1) >> 1) & 1))
@@ -211,19 +223,12 @@ def normal32_np(key, indices) -> np.ndarray:
     e = ((b >> 23) - 127).astype(_F)
     m = ((b & 0x7FFFFF) | 0x3F800000).view(_F)
     big = m > _SQRT2
-    m = np.where(big, m * _HALF, m)
-    e = np.where(big, e + _ONE, e)
-    s = (m - _ONE) / (m + _ONE)
-    s2 = s * s
-    radius = np.sqrt(_MTWO * (e * _LN2 + s * (_TWO + s2 * (_L1 + s2 * (_L2 + s2 * _L3)))))
+    radius = _radius(np.where(big, e + _ONE, e), np.where(big, m * _HALF, m))
     k = (w >> 32) & 0xFFFFFFFF
     quadrant = k >> 30
     k = k & 0x3FFFFFFF
     upper = k >= 0x20000000
-    p = np.where(upper, 0x40000000 - k, k).astype(_F) * _PSI
-    p2 = p * p
-    sin_p = p + p * p2 * (_S1 + p2 * (_S2 + p2 * _S3))
-    cos_p = _ONE + p2 * (_C1 + p2 * (_C2 + p2 * (_C3 + p2 * _C4)))
+    sin_p, cos_p = _sin_cos(np.where(upper, 0x40000000 - k, k).astype(_F) * _PSI)
     c, s = np.where(upper, sin_p, cos_p), np.where(upper, cos_p, sin_p)
     odd = (quadrant & 1) == 1
     second = (idx & np.uint64(1)) == 1

@@ -158,9 +158,9 @@ class Network:
         return Pass(h.astype(np.float64, copy=False), inputs, preacts)
 
     def _run_rows(self, x, node_perturbation, weight_perturbation, threads) -> np.ndarray:
-        """:meth:`run` of row-splittable devices with the probes cut into one part per
-        thread, each part going through every layer (one fork and join per pass, not
-        one per layer). Hidden layers write into arrays kept from earlier passes: fresh
+        """:meth:`run` of row-splittable devices with the probes cut into ``threads``
+        parts (one part on one thread runs in the caller), each part going through every
+        layer (one fork and join per pass, not one per layer). Hidden layers write into arrays kept from earlier passes: fresh
         arrays of a large batch cost more in page faults than the activations."""
         calls = [device.begin_forward(len(x)) for device in self.devices]
         out = np.empty((len(x), self.shapes[-1][0]))
