@@ -4,7 +4,8 @@ For each network (784-256-10 and 64-256-256-10) and batch size (1, 64, 1024), al
 one run:
 
 * ``gemm32`` / ``gemm64``: the bare matrix products of the layers (``X @ W.T``) in
-  float32 / float64: the machine's GEMM rate for these shapes;
+  float32 / float64, the faster of two weight layouts (rows of W, or W.T contiguous):
+  the machine's GEMM rate for these shapes;
 * ``numpy32``: a plain NumPy implementation of the same noisy layers (DAC clip and
   quantise, GEMM, bias, column read noise of the same variance, output noise, ADC clip
   and quantise), float32, noise from ``numpy.random.Generator``;
@@ -16,9 +17,11 @@ one run:
 The noisy model is aihwkit's ``InferenceRPUConfig`` periphery defaults (7-bit DAC over
 [-1, 1], 9-bit ADC over [-12, 12], output noise 0.06) plus 1 % white read noise per
 device. Rates are GFLOP/s counting 2 n_in n_out per layer per probe. Ratios are taken
-against numbers measured in this same run. Usage::
+against numbers measured in this same run; the columns of one row are timed in
+interleaved rounds (:func:`bench.timing.race`), so that a slow phase of the machine
+falls on all of them alike. Usage (from the project root)::
 
-    python bench/bench_crossbar.py [--repeat 5] [--aihwkit]
+    PYTHONPATH=. python bench/bench_crossbar.py [--repeat 7] [--aihwkit]
 
 ``--aihwkit`` adds IBM aihwkit's ``AnalogLinear`` inference with ``InferenceRPUConfig``
 defaults, always on one thread, its fastest setting (needs aihwkit and torch installed).
@@ -33,6 +36,7 @@ import time
 
 import numpy as np
 
+from bench.timing import race
 from devices.crossbar import CrossbarParams, quant_step
 from devsim.network import LayerParams, Network, NetworkParams
 
@@ -40,26 +44,6 @@ NETWORKS = {"784-256-10": (784, 256, 10), "64-256-256-10": (64, 256, 256, 10)}
 BATCHES = (1, 64, 1024)
 NOISY = dict(read_noise=0.01, dac_bits=7, input_range=1.0, adc_bits=9, output_range=12.0,
              out_noise=0.06)
-
-
-def best_time(fn, repeat: int, min_time: float = 0.05) -> float:
-    """Best per-call seconds over ``repeat`` rounds of enough calls to last ``min_time``."""
-    fn()
-    calls, elapsed = 1, 0.0
-    while elapsed < min_time:
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        elapsed = time.perf_counter() - start
-        calls *= 2
-    calls //= 2
-    best = elapsed / calls
-    for _ in range(repeat - 1):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best
 
 
 def devsim_network(widths, precision: str) -> Network:
@@ -107,10 +91,14 @@ def layers_fn(net: Network, x):
     return run
 
 
-def gemm_fn(widths, batch, dtype, rng):
+def gemm_fn(widths, batch, dtype, rng, transposed: bool):
+    """The layers' bare products ``x @ W.T``, the weights held as (n_out, n_in) rows
+    (``transposed=False``) or as a contiguous (n_in, n_out) matrix (``True``); OpenBLAS's
+    speed depends on the layout, and the faster one is the machine's rate."""
     xs = [rng.random((batch, n_in)).astype(dtype) for n_in in widths[:-1]]
     ws = [rng.random((n_out, n_in)).astype(dtype) for n_in, n_out in zip(widths, widths[1:])]
-    return lambda: [x @ w.T for x, w in zip(xs, ws)]
+    ops = [np.ascontiguousarray(w.T) if transposed else w.T for w in ws]
+    return lambda: [x @ w for x, w in zip(xs, ops)]
 
 
 def aihwkit_fn(widths, batch):
@@ -136,22 +124,22 @@ def aihwkit_fn(widths, batch):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--aihwkit", action="store_true")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"numpy {np.__version__}")
     big = rng.random((1024, 1024)).astype(np.float32)
-    peak32 = 2 * 1024 ** 3 / best_time(lambda: big @ big, args.repeat) / 1e9
     big64 = big.astype(np.float64)
-    peak64 = 2 * 1024 ** 3 / best_time(lambda: big64 @ big64, args.repeat) / 1e9
+    peak = race({"32": lambda: big @ big, "64": lambda: big64 @ big64}, args.repeat)
+    peak32, peak64 = (2 * 1024 ** 3 / peak[k] / 1e9 for k in ("32", "64"))
     print(f"# peak GEMM 1024^3: float32 {peak32:.1f} GFLOP/s, float64 {peak64:.1f} GFLOP/s")
     cols = ["network", "batch", "gemm32", "gemm64", "numpy32", "devsim32", "devsim64", "net32"]
     if args.aihwkit:
         cols.append("aihwkit")
     import numba
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
     blas = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"),
                default=1)
     print(f"# threads: BLAS {blas}, Numba {numba.get_num_threads()}"
@@ -170,21 +158,22 @@ def main():
         base = NumpyCrossbar(nets["float32"], np.float32)
         for batch in BATCHES:
             x = rng.random((batch, widths[0]))
-            rate = {}
-            for dt, key in ((np.float32, "gemm32"), (np.float64, "gemm64")):
-                rate[key] = flops * batch / best_time(gemm_fn(widths, batch, dt, rng),
-                                                      args.repeat) / 1e9
-            rate["numpy32"] = flops * batch / best_time(lambda: base(x), args.repeat) / 1e9
-            for prec, key in (("float32", "devsim32"), ("float64", "devsim64")):
-                rate[key] = flops * batch / best_time(layers_fn(nets[prec], x),
-                                                      args.repeat) / 1e9
-            rate["net32"] = flops * batch / best_time(lambda: nets["float32"].run(x),
-                                                      args.repeat) / 1e9
+            candidates = {
+                **{f"gemm{bits}{layout}": gemm_fn(widths, batch, dt, rng, layout == "t")
+                   for bits, dt in ((32, np.float32), (64, np.float64)) for layout in "nt"},
+                "numpy32": lambda: base(x),
+                "devsim32": layers_fn(nets["float32"], x),
+                "devsim64": layers_fn(nets["float64"], x),
+                "net32": lambda: nets["float32"].run(x),
+            }
             if args.aihwkit:
-                from threadpoolctl import threadpool_limits
-                with threadpool_limits(1):  # aihwkit's fastest setting, whatever the rest use
-                    rate["aihwkit"] = flops * batch / best_time(aihwkit_fn(widths, batch),
-                                                                args.repeat) / 1e9
+                # aihwkit's fastest setting, whatever the rest use
+                candidates["aihwkit"] = (aihwkit_fn(widths, batch),
+                                         lambda: threadpool_limits(1))
+            rate = {k: flops * batch / t / 1e9
+                    for k, t in race(candidates, args.repeat).items()}
+            for bits in (32, 64):
+                rate[f"gemm{bits}"] = max(rate[f"gemm{bits}n"], rate[f"gemm{bits}t"])
             row = [name, str(batch)] + [f"{rate[c]:.2f}" for c in cols[2:]]
             row += [f"{rate['devsim32'] / rate['numpy32']:.2f}",
                     f"{rate['devsim32'] / rate['gemm32']:.2f}",

@@ -1,4 +1,5 @@
-"""Shared timing helper for the benchmark scripts."""
+"""Shared timing helpers for the benchmark scripts."""
+import contextlib
 import time
 
 
@@ -11,3 +12,38 @@ def best_time(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def race(candidates: dict, repeat: int, min_time: float = 0.05) -> dict:
+    """Best per-call seconds of each candidate, timed in interleaved rounds.
+
+    ``candidates`` maps a name to ``fn`` or to ``(fn, context)``, ``context()`` a context
+    manager entered around each of that candidate's rounds (say, a thread limit). Each
+    round calls ``fn`` often enough to last about ``min_time``; round r of every
+    candidate runs before round r + 1 of any, so that a slow phase of a shared machine
+    (another tenant, frequency changes) falls on all candidates alike and the ratios
+    between them stay meaningful. Returns the best round of each, per call.
+    """
+    entries = {name: c if isinstance(c, tuple) else (c, contextlib.nullcontext)
+               for name, c in candidates.items()}
+    calls = {}
+    for name, (fn, context) in entries.items():
+        with context():
+            fn()  # warm-up: compiles, fills caches
+            n, elapsed = 1, 0.0
+            while elapsed < min_time:
+                n *= 2
+                start = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                elapsed = time.perf_counter() - start
+        calls[name] = n
+    best = dict.fromkeys(entries, float("inf"))
+    for _ in range(repeat):
+        for name, (fn, context) in entries.items():
+            with context():
+                start = time.perf_counter()
+                for _ in range(calls[name]):
+                    fn()
+                best[name] = min(best[name], (time.perf_counter() - start) / calls[name])
+    return best
