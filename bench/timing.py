@@ -30,20 +30,21 @@ def race(candidates: dict, repeat: int, min_time: float = 0.05) -> dict:
     for name, (fn, context) in entries.items():
         with context():
             fn()  # warm-up: compiles, fills caches
-            n, elapsed = 1, 0.0
-            while elapsed < min_time:
+            n = 2
+            while _seconds(fn, n) < min_time:
                 n *= 2
-                start = time.perf_counter()
-                for _ in range(n):
-                    fn()
-                elapsed = time.perf_counter() - start
         calls[name] = n
     best = dict.fromkeys(entries, float("inf"))
     for _ in range(repeat):
         for name, (fn, context) in entries.items():
             with context():
-                start = time.perf_counter()
-                for _ in range(calls[name]):
-                    fn()
-                best[name] = min(best[name], (time.perf_counter() - start) / calls[name])
+                best[name] = min(best[name], _seconds(fn, calls[name]) / calls[name])
     return best
+
+
+def _seconds(fn, calls: int) -> float:
+    """Wall time of ``calls`` back-to-back calls of ``fn``."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - start
