@@ -120,43 +120,59 @@ def _bits_float(typingctx, i):
     return types.float32(types.int32), codegen
 
 
-@njit(cache=True, error_model="numpy")
-def normal_pair32(word):
-    """Two independent float32 standard normals from 64 random bits (Box-Muller).
+_I = np.int32
 
-    The low 32 bits give u1 in (0, 1] (so |z| < 6.67), the high 32 bits the angle: two
-    for the quadrant, 30 for the place in it.
+
+@njit(cache=True, error_model="numpy")
+def normal_pair32(lo, hi):
+    """Two independent float32 standard normals from 64 random bits, given as their
+    low and high 32-bit halves (Box-Muller).
+
+    ``lo`` gives u1 in (0, 1] (so |z| < 6.67), ``hi`` the angle: two bits for the
+    quadrant, 30 for the place in it. Every integer step is held to 32 bits (Numba
+    widens integer arithmetic to 64), so that loops vectorise over 16 lanes, not 8.
     """
-    w = np.int64(word)
-    f = _F((w & 0xFFFFFFFF) | 1) * _U32
+    f = _F(lo | np.uint32(1)) * _U32
     b = _float_bits(f)
-    e = _F((b >> 23) - 127)
-    m = _bits_float((b & 0x7FFFFF) | 0x3F800000)
+    e = _F(_I(_I(b >> _I(23)) - _I(127)))
+    m = _bits_float(_I(_I(b & _I(0x7FFFFF)) | _I(0x3F800000)))
     big = m > _SQRT2
     radius = _radius_jit(e + _ONE if big else e, m * _HALF if big else m)
-    k = (w >> 32) & 0xFFFFFFFF
-    quadrant = k >> 30
-    k = k & 0x3FFFFFFF
-    upper = k >= 0x20000000  # the upper half of the quadrant: sin and cos of pi/2 - p
-    sin_p, cos_p = _sin_cos_jit(_F(0x40000000 - k if upper else k) * _PSI)
+    h = _I(hi)
+    quadrant = _I(_I(h >> _I(30)) & _I(3))
+    k = _I(h & _I(0x3FFFFFFF))
+    upper = k >= _I(0x20000000)  # the upper half of the quadrant: sin and cos of pi/2 - p
+    sin_p, cos_p = _sin_cos_jit(_F(_I(_I(0x40000000) - k) if upper else k) * _PSI)
     c, s = (sin_p, cos_p) if upper else (cos_p, sin_p)
-    odd = (quadrant & 1) == 1  # rotate by quadrant * pi / 2
-    z0 = radius * (s if odd else c) * _F(1 - 2 * (((quadrant + 1) >> 1) & 1))
-    z1 = radius * (c if odd else s) * _F(1 - 2 * ((quadrant >> 1) & 1))
+    odd = _I(quadrant & _I(1)) == _I(1)  # rotate by quadrant * pi / 2
+    z0 = radius * (s if odd else c) * (_ONE if _I(_I(quadrant + _I(1)) & _I(2)) == 0 else -_ONE)
+    z1 = radius * (c if odd else s) * (_ONE if _I(quadrant & _I(2)) == 0 else -_ONE)
     return z0, z1
+
+
+@njit(cache=True)
+def _halves(word):
+    """The low and high 32-bit halves of a uint64."""
+    return np.uint32(word & np.uint64(0xFFFFFFFF)), np.uint32(word >> np.uint64(32))
 
 
 @njit(cache=True)
 def normal32(key, index):
     """Draw ``index`` of the float32 normal stream with this key: half ``index & 1`` of
     the pair made from ``bits(key, index >> 1)``."""
-    z0, z1 = normal_pair32(bits(key, np.uint64(index) >> np.uint64(1)))
+    lo, hi = _halves(bits(key, np.uint64(index) >> np.uint64(1)))
+    z0, z1 = normal_pair32(lo, hi)
     return z1 if np.uint64(index) & np.uint64(1) else z0
 
 
 @njit(cache=True, error_model="numpy")
 def normals32(key, first, out):
-    """``out[j] = normal32(key, first + j)`` for a float32 ``out``, vectorised."""
+    """``out[j] = normal32(key, first + j)`` for a float32 ``out``, vectorised.
+
+    Two passes over ``out``: the 64-bit hashes first, their halves parked in ``out``
+    as float bits, then the 32-bit Box-Muller over them; one fused loop would run the
+    float work at the 8 lanes of the 64-bit hashes (0.85 against 0.64 ns a draw).
+    """
     n = out.shape[0]
     first = np.uint64(first)
     j0 = 1 if n > 0 and first & np.uint64(1) else 0  # an odd start: its pair's second half
@@ -164,7 +180,12 @@ def normals32(key, first, out):
         out[0] = normal32(key, first)
     p0 = (first + np.uint64(j0)) >> np.uint64(1)
     for q in range((n - j0) >> 1):
-        z0, z1 = normal_pair32(bits(key, p0 + np.uint64(q)))
+        lo, hi = _halves(bits(key, p0 + np.uint64(q)))
+        out[j0 + 2 * q] = _bits_float(_I(lo))
+        out[j0 + 2 * q + 1] = _bits_float(_I(hi))
+    for q in range((n - j0) >> 1):
+        z0, z1 = normal_pair32(np.uint32(_float_bits(out[j0 + 2 * q])),
+                               np.uint32(_float_bits(out[j0 + 2 * q + 1])))
         out[j0 + 2 * q] = z0
         out[j0 + 2 * q + 1] = z1
     if (n - j0) & 1:
