@@ -113,8 +113,8 @@ def test_readout_matches_twin_and_any_split_of_the_probes(dtype, case):
         return a[k:] if isinstance(a, np.ndarray) and a.shape[0] == t else a
 
     fixed = (group, 3, key, key_round, base)
-    for accumulate, bias in ((False, empty), (True, rng.normal(size=n))):
-        start = rng.normal(size=(t, n))
+    for accumulate, bias in ((False, empty), (True, rng.normal(size=n).astype(dtype))):
+        start = rng.normal(size=(t, n)).astype(dtype)  # out and bias in the array's precision
         a, b, c, d = start.copy(), start.copy(), start.copy(), start.copy()
         readout_rows(acc, bias, a, accumulate, *per_probe, *fixed, 0, *rest, 0, t)
         readout_np(acc, bias, b, accumulate, *per_probe, *fixed, 0, *rest)
