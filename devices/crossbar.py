@@ -424,6 +424,12 @@ def normal_np(key, indices):
     return out
 
 
+_DRAWS_PER_BLOCK = 4096
+"""Normal draws a readout makes per call of :func:`devsim.crng.normals32`: whole
+blocks of rows at once, so that narrow layers (10 outputs) do not pay a call and a
+loop start per row (64 x 10 readout 5.3 -> 2 us), in a work array that stays in L1."""
+
+
 @njit(cache=True)
 def draw_block(n_out, n_groups):
     """Normal draws reserved per probe and row tile: one per output and per reference
@@ -466,12 +472,19 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
     common = np.zeros(n_groups, dtype=out.dtype)
     y = np.empty(n, dtype=out.dtype)
     z = np.empty(n)
-    zn = np.empty(n, dtype=np.float32)
     step, bound = real(adc_step), real(adc_bound)
     inv_step = real(1.0 / adc_step if adc_step > 0.0 else 0.0)
+    # the draws of consecutive probes are consecutive: made for a block of rows at once
+    per_row = draw_block(n, n_groups)
+    block = max(1, _DRAWS_PER_BLOCK // per_row)
+    draws = np.empty(min(block, max(t1 - t0, 0)) * per_row, dtype=np.float32)
     for t in range(t0, t1):
         p = np.uint64(first + t)
-        draw0 = base + p * stride
+        k = (t - t0) % block
+        if k == 0 and (noisy or has_shared):
+            rows = min(block, t1 - t)
+            crng.normals32(key, base + p * stride, draws[:rows * per_row])
+        zn = draws[k * per_row:(k + 1) * per_row]
         rbase = base + p * np.uint64(n)
         a = acc[t]
         if has_bias:
@@ -481,7 +494,6 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
             for j in range(n):
                 y[j] = a[j]
         if noisy:
-            crng.normals32(key, draw0, zn)
             var = out_var + (row_sq[t] * var_scale if has_sq else 0.0)
             if has_tj:
                 v = var_tj[t]
@@ -493,8 +505,7 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
                     y[j] += sd * real(zn[j])
         if has_shared:
             for g in range(n_groups):
-                common[g] = real(np.sqrt(shared_var[t, g])) * real(
-                    crng.normal32(key, draw0 + np.uint64(n + g)))
+                common[g] = real(np.sqrt(shared_var[t, g])) * real(zn[n + g])
             for j in range(n):
                 y[j] -= common[group[j]]
         if adc_step > 0.0:
