@@ -13,8 +13,7 @@ import yaml
 from devices import DeviceParams
 from devices.crossbar import (
     CrossbarParams, add_tile_perturbation, add_tile_perturbation_np, dac_kernel, dac_np,
-    normal, normal_np, pulse_kernel, pulse_np, quant_step, readout_np,
-    readout_rows, row_squares, row_squares_np)
+    normal, normal_np, pulse_kernel, pulse_np, quant_step, readout_np, readout_rows)
 from devices.ideal import IdealParams
 from devsim.config import from_data
 from devsim.params import ParamError
@@ -57,21 +56,27 @@ def test_normal_matches_twin_and_is_standard_normal():
 
 def test_dac_kernel_matches_twin():
     x = np.random.default_rng(0).uniform(-2, 2, (17, 23))
+    no_tiles, no_sums = np.zeros(1, np.int64), np.zeros((0, 0))
     for bound, step, dtype in [(1.0, quant_step(1.0, 5), np.float64), (0.0, 0.0, np.float32),
-                               (1.5, 0.0, np.float64), (1.0, quant_step(1.0, 7), np.float32)]:
+                               (1.5, 0.0, np.float64), (1.0, quant_step(1.0, 7), np.float32),
+                               (0.0, quant_step(2.0, 6), np.float32)]:
         out = np.empty(x.shape, dtype=dtype)
-        dac_kernel(x, bound, step, out)
+        dac_kernel(x, bound, step, out, no_tiles, no_sums)
         np.testing.assert_array_equal(out, dac_np(x, bound, step, dtype))
 
 
-def test_row_squares_matches_twin():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dac_row_squares_per_tile_match_twin(dtype):
     x = np.random.default_rng(5).normal(size=(9, 23))
-    for i0, i1, extra in [(0, 23, 1.0), (3, 10, 0.0), (5, 6, 0.0), (4, 4, 1.0)]:
-        for dtype in (np.float64, np.float32):
-            got = np.empty(9)
-            row_squares(x.astype(dtype), i0, i1, extra, got)
-            np.testing.assert_allclose(got, row_squares_np(x.astype(dtype), i0, i1, extra),
-                                       rtol=1e-13)
+    # one tile; three; a last tile holding only the bias row (its sum is the bias's 1)
+    for starts in ([0, 23], [0, 7, 14, 23], [0, 23, 23]):
+        starts = np.array(starts, dtype=np.int64)
+        out, sums = np.empty(x.shape, dtype=dtype), np.empty((len(starts) - 1, 9))
+        dac_kernel(x, 1.5, quant_step(1.5, 6), out, starts, sums)
+        want_out, want_sums = dac_np(x, 1.5, quant_step(1.5, 6), dtype, starts, True)
+        np.testing.assert_array_equal(out, want_out)
+        np.testing.assert_allclose(sums, want_sums, rtol=1e-13)
+    assert sums[-1].tolist() == [1.0] * 9
 
 
 def test_tile_perturbation_matches_twin():
