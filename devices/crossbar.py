@@ -477,6 +477,7 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
     """
     n = acc.shape[1]
     real = out.dtype.type
+    base = np.uint64(base)
     stride = np.uint64(draw_block(n, n_groups))
     has_bias = bias.shape[0] > 0
     has_sq = row_sq.shape[0] > 0
@@ -705,7 +706,7 @@ class Crossbar:
                       (_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND)}
         self._buffers = {}           # work arrays of forward, by name
         self._accumulated = np.zeros((n_out, m))  # mixed precision: requests not yet written
-        self._reads = np.uint64(0)   # draw counter of the read streams
+        self._reads = 0              # draw counter of the read streams (a Python int)
         self._writes = np.uint64(0)  # draw counter of the pulse streams
         self._key_read, self._key_round = self._keys[_STREAM_READ], self._keys[_STREAM_ROUND]
         self._dac_bound = p.input_range or 0.0
@@ -989,13 +990,12 @@ class Crossbar:
     def begin_forward(self, n_probe):
         """Open a call of ``n_probe`` probes: meter its reads and reserve its noise draws
         (``n_probe draw_block(n_out, n_groups)`` per row tile); returns each tile's
-        first draw."""
+        first draw, as Python ints (the kernels take them as uint64)."""
         base, n_tiles = self._reads, len(self._row_tiles)
-        per_tile = np.uint64(n_probe * self._draw_block)
-        bases = [base] if n_tiles == 1 else [base + np.uint64(r) * per_tile
-                                             for r in range(n_tiles)]
+        per_tile = n_probe * self._draw_block
+        bases = [base + r * per_tile for r in range(n_tiles)]  # ints: np.uint64() costs 0.4 us
         if self._readout:
-            self._reads = base + np.uint64(n_tiles) * per_tile
+            self._reads = base + n_tiles * per_tile
         self.meter.reads += n_probe
         self.meter.time_s += n_probe * self.params.mvm_time_s
         self.meter.energy_j += n_probe * self._read_energy_j
