@@ -10,7 +10,8 @@ one run:
   quantise, GEMM, bias, column read noise of the same variance, output noise, ADC clip
   and quantise), float32, noise from ``numpy.random.Generator``;
 * ``devsim32`` / ``devsim64``: the layers as ``crossbar`` devices (``forward`` chained,
-  each layer's output the next one's input, as the layers-only NumPy model does);
+  each layer's output the next one's input, as the layers-only NumPy model does, into
+  output arrays kept between calls);
 * ``net32``: the whole ``devsim.network.Network`` (sigmoid after every layer) on
   float32 crossbars: what a training run pays per probe.
 
@@ -82,11 +83,16 @@ class NumpyCrossbar:
 
 
 def layers_fn(net: Network, x):
-    """The network's devices chained without activations."""
+    """The network's devices chained without activations, each writing into an output
+    array kept between calls (as a serving or training loop keeps its arrays: a fresh
+    1 MB array per layer and call costs page faults at batch 1024)."""
+    dtype = net.devices[0].forward(x[:1]).dtype
+    outs = [np.empty((len(x), n_out), dtype=dtype) for n_out, _ in net.shapes]
+
     def run():
         h = x
-        for device in net.devices:
-            h = device.forward(h)
+        for device, out in zip(net.devices, outs):
+            h = device.forward(h, out=out)
     return run
 
 

@@ -963,15 +963,18 @@ class Crossbar:
         return np.ascontiguousarray(w, dtype=self._dtype).T
 
     # ---- DenseDevice
-    def forward(self, x, node_perturbation=None, weight_perturbation=None):
-        """Pre-activations of ``x`` (float32 or float64 rows), in the array's precision.
+    def forward(self, x, node_perturbation=None, weight_perturbation=None, out=None):
+        """Pre-activations of ``x`` (float32 or float64 rows), in the array's precision;
+        written into ``out`` when it is a C-contiguous array of their shape and type
+        (a caller that keeps its arrays spares the page faults of a fresh one per call:
+        a third of a 64-256-256-10 pass at batch 1024).
 
         Calls of many probes split their rows across threads (:mod:`devsim.parallel`).
         """
         x, weight_perturbation = self._inputs(x, weight_perturbation)
         n_probe = x.shape[0]
         call = self.begin_forward(n_probe)
-        out = np.empty((n_probe, self.shape[0]), dtype=self._dtype)
+        out = self._output(out, n_probe)
         threads = parallel.row_threads(n_probe)
         if threads == 1:
             self._forward_rows(x, call, 0, node_perturbation, weight_perturbation, out)
@@ -1007,10 +1010,15 @@ class Crossbar:
         :meth:`forward` computes them in that call; parts of one call may run at once.
         They are written into ``out`` when it is an array of their shape and type."""
         x, weight_perturbation = self._inputs(x, weight_perturbation)
-        shape = (x.shape[0], self.shape[0])
-        if out is None or out.shape != shape or out.dtype != self._dtype:
-            out = np.empty(shape, dtype=self._dtype)
+        out = self._output(out, x.shape[0])
         self._forward_rows(x, call, first, node_perturbation, weight_perturbation, out)
+        return out
+
+    def _output(self, out, n_probe):
+        """``out`` if it can hold the pre-activations of ``n_probe`` probes, else a new array."""
+        if (out is None or out.shape != (n_probe, self.shape[0]) or out.dtype != self._dtype
+                or not out.flags.c_contiguous):
+            return np.empty((n_probe, self.shape[0]), dtype=self._dtype)
         return out
 
     @staticmethod

@@ -328,6 +328,27 @@ def test_noise_independent_per_probe_and_of_thread_count():
     assert not np.array_equal(same[0], same[1])
 
 
+
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_forward_into_a_kept_array_equals_a_fresh_one(precision):
+    rng = np.random.default_rng(17)
+    w, b = rng.integers(-8, 9, (64, 50)) / 32, rng.integers(-8, 9, 64) / 32
+    x = rng.integers(-16, 17, (600, 50)) / 16  # split across threads where there are two
+    params = dict(read_noise=0.05, dac_bits=6, input_range=1.0, adc_bits=8,
+                  output_range=5.0, precision=precision)
+    fresh = build(w, b, **params).forward(x)
+    kept = np.full((600, 64), np.nan, dtype=precision)
+    got = build(w, b, **params).forward(x, out=kept)
+    assert got is kept
+    np.testing.assert_array_equal(kept, fresh)
+    # an array that cannot hold the result is left alone
+    for wrong in (np.zeros((600, 63), precision), np.zeros((64, 600), precision).T,
+                  np.zeros((600, 64), np.float16)):
+        before = wrong.copy()
+        got = build(w, b, **params).forward(x, out=wrong)
+        assert got is not wrong and np.array_equal(wrong, before)
+        np.testing.assert_array_equal(got, fresh)
+
 # ---------------------------------------------------------------- programming
 def test_levels_quantize_conductances():
     w, b = layer(20, 40, scale=1.2)
