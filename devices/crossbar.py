@@ -704,7 +704,7 @@ class Crossbar:
         self._seed = int(rng.integers(2 ** 63))
         self._keys = {s: np.uint64(crng.stream_key(self._seed, s)) for s in
                       (_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND)}
-        self._buffers = {}           # work arrays of forward, by name
+        self._buffers = {}           # work arrays of forward, by thread
         self._accumulated = np.zeros((n_out, m))  # mixed precision: requests not yet written
         self._reads = 0              # draw counter of the read streams (a Python int)
         self._writes = np.uint64(0)  # draw counter of the pulse streams
@@ -1036,11 +1036,8 @@ class Crossbar:
         n_probe, n_in = x.shape
         n_out = self.shape[0]
         n_tiles = len(self._row_tiles)
-        row_sq = _EMPTY2  # per tile and probe, where the read noise needs them
-        if self._var_scale > 0:
-            row_sq = self._scratch("row_sq", (n_tiles, n_probe), np.float64)
+        xq, tile_acc, row_sq = self._work(n_probe)
         if self._dac_bound > 0 or x.dtype != self._dtype or row_sq.shape[0]:
-            xq = self._scratch("dac", (n_probe, n_in))
             dac_kernel(x, self._dac_bound, self._dac_step, xq, self._tile_starts, row_sq)
         else:
             xq = x
@@ -1050,7 +1047,7 @@ class Crossbar:
             xs = xq if n_tiles == 1 else xq[:, r0:i1]
             # a tile read through the periphery, or added to an earlier one, is consumed
             # here: its sums live in scratch
-            acc = out if r == 0 and not self._readout else self._scratch("acc", (n_probe, n_out))
+            acc = out if r == 0 and not self._readout else tile_acc
             np.matmul(xs, self._w_operands[r], out=acc)
             if last and not self._readout:  # a readout adds it on the way
                 acc += self._bias
@@ -1065,14 +1062,19 @@ class Crossbar:
         if self._alpha != 1.0:
             out *= self._alpha
 
-    def _scratch(self, name, shape, dtype=None):
-        """A reused work array (of the array's precision unless ``dtype`` is given), one
-        per thread (fresh arrays of this size cost page faults on every call)."""
-        key = (name, threading.get_ident())
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape:
-            buf = self._buffers[key] = np.empty(shape, dtype=dtype or self._dtype)
-        return buf
+    def _work(self, n_probe):
+        """This thread's work arrays for ``n_probe`` probes (fresh arrays of this size
+        cost page faults on every call): the converted inputs, one row tile's sums, and
+        the tiles' row sums of squares where the read noise needs them."""
+        key = threading.get_ident()
+        work = self._buffers.get(key)
+        if work is None or work[0].shape[0] != n_probe:
+            (n_out, n_in), n_tiles = self.shape, len(self._row_tiles)
+            work = self._buffers[key] = (
+                np.empty((n_probe, n_in), dtype=self._dtype),
+                np.empty((n_probe, n_out), dtype=self._dtype),
+                np.empty((n_tiles, n_probe)) if self._var_scale > 0 else _EMPTY2)
+        return work
 
     def _read_columns(self, acc, out, accumulate, xq, row_sq, r, last, base, first):
         """Column noise and ADC of row tile ``r`` (see :func:`readout_rows`), into ``out``,
