@@ -27,6 +27,14 @@ falls on all of them alike. Usage (from the project root)::
 ``--aihwkit`` adds IBM aihwkit's ``AnalogLinear`` inference with ``InferenceRPUConfig``
 defaults, always on one thread, its fastest setting (needs aihwkit and torch installed).
 Thread counts of everything else follow ``OPENBLAS_NUM_THREADS`` / ``NUMBA_NUM_THREADS``.
+
+OpenBLAS's worker threads spin for about 0.1 s after each threaded call, and a spinning
+worker takes half a core from the threads of devsim's row split (large batches), so a
+devsim round timed right after a threaded GEMM round would measure that interference,
+not devsim (64-256-256-10 at batch 1024 on two threads: 3.3 ms against 1.6 ms). The
+script therefore sets ``OPENBLAS_THREAD_TIMEOUT=20`` (workers sleep after 2^20 cycles,
+about 0.4 ms) unless the environment already sets it; the GEMM columns' back-to-back
+calls never idle that long.
 """
 from __future__ import annotations
 
@@ -34,11 +42,13 @@ import argparse
 import os
 import platform
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")  # before NumPy loads OpenBLAS
 
-from bench.timing import race
-from devices.crossbar import CrossbarParams, quant_step
-from devsim.network import LayerParams, Network, NetworkParams
+import numpy as np  # noqa: E402
+
+from bench.timing import race  # noqa: E402
+from devices.crossbar import CrossbarParams, quant_step  # noqa: E402
+from devsim.network import LayerParams, Network, NetworkParams  # noqa: E402
 
 NETWORKS = {"784-256-10": (784, 256, 10), "64-256-256-10": (64, 256, 256, 10)}
 BATCHES = (1, 64, 1024)
@@ -147,7 +157,8 @@ def main():
     from threadpoolctl import threadpool_info, threadpool_limits
     blas = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"),
                default=1)
-    print(f"# threads: BLAS {blas}, Numba {numba.get_num_threads()}"
+    print(f"# threads: BLAS {blas}, Numba {numba.get_num_threads()}, "
+          f"OPENBLAS_THREAD_TIMEOUT {os.environ['OPENBLAS_THREAD_TIMEOUT']}"
           + ("; aihwkit always 1" if args.aihwkit else ""))
     print("# GFLOP/s per column; ratios: devsim32 / numpy32, devsim32 / gemm32, "
           "devsim64 / gemm64, devsim32 / peak32"
