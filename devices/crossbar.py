@@ -269,8 +269,8 @@ def dac_kernel(x, bound, step, out, tile_starts, row_sq):
             row_sq[r, t] = sq + (1.0 if r == n_tiles - 1 else 0.0)
 
 
-def dac_np(x, bound, step, dtype, tile_starts=(), with_squares=False):
-    """NumPy twin of :func:`dac_kernel`: the converted inputs, and with ``with_squares``
+def dac_np(x, bound, step, dtype, tile_starts=None):
+    """NumPy twin of :func:`dac_kernel`: the converted inputs, and, given ``tile_starts``,
     their row sums of squares per tile (equal up to summation order)."""
     real = np.dtype(dtype).type
     v = x.astype(dtype)
@@ -278,7 +278,7 @@ def dac_np(x, bound, step, dtype, tile_starts=(), with_squares=False):
         v = np.clip(v, -real(bound), real(bound))
     if step > 0:
         v = np.rint(v * real(1.0 / step)) * real(step)
-    if not with_squares:
+    if tile_starts is None:
         return v
     v64 = v.astype(np.float64)
     sums = np.array([(v64[:, i0:i1] ** 2).sum(axis=1)

@@ -73,7 +73,7 @@ def test_dac_row_squares_per_tile_match_twin(dtype):
         starts = np.array(starts, dtype=np.int64)
         out, sums = np.empty(x.shape, dtype=dtype), np.empty((len(starts) - 1, 9))
         dac_kernel(x, 1.5, quant_step(1.5, 6), out, starts, sums)
-        want_out, want_sums = dac_np(x, 1.5, quant_step(1.5, 6), dtype, starts, True)
+        want_out, want_sums = dac_np(x, 1.5, quant_step(1.5, 6), dtype, starts)
         np.testing.assert_array_equal(out, want_out)
         np.testing.assert_allclose(sums, want_sums, rtol=1e-13)
     assert sums[-1].tolist() == [1.0] * 9
