@@ -952,6 +952,28 @@ class Crossbar:
                 self._shared_mats = [np.ascontiguousarray(ref[:, r0:r1])
                                      for r0, r1 in self._row_tiles]
         self._readout = (s2 > 0 or p.out_noise > 0 or p.adc_bits > 0)
+        self.version = getattr(self, "version", 0) + 1
+
+    def chain_layer(self):
+        """What :mod:`devices.crossbar_chain` needs to run this layer in a compiled pass:
+        ``(ints, floats, arrays)`` (``arrays`` are the ones ``ints`` holds the addresses
+        of; they change when :attr:`version` does), or None where the layer needs more
+        than one row tile, per-device read-noise variances or a reference column's
+        common-mode noise, or has a single output (NumPy's matrix-vector product)."""
+        if (len(self._row_tiles) > 1 or self._var_mats is not None or self.shape[0] < 2
+                or (not self._diff and self._var_scale > 0)):
+            return None
+        w = self._w_operands[0]
+        transposed = not w.flags.c_contiguous  # the (n_out, n_in) rows seen as their .T
+        rows = w.T if transposed else w
+        arrays = (rows, self._bias, self._group)
+        ints = (self.shape[1], self.shape[0], rows.ctypes.data, int(transposed),
+                self._bias.ctypes.data, int(self._readout), int(self._adc_stochastic),
+                int(self._key_read.view(np.int64)), int(self._key_round.view(np.int64)),
+                self._group.ctypes.data, self._n_groups)
+        floats = (self._dac_bound, self._dac_step, self._var_scale, self._out_var,
+                  self._adc_step, self._adc_bound, self._alpha)
+        return ints, floats, arrays
 
     def _gemm_operand(self, w):
         """A tile's weights as the right operand of ``x @ operand``. float32 tiles of 32

@@ -19,9 +19,10 @@ class ActivationParams(Params, family="activation"):
     """Base of the activation functions; select one with ``type:``."""
 
     _f_in_place = None  # f computed in its argument's memory, where a subclass has one
+    _native = None  # its code for apply_in_place, where compiled passes can apply it
 
     def build(self, n: int, rng: np.random.Generator) -> "Activation":
-        return Activation(self._f, self._df, self._f_in_place)
+        return Activation(self._f, self._df, self._f_in_place, self._native)
 
     @staticmethod
     def _f(z):
@@ -35,9 +36,11 @@ class ActivationParams(Params, family="activation"):
 class Activation:
     """A built activation: ``act(z)`` and ``act.derivative(z)`` over (T, n) arrays."""
 
-    def __init__(self, f, df, f_in_place=None):
+    def __init__(self, f, df, f_in_place=None, native=None):
         self._f, self._df = f, df
         self._f_in_place = f_in_place or f
+        self.native = native
+        """Code of this function for :func:`apply_in_place` (None: not compiled)."""
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return self._f(z)
@@ -185,10 +188,34 @@ def _sigmoid_in_place(z):
     return z
 
 
+IDENTITY, SIGMOID, RELU = 0, 1, 2
+"""Codes of the activations compiled passes apply (:func:`apply_in_place`)."""
+
+
+@njit(cache=True, nogil=True)
+def apply_in_place(code, z):
+    """Activation ``code`` over the C-contiguous float32 or float64 array ``z``, in
+    place, with the results of its :meth:`Activation.in_place` (ReLU as NumPy's
+    ``maximum(z, 0)``: -0 becomes +0, NaN stays)."""
+    flat = z.reshape(-1)
+    if code == SIGMOID:
+        work = np.empty(max(1, min(flat.shape[0], _BLOCK)), dtype=z.dtype)
+        if z.itemsize == 4:
+            logistic_inplace_f32(flat, work)
+        else:
+            logistic_inplace(flat, work)
+    elif code == RELU:
+        for i in range(flat.shape[0]):
+            v = flat[i]
+            if not v > 0 and v == v:
+                flat[i] = 0
+
+
 @dataclass(frozen=True)
 class Sigmoid(ActivationParams, kind="sigmoid"):
     """The logistic function 1 / (1 + exp(-z))."""
 
+    _native = SIGMOID
     _f = staticmethod(_sigmoid)
     _f_in_place = staticmethod(_sigmoid_in_place)
 
@@ -217,6 +244,8 @@ class Tanh(ActivationParams, kind="tanh"):
 class Identity(ActivationParams, kind="identity"):
     """No non-linearity (a linear layer)."""
 
+    _native = IDENTITY
+
     @staticmethod
     def _f(z):
         return z
@@ -229,6 +258,8 @@ class Identity(ActivationParams, kind="identity"):
 @dataclass(frozen=True)
 class ReLU(ActivationParams, kind="relu"):
     """max(z, 0)."""
+
+    _native = RELU
 
     @staticmethod
     def _f(z):

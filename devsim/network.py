@@ -15,6 +15,7 @@ import numpy as np
 
 from devices import DeviceParams, IdealParams, NoiseSourceParams
 from devices.base import layer_size
+from devices.crossbar_chain import Chain
 from devsim import parallel
 from devsim.activations import ActivationParams, Sigmoid
 from devsim.losses import LOSSES
@@ -117,6 +118,7 @@ class Network:
         self.decorrelation = ([np.eye(n_in) for _, n_in in self.shapes]
                               if params.decorrelation else None)
         self._buffers = {}  # (layer, thread) -> pre-activation array reused by passes
+        self._chain = Chain.of(self.devices, self.activations)  # compiled passes, if any
         self._bias_slots = [slice(self.param_offsets[i + 1] - n_out, self.param_offsets[i + 1])
                             for i, ((n_out, _), layer) in enumerate(zip(self.shapes, params.layers))
                             if not layer.bias]
@@ -136,6 +138,10 @@ class Network:
         h = np.ascontiguousarray(x, dtype=np.float64)
         if weight_perturbation is not None and self._bias_slots:
             weight_perturbation = self._drop_bias(weight_perturbation)
+        if (self._chain is not None and not record and weight_perturbation is None
+                and self.decorrelation is None):
+            return Pass(self._chain.run(h, node_perturbation, self.node_offsets),
+                        inputs, preacts)
         if not record and all(hasattr(d, "forward_rows") for d in self.devices):
             threads = parallel.row_threads(len(h))
             return Pass(self._run_rows(h, node_perturbation, weight_perturbation, threads),
@@ -196,7 +202,12 @@ class Network:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_buffers"] = {}  # work arrays, keyed by this process's threads
+        state["_chain"] = None  # holds this process's addresses of the device arrays
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._chain = Chain.of(self.devices, self.activations)
 
     def write(self, update: np.ndarray) -> None:
         """Send a flat parameter update to each layer's device."""
@@ -251,6 +262,7 @@ class Network:
         if shapes != self.shapes:
             raise ValueError(f"devices have shapes {shapes}, the network {self.shapes}")
         self.devices = list(devices)
+        self._chain = Chain.of(self.devices, self.activations)
 
     def _drop_bias(self, flat: np.ndarray) -> np.ndarray:
         """A copy of a flat parameter vector (or rows of them) with the slots of absent

@@ -14,6 +14,7 @@ to the last bits only for equal thread counts.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,11 +48,7 @@ def run_split(part, n_rows: int, threads: int) -> None:
         return
     bounds = [n_rows * k // threads for k in range(threads + 1)]
     pool = _workers(threads - 1)
-    blas = _blas_controllers()
-    before = [lib.num_threads for lib in blas]
-    for lib in blas:
-        lib.set_num_threads(1)
-    try:
+    with single_threaded_blas():
         futures = [pool.submit(part, bounds[k], bounds[k + 1]) for k in range(1, threads)]
         try:
             part(bounds[0], bounds[1])
@@ -60,6 +57,18 @@ def run_split(part, n_rows: int, threads: int) -> None:
         for error in errors:
             if error is not None:
                 raise error
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Hold the loaded BLAS libraries to one thread each (the threads of a split are
+    the parallelism; a threaded product inside one would compete with them)."""
+    blas = _blas_controllers()
+    before = [lib.num_threads for lib in blas]
+    for lib in blas:
+        lib.set_num_threads(1)
+    try:
+        yield
     finally:
         for lib, n in zip(blas, before):
             lib.set_num_threads(n)
