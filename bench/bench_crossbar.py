@@ -9,11 +9,14 @@ one run:
 * ``numpy32``: a plain NumPy implementation of the same noisy layers (DAC clip and
   quantise, GEMM, bias, column read noise of the same variance, output noise, ADC clip
   and quantise), float32, noise from ``numpy.random.Generator``;
-* ``devsim32`` / ``devsim64``: the layers as ``crossbar`` devices (``forward`` chained,
-  each layer's output the next one's input, as the layers-only NumPy model does, into
-  output arrays kept between calls);
-* ``net32``: the whole ``devsim.network.Network`` (sigmoid after every layer) on
-  float32 crossbars: what a training run pays per probe.
+* ``devsim32`` / ``devsim64``: the layers as a ``devsim.network.Network`` of
+  ``crossbar`` devices with identity activations (each layer's output the next one's
+  input, as the layers-only NumPy model does), which runs as one compiled pass
+  (:mod:`devices.crossbar_chain`);
+* ``layers32``: the same float32 layers called one by one (``Crossbar.forward`` chained,
+  into output arrays kept between calls): the layer-by-layer path, for comparison;
+* ``net32``: the network with a sigmoid after every layer, on float32 crossbars: what
+  a training run pays per probe.
 
 The noisy model is aihwkit's ``InferenceRPUConfig`` periphery defaults (7-bit DAC over
 [-1, 1], 9-bit ADC over [-12, 12], output noise 0.06) plus 1 % white read noise per
@@ -48,6 +51,7 @@ import numpy as np  # noqa: E402
 
 from bench.timing import race  # noqa: E402
 from devices.crossbar import CrossbarParams, quant_step  # noqa: E402
+from devsim.activations import Identity, Sigmoid  # noqa: E402
 from devsim.network import LayerParams, Network, NetworkParams  # noqa: E402
 
 NETWORKS = {"784-256-10": (784, 256, 10), "64-256-256-10": (64, 256, 256, 10)}
@@ -56,8 +60,8 @@ NOISY = dict(read_noise=0.01, dac_bits=7, input_range=1.0, adc_bits=9, output_ra
              out_noise=0.06)
 
 
-def devsim_network(widths, precision: str) -> Network:
-    layers = tuple(LayerParams(units=w) for w in widths[1:])
+def devsim_network(widths, precision: str, activation=Sigmoid()) -> Network:
+    layers = tuple(LayerParams(units=w, activation=activation) for w in widths[1:])
     params = NetworkParams(layers=layers, device=CrossbarParams(precision=precision, **NOISY))
     return Network(params, widths[0], np.random.default_rng(0), np.random.default_rng(1))
 
@@ -150,7 +154,8 @@ def main():
     peak = race({"32": lambda: big @ big, "64": lambda: big64 @ big64}, args.repeat)
     peak32, peak64 = (2 * 1024 ** 3 / peak[k] / 1e9 for k in ("32", "64"))
     print(f"# peak GEMM 1024^3: float32 {peak32:.1f} GFLOP/s, float64 {peak64:.1f} GFLOP/s")
-    cols = ["network", "batch", "gemm32", "gemm64", "numpy32", "devsim32", "devsim64", "net32"]
+    cols = ["network", "batch", "gemm32", "gemm64", "numpy32", "devsim32", "devsim64",
+            "layers32", "net32"]
     if args.aihwkit:
         cols.append("aihwkit")
     import numba
@@ -161,16 +166,19 @@ def main():
           f"OPENBLAS_THREAD_TIMEOUT {os.environ['OPENBLAS_THREAD_TIMEOUT']}"
           + ("; aihwkit always 1" if args.aihwkit else ""))
     print("# GFLOP/s per column; ratios: devsim32 / numpy32, devsim32 / gemm32, "
-          "devsim64 / gemm64, devsim32 / peak32"
-          + (", devsim32 / aihwkit, net32 / aihwkit (both with sigmoids)" if args.aihwkit
+          "devsim64 / gemm64, net32 / gemm32, devsim32 / peak32"
+          + (", devsim32 / aihwkit, net32 / aihwkit (aihwkit with sigmoids)" if args.aihwkit
              else ""))
-    print("| " + " | ".join(cols + ["d32/np32", "d32/gemm32", "d64/gemm64", "d32/peak32"]
+    print("| " + " | ".join(cols + ["d32/np32", "d32/gemm32", "d64/gemm64", "net32/gemm32",
+                                    "d32/peak32"]
                             + (["d32/aihwkit", "net32/aihwkit"] if args.aihwkit else []))
           + " |")
-    print("|" + "---|" * (len(cols) + 4 + 2 * args.aihwkit))
+    print("|" + "---|" * (len(cols) + 5 + 2 * args.aihwkit))
     for name, widths in NETWORKS.items():
         flops = 2 * sum(a * b for a, b in zip(widths, widths[1:]))
-        nets = {prec: devsim_network(widths, prec) for prec in ("float32", "float64")}
+        nets = {prec: devsim_network(widths, prec, Identity())
+                for prec in ("float32", "float64")}
+        net32 = devsim_network(widths, "float32")
         base = NumpyCrossbar(nets["float32"], np.float32)
         for batch in BATCHES:
             x = rng.random((batch, widths[0]))
@@ -178,9 +186,10 @@ def main():
                 **{f"gemm{bits}{layout}": gemm_fn(widths, batch, dt, rng, layout == "t")
                    for bits, dt in ((32, np.float32), (64, np.float64)) for layout in "nt"},
                 "numpy32": lambda: base(x),
-                "devsim32": layers_fn(nets["float32"], x),
-                "devsim64": layers_fn(nets["float64"], x),
-                "net32": lambda: nets["float32"].run(x),
+                "devsim32": lambda: nets["float32"].run(x),
+                "devsim64": lambda: nets["float64"].run(x),
+                "layers32": layers_fn(nets["float32"], x),
+                "net32": lambda: net32.run(x),
             }
             if args.aihwkit:
                 # aihwkit's fastest setting, whatever the rest use
@@ -194,6 +203,7 @@ def main():
             row += [f"{rate['devsim32'] / rate['numpy32']:.2f}",
                     f"{rate['devsim32'] / rate['gemm32']:.2f}",
                     f"{rate['devsim64'] / rate['gemm64']:.2f}",
+                    f"{rate['net32'] / rate['gemm32']:.2f}",
                     f"{rate['devsim32'] / peak32:.2f}"]
             if args.aihwkit:
                 row += [f"{rate['devsim32'] / rate['aihwkit']:.1f}",
