@@ -8,6 +8,10 @@ a 64-row call. Instead, a call of many rows is cut into one contiguous part per 
 each part runs DAC, GEMM and readout of its rows on one core, with BLAS held to one
 thread meanwhile. The kernels release the GIL, so the parts run concurrently.
 
+Networks of crossbars go further (:mod:`devices.crossbar_chain`): a whole pass per
+part in compiled code, the parts handed to spinning helpers (:mod:`devsim.spin`), which
+pays from 32 probes.
+
 Noise is indexed by (probe, output), so the draws do not depend on the split. The
 rounding of a BLAS product can (BLAS picks its blocking by matrix shape): results agree
 to the last bits only for equal thread counts.
