@@ -705,6 +705,7 @@ class Crossbar:
         self._keys = {s: np.uint64(crng.stream_key(self._seed, s)) for s in
                       (_STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND)}
         self._buffers = {}           # work arrays of forward, by thread
+        self.version = 0             # counts the refreshes of what reads use
         self._accumulated = np.zeros((n_out, m))  # mixed precision: requests not yet written
         self._reads = 0              # draw counter of the read streams (a Python int)
         self._writes = np.uint64(0)  # draw counter of the pulse streams
@@ -952,7 +953,7 @@ class Crossbar:
                 self._shared_mats = [np.ascontiguousarray(ref[:, r0:r1])
                                      for r0, r1 in self._row_tiles]
         self._readout = (s2 > 0 or p.out_noise > 0 or p.adc_bits > 0)
-        self.version = getattr(self, "version", 0) + 1
+        self.version += 1
 
     def chain_layer(self):
         """What :mod:`devices.crossbar_chain` needs to run this layer in a compiled pass:
