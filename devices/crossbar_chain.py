@@ -24,6 +24,7 @@ decorrelation, recording the layers) keeps to the layer-by-layer path.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numba
@@ -42,7 +43,7 @@ MAX_LAYERS, MAX_PARTS = 64, 64
 
 # the integer arguments: a header, then one group per layer; floats: one group per layer
 _LAYERS, _ROWS, _X, _OUT, _NODE, _NODE_COLS, _WORK, _MAX_IN, _MAX_OUT = range(9)
-_BOUNDS = 10                     # part p has rows _BOUNDS + p .. _BOUNDS + p + 1
+_BOUNDS = 9                      # part p has rows _BOUNDS + p .. _BOUNDS + p + 1
 _CBLAS = _BOUNDS + MAX_PARTS + 1  # devsim.blas.entry_points()
 _HEAD = _CBLAS + 8
 _LAYER_INTS, _LAYER_FLOATS = 16, 8
@@ -235,11 +236,8 @@ class Chain:
                 for index, offset in enumerate(node_offsets[:-1]):
                     ai[_HEAD + _LAYER_INTS * index + _NODE_OFFSET] = offset
             ai[_BOUNDS:_BOUNDS + parts + 1] = [n_rows * p // parts for p in range(parts + 1)]
-            if parts == 1:
-                team.run(1)
-            else:
-                with parallel.single_threaded_blas():
-                    team.run(parts)
+            with parallel.single_threaded_blas() if parts > 1 else contextlib.nullcontext():
+                team.run(parts)
         return out
 
     def _work_space(self, n_rows):

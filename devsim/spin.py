@@ -161,14 +161,13 @@ class Team:
         if self._pid != os.getpid():
             self._start()
         n_parts = min(n_parts, self.n_helpers + 1)
-        if n_parts == 1:
-            failed = self._serve(self._ctrl, -1, 0, *self.args)
-        else:
+        if n_parts > 1:
             asleep = post(self._ctrl, n_parts)
-            for k in range(self.n_helpers):
+            for k in range(n_parts - 1):
                 if asleep >> k & 1:
                     self._wake[k].set()
-            failed = self._serve(self._ctrl, -1, 0, *self.args)
+        failed = self._serve(self._ctrl, -1, 0, *self.args)
+        if n_parts > 1:
             failed = join(self._ctrl, n_parts) or failed
         if failed:
             raise RuntimeError("a compiled pass raised an error (in a spinning helper "
