@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from devices.base import DeviceParams, Meter, layer_size
+from devsim.device import DeviceParams, Meter, layer_size
 from devsim import crng, parallel
 from devsim.params import ParamError, param
 
@@ -220,6 +220,12 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
 
     def build(self, weights, bias, rng):
         return Crossbar(self, weights, bias, rng)
+
+    @staticmethod
+    def compiled_pass(devices, activations):
+        """The crossbar layers' compiled network pass (:mod:`devices.crossbar_chain`)."""
+        from devices.crossbar_chain import Chain
+        return Chain.of(devices, activations)
 
 
 def quant_step(full_scale: float, bits: int) -> float:
@@ -686,7 +692,7 @@ def pulse_np(request, u_pos, u_neg, lo_pos, hi_pos, lo_neg, hi_neg, stuck_pos, s
 
 # ---------------------------------------------------------------- the array
 class Crossbar:
-    """One layer's weights on tiled analog arrays; fulfils :class:`devices.base.DenseDevice`.
+    """One layer's weights on tiled analog arrays; fulfils :class:`devsim.device.DenseDevice`.
 
     Device state is kept in range units: ``u = (G - g_min) / (g_max - g_min)`` with
     nominal g_min, g_max (``u_pos`` the G+ devices, ``u_neg`` the G- devices or the

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from devices.base import DeviceParams, Meter, layer_size, split_flat
+from devsim.device import DeviceParams, Meter, layer_size, split_flat
 
 
 @dataclass(frozen=True)

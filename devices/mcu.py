@@ -58,7 +58,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from devices.base import DeviceParams, Meter, layer_size, split_flat
+from devsim.device import DeviceParams, Meter, layer_size, split_flat
+from devices.mcu_memory import memory_report
 from devsim import crng
 from devsim.params import ParamError, param
 
@@ -455,6 +456,8 @@ class MCUParams(DeviceParams, kind="mcu"):
     chain exactly); :func:`post_training_quantize` calibrates ranges on data instead.
     """
 
+    integer_io = True
+
     core: str = param("cortex-m4", choices=tuple(CORES))
     """Named core whose figures fill the timing and energy fields left unset."""
     clock_hz: float | None = param(None, gt=0.0, unit="Hz")
@@ -497,6 +500,14 @@ class MCUParams(DeviceParams, kind="mcu"):
     def build(self, weights, bias, rng):
         act = QuantParams.from_range(*self.activation_range)
         return MCUDense.from_float(weights, bias, act, act, self)
+
+    def memory(self, shapes, methods, queries):
+        """SRAM and flash (:func:`devices.mcu_memory.memory_report`), checked against
+        ``sram_kib`` and ``flash_kib``."""
+        report = memory_report(shapes, methods, per_channel=self.per_channel,
+                               n_queries=queries)
+        report.check(self.sram_kib, self.flash_kib)
+        return report
 
 
 class MCUDense:

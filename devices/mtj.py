@@ -36,7 +36,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numba import njit, prange
 
-from devices.base import Meter, NoiseSourceParams
+from devsim.device import Meter, NoiseSourceParams
 from devsim import crng
 from devsim.activations import Activation, ActivationParams
 from devsim.params import Params, param

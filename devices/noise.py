@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 
-from devices.base import NoiseSourceParams
+from devsim.device import NoiseSourceParams
 from devsim.params import param
 
 

@@ -7,16 +7,10 @@ The public Python API::
 """
 __version__ = "0.1.0"
 
-_API = {"load_config": "devsim.runner", "run": "devsim.runner", "build": "devsim.runner",
-        "RunConfig": "devsim.runner", "read_trace": "devsim.trace", "Hardware": "devsim.hardware",
-        "ConfigError": "devsim.config"}
+from devsim.config import ConfigError  # noqa: E402
+from devsim.hardware import Hardware  # noqa: E402
+from devsim.runner import RunConfig, build, load_config, run  # noqa: E402
+from devsim.trace import read_trace  # noqa: E402
 
-__all__ = ["__version__", *_API]
-
-
-def __getattr__(name):
-    # Lazy: devices/ and trainer/ import devsim.params without pulling in the rest.
-    if name in _API:
-        import importlib
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'devsim' has no attribute {name!r}")
+__all__ = ["__version__", "load_config", "run", "build", "RunConfig", "read_trace",
+           "Hardware", "ConfigError"]

@@ -7,6 +7,7 @@ reference backpropagation baseline only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numba import njit
@@ -20,6 +21,9 @@ class ActivationParams(Params, family="activation"):
 
     _f_in_place = None  # f computed in its argument's memory, where a subclass has one
     _native = None  # its code for apply_in_place, where compiled passes can apply it
+    grid_preserving: ClassVar[bool] = False
+    """Whether the function maps every grid of evenly spaced values containing 0 onto
+    itself (identity, ReLU): layers of integer devices chain exactly through it."""
 
     def build(self, n: int, rng: np.random.Generator) -> "Activation":
         return Activation(self._f, self._df, self._f_in_place, self._native)
@@ -245,6 +249,7 @@ class Identity(ActivationParams, kind="identity"):
     """No non-linearity (a linear layer)."""
 
     _native = IDENTITY
+    grid_preserving = True
 
     @staticmethod
     def _f(z):
@@ -260,6 +265,7 @@ class ReLU(ActivationParams, kind="relu"):
     """max(z, 0)."""
 
     _native = RELU
+    grid_preserving = True
 
     @staticmethod
     def _f(z):

@@ -10,6 +10,7 @@ conversion, so a tuning run cannot produce a config a file could not.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 import typing
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from devsim.params import ParamError, Params, field_violation, format_path
+from devsim.registry import preset_files
 
 __all__ = ["ConfigError", "load", "loads", "from_data", "parse_overrides", "apply_overrides",
            "dump"]
@@ -136,7 +138,7 @@ def _convert(tp, value, path: tuple, ctx: _Context):
 
 
 def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
-    if cls.registry is not None and cls.kind is None:  # a family: pick the member
+    if cls.is_family():  # pick the member
         if isinstance(value, str):
             value = {"type": value}
         if not isinstance(value, dict):
@@ -147,14 +149,18 @@ def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
             if value is None:
                 return None
         kind = value.get("type")
-        if kind not in cls.registry:
-            known = sorted(cls.registry)
+        members = cls.members()
+        if kind is not None and not isinstance(kind, str):
+            ctx.error(path + ("type",), f"must name a {cls.family} type, got {_describe(kind)}")
+            return None
+        if kind not in members:
+            known = sorted(members)
             hint = difflib.get_close_matches(str(kind), known, n=1)
             tip = f" (did you mean {hint[0]!r}?)" if hint else ""
             ctx.error(path + ("type",) if kind is not None else path,
                       f"unknown {cls.family} type {kind!r}{tip}; known: {', '.join(known)}")
             return None
-        cls = cls.registry[kind]
+        cls = members[kind]
         value = {k: v for k, v in value.items() if k != "type"}
     elif cls.kind is not None and isinstance(value, dict):
         value = {k: v for k, v in value.items() if k != "type" or v != cls.kind}
@@ -194,23 +200,48 @@ def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
         return None
 
 
+def preset_file(name: str, base_dir: Path) -> Path | None:
+    """Where preset ``name`` is: a ``.yaml`` path (relative to ``base_dir``, the config's
+    folder), else ``NAME.yaml`` in ``base_dir/presets``, in each folder of the
+    ``DEVSIM_PRESETS`` environment variable (``os.pathsep``-separated), or among the
+    installed presets (:func:`devsim.registry.preset_files`); None if none has it."""
+    if name.endswith((".yaml", ".yml")):
+        file = base_dir / name
+        return file if file.is_file() else None
+    folders = [base_dir / "presets"] + [Path(p) for p in
+                                        os.environ.get("DEVSIM_PRESETS", "").split(os.pathsep) if p]
+    for folder in folders:
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    return preset_files().get(name)
+
+
+def preset_names(base_dir: Path) -> list[str]:
+    """Every preset name :func:`preset_file` finds from ``base_dir``."""
+    folders = [base_dir / "presets"] + [Path(p) for p in
+                                        os.environ.get("DEVSIM_PRESETS", "").split(os.pathsep) if p]
+    names = {p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")}
+    return sorted(names | set(preset_files()))
+
+
 def _with_preset(value: dict, path: tuple, ctx: _Context) -> dict | None:
     """``{preset: NAME, key: v, ...}``: the preset file's mapping with the given keys
     on top (the preset's ``type`` wins, so ``--set x.preset=NAME`` replaces a device).
-    NAME is ``presets/NAME.yaml`` beside the config, or a path to a YAML file relative
-    to the config's folder."""
+    NAME is found by :func:`preset_file`."""
     name = value["preset"]
     if not isinstance(name, str) or not name:
         ctx.error(path + ("preset",), f"must name a preset, got {_describe(name)}")
         return None
-    file = ctx.base_dir / (name if name.endswith((".yaml", ".yml")) else f"presets/{name}.yaml")
+    file = preset_file(name, ctx.base_dir)
+    if file is None:
+        hint = difflib.get_close_matches(name, preset_names(ctx.base_dir), n=1)
+        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
+        ctx.error(path + ("preset",), f"no preset {name!r}{tip}; `devsim presets` lists them")
+        return None
     try:
         text = file.read_text()
-    except OSError:
-        known = sorted(p.stem for p in (ctx.base_dir / "presets").glob("*.yaml"))
-        hint = difflib.get_close_matches(name, known, n=1)
-        tip = f" (did you mean {hint[0]!r}?)" if hint else ""
-        ctx.error(path + ("preset",), f"no preset {name!r} at {file}{tip}")
+    except OSError as exc:
+        ctx.error(path + ("preset",), f"cannot read preset {file}: {exc.strerror or exc}")
         return None
     try:
         data, _ = _parse_yaml(text, file.name)

@@ -13,13 +13,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from devices import DeviceParams, IdealParams, NoiseSourceParams
-from devices.base import layer_size
-from devices.crossbar_chain import Chain
 from devsim import parallel
 from devsim.activations import ActivationParams, Sigmoid
+from devsim.device import DeviceParams, NoiseSourceParams, layer_size
 from devsim.losses import LOSSES
 from devsim.params import ParamError, Params, param
+
+
+def ideal_device() -> DeviceParams:
+    """The default device of a network: the ideal float device (``type: ideal``)."""
+    return DeviceParams.members()["ideal"]()
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class NetworkParams(Params):
 
     layers: tuple[LayerParams, ...] = param(default_factory=tuple)
     """Dense layers from input to output; input width comes from the data."""
-    device: DeviceParams = field(default_factory=IdealParams)
+    device: DeviceParams = field(default_factory=ideal_device)
     """Device model of every layer that does not name its own."""
     loss: str = param("mse", choices=LOSSES)
     """Cost reported per inference: ``mse`` (mean over outputs) or ``cross_entropy``."""
@@ -63,16 +66,14 @@ class NetworkParams(Params):
             raise ParamError(("layers",), "must list at least one layer")
         for i, layer in enumerate(self.layers):
             device = layer.device or self.device
-            allowed = INTEGER_DEVICE_ACTIVATIONS.get(device.kind)
-            if allowed is not None and layer.activation.kind not in allowed:
+            if device.integer_io and not layer.activation.grid_preserving:
+                allowed = sorted(kind for kind, cls in ActivationParams.members().items()
+                                 if cls.grid_preserving)
                 raise ParamError(("layers", i, "activation"),
-                                 f"a layer on device type {device.kind!r} needs one of "
-                                 f"{', '.join(allowed)} (other non-linearities are not int8 "
-                                 f"kernels), got {layer.activation.kind!r}")
-
-
-INTEGER_DEVICE_ACTIVATIONS = {"mcu": ("identity", "relu")}
-"""Device kinds whose integer kernels chain exactly only through these activations."""
+                                 f"a layer on device type {device.kind!r} passes integer "
+                                 f"tensors and needs an activation that maps its output grid "
+                                 f"onto itself ({', '.join(allowed)}), got "
+                                 f"{layer.activation.kind!r}")
 
 
 def init_weights(scheme: str, gain: float, n_out: int, n_in: int,
@@ -118,7 +119,7 @@ class Network:
         self.decorrelation = ([np.eye(n_in) for _, n_in in self.shapes]
                               if params.decorrelation else None)
         self._buffers = {}  # (layer, thread) -> pre-activation array reused by passes
-        self._chain = Chain.of(self.devices, self.activations)  # compiled passes, if any
+        self._chain = self._compiled_pass()  # compiled passes, if the devices offer them
         self._bias_slots = [slice(self.param_offsets[i + 1] - n_out, self.param_offsets[i + 1])
                             for i, ((n_out, _), layer) in enumerate(zip(self.shapes, params.layers))
                             if not layer.bias]
@@ -207,7 +208,16 @@ class Network:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._chain = Chain.of(self.devices, self.activations)
+        self._chain = self._compiled_pass()
+
+    def _compiled_pass(self):
+        """The device model's compiled whole-network pass over these layers (see
+        :meth:`devsim.device.DeviceParams.compiled_pass`), where all layers share one
+        device model that offers one and it accepts them; else None."""
+        kinds = {type(layer.device or self.params.device) for layer in self.params.layers}
+        if len(kinds) != 1:
+            return None
+        return kinds.pop().compiled_pass(self.devices, self.activations)
 
     def write(self, update: np.ndarray) -> None:
         """Send a flat parameter update to each layer's device."""
@@ -262,7 +272,7 @@ class Network:
         if shapes != self.shapes:
             raise ValueError(f"devices have shapes {shapes}, the network {self.shapes}")
         self.devices = list(devices)
-        self._chain = Chain.of(self.devices, self.activations)
+        self._chain = None  # the layers' params no longer describe these devices
 
     def _drop_bias(self, flat: np.ndarray) -> np.ndarray:
         """A copy of a flat parameter vector (or rows of them) with the slots of absent

@@ -10,10 +10,12 @@ config reference, so there is one schema and no second copy of it.
 
 Families of interchangeable parameter classes (all devices, all optimizers, ...)
 derive from a family base declared with ``family="..."``; each member registers
-itself with ``kind="..."`` and is selected in YAML by its ``type`` key.
+itself with ``kind="..."`` and is selected in YAML by its ``type`` key. The members of
+a family, plugins included, are :meth:`Params.members` (found through
+:mod:`devsim.registry` on first use).
 
-This module imports nothing from the rest of devsim, so ``devices/`` and
-``trainer/`` can declare their parameters with it.
+This module belongs to the foundation: it imports nothing of devsim but the registry,
+so ``devices/`` and ``trainer/`` can declare their parameters with it.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import dataclasses
 import math
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar
+
+from devsim import registry as _plugins
 
 __all__ = ["Params", "ParamError", "param", "format_path", "check_field", "field_violation"]
 
@@ -116,20 +120,35 @@ class Params:
 
     family: ClassVar[str | None] = None
     kind: ClassVar[str | None] = None
-    registry: ClassVar[dict[str, type] | None] = None
+    _registry: ClassVar[dict[str, type] | None] = None
 
     def __init_subclass__(cls, family: str | None = None, kind: str | None = None, **kw):
         super().__init_subclass__(**kw)
         if family is not None:
             cls.family = family
-            cls.registry = {}
+            cls._registry = {}
         if kind is not None:
-            if cls.registry is None:
+            if cls._registry is None:
                 raise TypeError(f"{cls.__name__}: kind={kind!r} given outside a family")
-            if kind in cls.registry:
-                raise TypeError(f"{cls.family} kind {kind!r} registered twice")
+            if kind in cls._registry:
+                raise TypeError(f"{cls.family} kind {kind!r} registered twice "
+                                f"({cls._registry[kind].__qualname__} and {cls.__qualname__})")
             cls.kind = kind
-            cls.registry[kind] = cls
+            cls._registry[kind] = cls
+
+    @classmethod
+    def is_family(cls) -> bool:
+        """Whether this is a family base (a member is picked by ``type``)."""
+        return cls._registry is not None and cls.kind is None
+
+    @classmethod
+    def members(cls) -> dict[str, type]:
+        """``{type: class}`` of every member of this class's family, plugins included."""
+        if cls._registry is None:
+            raise TypeError(f"{cls.__name__} belongs to no family")
+        base = next(k for k in cls.__mro__ if k.__dict__.get("family") == cls.family)
+        _plugins.discover(cls.family, base)
+        return dict(cls._registry)
 
     def __post_init__(self):
         for f in fields(self):

@@ -7,132 +7,17 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-import trainer  # noqa: F401  (registers estimators and optimizers)
 from devsim import config as cfg
-from devsim.data import DataParams, Dataset, Digits
-from devsim.hardware import Hardware
+from devsim.assemble import Built, build
 from devsim.config import ConfigError
-from devsim.network import Network, NetworkParams
-from devsim.params import ParamError, Params, param
-from devsim.quantize import MemoryReport, mcu_device, run_memory
-from devsim.rng import streams
+from devsim.hardware import Hardware
+from devsim.runconfig import RunConfig, load_config
 from devsim.trace import TraceWriter
-from trainer.base import EstimatorParams
-from trainer.loop import Timescales, TrainingLoop
-from trainer.mgd import MGDParams
-from trainer.optim import OptimizerParams, SGDParams
 
-
-@dataclass(frozen=True)
-class TrainParams(Params):
-    """How the controller trains: estimator, optimizer, clocks and budget."""
-
-    estimator: EstimatorParams = field(default_factory=MGDParams)
-    """Gradient estimator (``type: mgd``, ``backprop`` for the reference baseline, ...)."""
-    optimizer: OptimizerParams = field(default_factory=SGDParams)
-    """What to do with each estimate (``type: sgd | momentum | adam``)."""
-    timescales: Timescales = field(default_factory=Timescales)
-    """Input hold time ``tau_x`` and update window ``tau_theta``, in hardware steps."""
-    steps: int = param(1_000_000, ge=1)
-    """Budget of training hardware steps (every inference counts, baselines included)."""
-    eval_every: int = param(100_000, ge=1)
-    """Evaluate test (and train) metrics every this many hardware steps."""
-    eval_train_samples: int = param(500, ge=0)
-    """Training samples used to estimate train accuracy at each evaluation (0: none)."""
-    target_accuracy: float = param(0.0, ge=0.0, le=1.0)
-    """Report time to this test accuracy (last evaluated step still below it); 0: off."""
-
-
-@dataclass(frozen=True)
-class TraceParams(Params):
-    """What the HDF5 trace records and how often."""
-
-    path: str = ""
-    """Output file; empty: ``runs/<config name>.h5`` (``--out`` overrides)."""
-    log_every: int = param(10_000, ge=1)
-    """Write one row of scalars (mean cost, estimate norm, ...) every this many steps."""
-    snapshot_every: int = param(0, ge=0)
-    """Store all parameters every this many steps (0: first and last only)."""
-    flush_seconds: float = param(10.0, gt=0.0)
-    """Push buffered rows to disk at least this often, in wall-clock seconds."""
-    checkpoint_every: int = param(0, ge=0)
-    """Save a checkpoint (``<trace>.ckpt``) every this many steps, so that
-    ``devsim run --resume`` can continue a killed run exactly (0: no checkpoints)."""
-
-
-@dataclass(frozen=True)
-class RunConfig(Params):
-    """A complete run: data, hardware network, training and trace."""
-
-    network: NetworkParams = param()
-    """The hardware network: layers, devices, loss."""
-    name: str = "run"
-    """Name of the run (default trace file name)."""
-    seed: int = param(0, ge=0)
-    """Seed of every random stream in the run."""
-    data: DataParams = field(default_factory=Digits)
-    """Data set (``type: digits | parity | teacher | file``)."""
-    train: TrainParams = field(default_factory=TrainParams)
-    """Training controller."""
-    trace: TraceParams = field(default_factory=TraceParams)
-    """Trace output."""
-
-
-def load_config(path, overrides=()) -> RunConfig:
-    """Read and validate a run config file, applying ``--set`` overrides."""
-    return cfg.load(path, RunConfig, overrides)
-
-
-class Built(NamedTuple):
-    """Everything a run needs, constructed from its config."""
-
-    data: Dataset
-    hardware: Hardware
-    loop: TrainingLoop
-    memory: MemoryReport | None = None
-    """SRAM and flash the run needs on a microcontroller (None: no MCU layer)."""
-
-
-def build(config: RunConfig, source: str = "<config>") -> Built:
-    """Construct data, hardware and training loop (raises ConfigError on mismatch)."""
-    rngs = streams(config.seed)
-    try:
-        data = config.data.load(rngs["data"])
-    except ParamError as exc:
-        raise ConfigError([f"{source}: {exc.under(('data',))}"]) from None
-    n_out = config.network.layers[-1].units
-    if n_out != data.n_outputs:
-        last = len(config.network.layers) - 1
-        raise ConfigError([f"{source}: network.layers[{last}].units: must equal the "
-                               f"data set's {data.n_outputs} outputs, got {n_out}"])
-    if config.network.loss == "cross_entropy" and n_out < 2:
-        raise ConfigError([f"{source}: network.loss: cross_entropy needs at least 2 "
-                               f"outputs; use mse for a single output"])
-    network = Network(config.network, data.n_inputs, rngs["init"], rngs["device"])
-    hardware = Hardware(network, config.network.loss)
-    try:
-        estimator = config.train.estimator.build(hardware, rngs["estimator"])
-    except ParamError as exc:
-        raise ConfigError([f"{source}: {exc.under(('train', 'estimator'))}"]) from None
-    loop = TrainingLoop(hardware, data.x_train, data.y_train, estimator,
-                        config.train.optimizer.build(), config.train.timescales, rngs["sampler"])
-    return Built(data, hardware, loop, _check_memory(config, hardware, source))
-
-
-def _check_memory(config: RunConfig, hardware: Hardware, source: str) -> MemoryReport | None:
-    """The MCU memory a run needs, checked against the device's SRAM and flash budgets."""
-    report = run_memory(config.network, hardware.layer_shapes, config.train.estimator)
-    if report is not None:
-        mcu = mcu_device(config.network)
-        try:
-            report.check(mcu.sram_kib, mcu.flash_kib)
-        except ParamError as exc:
-            raise ConfigError([f"{source}: {exc.under(('network', 'device'))}"]) from None
-    return report
+__all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target"]
 
 
 def evaluate(hardware: Hardware, x: np.ndarray, y: np.ndarray,

@@ -8,7 +8,7 @@ measured on the same noisy hardware after training. Usage::
     python experiments/crossbar_sweep.py [--steps 500000] [--seeds 0 1] [--out runs/crossbar_sweep]
 
 prints a Markdown table and writes ``crossbar_sweep.png`` and ``crossbar_sweep.json``
-into ``--out``. With ``--presets`` it trains on each preset of ``configs/presets/crossbar_*``
+into ``--out``. With ``--presets`` it trains on each preset of ``devices/presets/crossbar_*``
 instead (all of its non-idealities at once) and prints one row per preset, then PCM
 with mixed-precision writes at several ``update_threshold`` values. Every run is ``configs/quickstart.yaml`` plus ``--set``-style overrides,
 given with each row, so any single point can be reproduced with ``devsim run``.
@@ -83,7 +83,7 @@ def presets(args, out: Path):
     rows += [(f"pcm, update_threshold {t}", "pcm", {"update_threshold": t})
              for t in PCM_THRESHOLDS]
     for label, name, extra in rows:
-        data = yaml.safe_load(Path(f"configs/presets/crossbar_{name}.yaml").read_text())
+        data = yaml.safe_load(Path(f"devices/presets/crossbar_{name}.yaml").read_text())
         device = yaml.safe_dump({**data, **extra}, default_flow_style=True,
                                 width=1 << 20).strip()
         tag = label.replace(", update_threshold ", "_th")

@@ -35,7 +35,7 @@ from devsim.activations import Identity, ReLU
 from devsim.data import Digits
 from devsim.hardware import Hardware
 from devsim.network import LayerParams, Network, NetworkParams
-from devsim.quantize import quantize_network, run_memory
+from devsim.quantize import quantize_network
 from trainer.backprop import BackpropParams
 from trainer.loop import Timescales, TrainingLoop
 from trainer.optim import SGDParams
@@ -168,8 +168,8 @@ def sram(shapes, estimator) -> MemoryReport:
     """Memory of the deployed model adapted by ``estimator`` (None: inference only)."""
     if estimator is None:
         return memory_report(shapes)
-    return run_memory(NetworkParams(layers=network_params().layers, device=MCUParams()),
-                      shapes, estimator)
+    methods, queries = estimator.footprint(len(shapes))
+    return memory_report(shapes, methods, n_queries=queries)
 
 
 if __name__ == "__main__":

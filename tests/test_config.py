@@ -146,22 +146,6 @@ def test_every_bundled_config_validates():
         load_config(path)
 
 
-def test_presets_load_as_devices():
-    from pathlib import Path
-
-    import yaml
-
-    import devices
-    presets = Path(__file__).parents[1] / "configs" / "presets"
-    for path in sorted(presets.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text())
-        family = devices.DeviceParams if data["type"] in devices.DeviceParams.registry else None
-        if family is None:
-            continue
-        from devsim.config import from_data
-        from_data(family, data, source=path.name)
-
-
 def test_error_text_is_one_line_per_problem():
     text = textwrap.dedent(BASE).replace("units: 10", "units: -1").replace("epsilon: 0.1", "epsilon: -1")
     messages = _errors(text)
@@ -178,7 +162,8 @@ def test_presets_are_referenced_by_name_with_overrides(tmp_path):
     device = config.network.device
     assert device.kind == "crossbar" and device.read_noise == 0.05
     import yaml
-    reram = yaml.safe_load((quick.parent / "presets" / "crossbar_reram.yaml").read_text())
+    from devsim.registry import preset_files
+    reram = yaml.safe_load(preset_files()["crossbar_reram"].read_text())
     for key, value in reram.items():
         if key not in ("type", "read_noise"):
             assert getattr(device, key) == pytest.approx(value), key

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from devices import DeviceParams
+from devsim.device import DeviceParams
 from devices.crossbar import (
     CrossbarParams, add_tile_perturbation, add_tile_perturbation_np, dac_kernel, dac_np,
     normal, normal_np, pulse_kernel, pulse_np, quant_step, readout_np, readout_rows)
@@ -18,7 +18,7 @@ from devices.ideal import IdealParams
 from devsim.config import from_data
 from devsim.params import ParamError
 
-PRESETS = Path(__file__).resolve().parents[1] / "configs" / "presets"
+PRESETS = Path(__file__).resolve().parents[1] / "devices" / "presets"
 
 
 def layer(n_out=12, n_in=30, seed=0, scale=0.3):

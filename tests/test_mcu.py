@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from devices import DeviceParams
+from devsim.device import DeviceParams
 from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUParams, QuantParams,
                          activation_bounds, bias_scales, choose_quant_params, dequantize,
                          fully_connected, fully_connected_perturbed,
@@ -28,7 +28,7 @@ from devsim.losses import mse
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError
 
-PRESET = Path(__file__).resolve().parents[1] / "configs" / "presets" / "mcu_cortex_m4.yaml"
+PRESET = Path(__file__).resolve().parents[1] / "devices" / "presets" / "mcu_cortex_m4.yaml"
 
 
 def run_kernel(x, w, b, m, s, z_in, z_out, lo, hi):

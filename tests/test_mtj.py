@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from devices import mtj
-from devices.base import NoiseSourceParams
+from devsim.device import NoiseSourceParams
 from devsim import config, crng
 from devsim.activations import ActivationParams, Identity
 from devsim.hardware import Hardware
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError
 
-PRESETS = Path(__file__).resolve().parents[1] / "configs" / "presets"
+PRESETS = Path(__file__).resolve().parents[1] / "devices" / "presets"
 
 
 def _array(n, seed=0, current=0.0, **fields):

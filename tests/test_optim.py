@@ -45,7 +45,7 @@ def test_clip_and_chain():
     np.testing.assert_allclose(step, [-0.3, -0.4])
 
 
-@pytest.mark.parametrize("kind", sorted(OptimizerParams.registry))
+@pytest.mark.parametrize("kind", sorted(OptimizerParams.members()))
 def test_every_optimizer_descends_a_quadratic(kind):
     """Contract: from YAML data, the optimizer minimises 1/2 x^T A x."""
     params = from_data(OptimizerParams, {"type": kind, "lr": 0.05})
@@ -60,7 +60,7 @@ def test_every_optimizer_descends_a_quadratic(kind):
     assert 0.5 * x @ A @ x < 1e-2 * f0
 
 
-@pytest.mark.parametrize("kind", sorted(OptimizerParams.registry))
+@pytest.mark.parametrize("kind", sorted(OptimizerParams.members()))
 def test_every_optimizer_rejects_bad_learning_rate(kind):
     from devsim.config import ConfigError
     with pytest.raises(ConfigError, match="lr: must be > 0.0"):
@@ -76,7 +76,7 @@ def test_decaying_schedules_hit_their_end_points(kind):
     assert all(a > b for a, b in zip(values, values[1:]))
 
 
-@pytest.mark.parametrize("kind", sorted(OptimizerParams.registry))
+@pytest.mark.parametrize("kind", sorted(OptimizerParams.members()))
 def test_scheduled_optimizer_scales_its_constant_twin(kind):
     """With a schedule, update k is the constant-lr optimizer's update times lr_k / lr."""
     const = from_data(OptimizerParams, {"type": kind, "lr": 0.5}).build()

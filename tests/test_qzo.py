@@ -313,7 +313,7 @@ def test_sparse_training_leaves_frozen_layers_bit_identical():
 
 def test_params_rules_and_build_errors():
     assert QZOParams(node_from=1, train_layers=(1, 2)).layer_modes(3) == [None, "nodes", "nodes"]
-    assert QZOParams(node_from=2).training_methods(3) == ["zo_weight", "zo_weight", "zo_node"]
+    assert QZOParams(node_from=2).footprint(3).methods == ("zo_weight", "zo_weight", "zo_node")
     for bad in ({"queries": 0}, {"mu_weight": 255}, {"mu_node": 0}, {"difference": "back"},
                 {"train_layers": (-1,)}, {"node_from": -1}):
         with pytest.raises(ParamError):

@@ -59,7 +59,7 @@ def test_yaml_excerpt_matches_the_quickstart():
 def test_preset_example_resolves():
     import yaml
 
-    from devices import DeviceParams
+    from devsim.device import DeviceParams
     from devsim.config import from_data
     part = yaml.safe_load(_blocks("yaml")[1])
     device = from_data(DeviceParams, part["network"]["device"], base_dir=ROOT / "configs")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from devsim.params import param
-from trainer.base import Estimate, Estimator, EstimatorParams, Window
+from trainer.base import Estimate, Estimator, EstimatorParams, Footprint, Window
 from trainer.decorrelation import check_decorrelation, decorrelate
 
 
@@ -26,6 +26,10 @@ class BackpropParams(EstimatorParams, kind="backprop"):
     def build(self, hardware, rng):
         check_decorrelation(hardware, self.decorrelation_lr)
         return Backprop(self.decorrelation_lr)
+
+    def footprint(self, n_layers):
+        """int8-aware backpropagation on every layer."""
+        return Footprint(("bp",) * n_layers)
 
 
 class Backprop(Estimator):

@@ -40,12 +40,27 @@ class Estimate(NamedTuple):
     """Extra diagnostic scalars, named as in :meth:`EstimatorParams.diagnostics`."""
 
 
+class Footprint(NamedTuple):
+    """How an estimator trains each layer, in the terms of device memory accounts."""
+
+    methods: tuple[str | None, ...]
+    """Per layer: ``"zo_weight"``, ``"zo_node"``, ``"bp"``, or None for a frozen layer."""
+    queries: int = 1
+    """Perturbations per zeroth-order step whose losses are kept."""
+
+
 @dataclass(frozen=True)
 class EstimatorParams(Params, family="estimator"):
     """Base of the gradient estimators; select one with ``type:``."""
 
     def build(self, hardware: Hardware, rng: np.random.Generator) -> "Estimator":
         raise NotImplementedError
+
+    def footprint(self, n_layers: int) -> "Footprint | None":
+        """What training keeps in the chip's memory, for devices that account memory
+        (an MCU): each layer's method and the queries per zeroth-order step; None where
+        this estimator is not modelled (counted as inference only)."""
+        return None
 
     def diagnostics(self) -> tuple[str, ...]:
         """Names of the extra scalars every :class:`Estimate` of this estimator reports

@@ -42,7 +42,7 @@ import numpy as np
 
 from devsim import crng
 from devsim.params import ParamError, param
-from trainer.base import Estimate, Estimator, EstimatorParams, Window
+from trainer.base import Estimate, Estimator, EstimatorParams, Footprint, Window
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,10 @@ class QZOParams(EstimatorParams, kind="qzo"):
                 "nodes" if self.node_from is not None and i >= self.node_from else "weights"
                 for i in range(n_layers)]
 
-    def training_methods(self, n_layers: int) -> list[str | None]:
-        """Each layer's method in the MCU memory accountant's terms."""
+    def footprint(self, n_layers: int) -> Footprint:
+        """Each layer's method in the MCU memory accountant's terms, and the queries."""
         names = {"weights": "zo_weight", "nodes": "zo_node", None: None}
-        return [names[m] for m in self.layer_modes(n_layers)]
+        return Footprint(tuple(names[m] for m in self.layer_modes(n_layers)), self.queries)
 
     def build(self, hardware, rng):
         if hardware.param_lsb is None or hardware.node_lsb is None:

@@ -12,7 +12,7 @@ Flat parameter layout of one layer, shared with the network: ``[W.ravel(), b]``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -22,6 +22,27 @@ from devsim.params import Params
 @dataclass(frozen=True)
 class DeviceParams(Params, family="device"):
     """Base of all device parameter classes; select one in YAML with ``type:``."""
+
+    integer_io: ClassVar[bool] = False
+    """Whether the device's layers pass integer tensors (an int8 MCU): the activation
+    between two of its layers must then map its output grid onto itself
+    (:attr:`devsim.activations.ActivationParams.grid_preserving`)."""
+
+    def memory(self, shapes, methods, queries: int):
+        """The memory a network of layers ``shapes[l] = (n_out, n_in)`` needs on this
+        device, layer l trained by ``methods[l]`` (``"zo_weight"``, ``"zo_node"``,
+        ``"bp"``, or None for a frozen layer; ``methods`` None: inference only) with
+        ``queries`` perturbations per zeroth-order step; raises
+        :class:`~devsim.params.ParamError` on the budget field it exceeds. None where the
+        model keeps no account of memory."""
+        return None
+
+    @staticmethod
+    def compiled_pass(devices: list, activations: list):
+        """A whole-network pass of these layers (all on this device model) compiled into
+        one call, or None where the model has none or cannot run these layers; an
+        object with ``run(x, node_perturbation, node_offsets) -> outputs``."""
+        return None
 
     def build(self, weights: np.ndarray, bias: np.ndarray,
               rng: np.random.Generator) -> "DenseDevice":
