@@ -78,6 +78,8 @@ def _check_scalar(value, rules: dict) -> str | None:
         options = ", ".join(repr(c) for c in rules["choices"])
         return f"must be one of {options}, got {value!r}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and math.isnan(value):
+            return "must be a number, got nan"
         if isinstance(value, float) and not math.isfinite(value):
             if any(k in rules for k in _RULE_TEXT):
                 return f"must be a finite number, got {value!r}"
@@ -90,10 +92,9 @@ def _check_scalar(value, rules: dict) -> str | None:
 
 
 def field_violation(f: dataclasses.Field, value) -> ParamError | None:
-    """The error for the first declared rule of field ``f`` that ``value`` breaks."""
-    rules = f.metadata.get("rules") if f.metadata else None
-    if not rules:
-        return None
+    """The error for the first declared rule of field ``f`` that ``value`` breaks (NaN
+    breaks every number's)."""
+    rules = (f.metadata.get("rules") if f.metadata else None) or {}
     values = value if isinstance(value, tuple) else (value,)
     for i, v in enumerate(values):
         message = _check_scalar(v, rules)
@@ -101,6 +102,44 @@ def field_violation(f: dataclasses.Field, value) -> ParamError | None:
             path = (f.name, i) if isinstance(value, tuple) else (f.name,)
             return ParamError(path, message)
     return None
+
+
+def invalid_values(f: dataclasses.Field, tp) -> list[tuple[Any, str]]:
+    """Values of field ``f`` (of type ``tp``) that its declared rules or its type
+    forbid, each with the rule it breaks: just below a minimum, just above a maximum,
+    a value outside its choices, NaN for a number, a value of another type. Generated
+    from the declarations (as scikit-learn generates invalid parameters from its
+    constraints), for tests that every one is refused with the field's key path."""
+    import typing
+    rules = (f.metadata.get("rules") if f.metadata else None) or {}
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is not None and type(None) in args:  # X | None: X's invalid values
+        tp = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+    out: list[tuple[Any, str]] = []
+    scalar = args[0] if origin is tuple else tp
+    numeric = scalar in (int, float)
+    if numeric:
+        step = 1 if scalar is int else 1e-9
+        for key, rule in (("ge", "below minimum"), ("gt", "at exclusive minimum")):
+            if key in rules:
+                out.append((rules[key] - (step if key == "ge" else 0), rule))
+        for key, rule in (("le", "above maximum"), ("lt", "at exclusive maximum")):
+            if key in rules:
+                out.append((rules[key] + (step if key == "le" else 0), rule))
+        out.append((float("nan"), "not a number") if scalar is float
+                   else (2.5, "not an integer"))
+    if "choices" in rules and scalar is not bool:
+        out.append(("not-a-choice" if scalar is str else -12345, "not one of the choices"))
+    wrong = {bool: ("yes please", "not a boolean"), str: (12, "not a string"),
+             int: ("twelve", "not a number"), float: ("twelve", "not a number")}
+    if scalar in wrong:
+        out.append(wrong[scalar])
+    if origin is tuple:
+        out = [([v], why) for v, why in out] + [(3, "not a list")]
+    elif isinstance(tp, type) and issubclass(tp, Params):
+        out.append((7, "not a mapping"))
+    return out
 
 
 def check_field(obj, f: dataclasses.Field) -> None:
