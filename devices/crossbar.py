@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from devsim.device import DeviceParams, Meter, layer_size
+from devsim.device import ClockedArray, DeviceParams, Meter, RowSplitArray
 from devsim import crng, parallel
 from devsim.params import ParamError, param
 
@@ -220,6 +220,19 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
 
     def build(self, weights, bias, rng):
         return Crossbar(self, weights, bias, rng)
+
+    def without_nonidealities(self):
+        """No variation, faults, levels, noise, drift, IR drop or converters, exact
+        program-and-verify writes, float64 arithmetic (mapping, ranges and tiling
+        stay: they change only the rounding of sums)."""
+        return self.replace(
+            g_max_dtod=0.0, g_min_dtod=0.0, stuck_at_gmin_prob=0.0, stuck_at_gmax_prob=0.0,
+            stuck_at_random_prob=0.0, bits_per_cell=0, prog_noise=0.0, read_noise=0.0,
+            read_noise_1f_scale=0.0, drift_model="constant", drift_nu=0.0, drift_nu_dtod=0.0,
+            t_inference_s=0.0, drift_compensation=False, input_range=None, dac_bits=0,
+            output_range=None, adc_bits=0, adc_stochastic_rounding=False, out_noise=0.0,
+            wire_resistance_ohm=0.0, dw_min=0.0, dw_min_dtod=0.0, dw_min_std=0.0,
+            up_down=0.0, up_down_dtod=0.0, update_threshold=0.0, precision="float64")
 
     @staticmethod
     def compiled_pass(devices, activations):
@@ -691,7 +704,7 @@ def pulse_np(request, u_pos, u_neg, lo_pos, hi_pos, lo_neg, hi_neg, stuck_pos, s
 
 
 # ---------------------------------------------------------------- the array
-class Crossbar:
+class Crossbar(RowSplitArray, ClockedArray):
     """One layer's weights on tiled analog arrays; fulfils :class:`devsim.device.DenseDevice`.
 
     Device state is kept in range units: ``u = (G - g_min) / (g_max - g_min)`` with
@@ -1194,11 +1207,7 @@ class Crossbar:
         w = self._w_aug * self._alpha
         return np.concatenate([w[:, :n_in].ravel(), w[:, n_in]])
 
-    @property
-    def n_params(self) -> int:
-        return layer_size(self.shape)
-
-    # ---- beyond the DenseDevice contract
+    # ---- beyond the DeviceArray contract
     def set_time(self, t_inference_s: float) -> None:
         """Read the array ``t_inference_s`` seconds after t0 (drift, fresh 1/f draw)."""
         if t_inference_s < 0:

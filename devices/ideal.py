@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from devsim.device import DeviceParams, Meter, layer_size, split_flat
+from devsim.device import DeviceArray, DeviceParams, Meter, split_flat
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def dense_forward(w, b, x, node_perturbation, weight_perturbation):
     return out
 
 
-class IdealDense:
+class IdealDense(DeviceArray):
     """A weight matrix held exactly in float64."""
 
     def __init__(self, weights: np.ndarray, bias: np.ndarray):
@@ -84,7 +84,3 @@ class IdealDense:
 
     def read(self):
         return self._flat.copy()
-
-    @property
-    def n_params(self) -> int:
-        return layer_size(self.shape)

@@ -58,7 +58,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from devsim.device import DeviceParams, Meter, layer_size, split_flat
+from devsim.device import DeviceParams, IntegerArray, Meter, layer_size, split_flat
 from devices.mcu_memory import memory_report
 from devsim import crng
 from devsim.params import ParamError, param
@@ -510,8 +510,8 @@ class MCUParams(DeviceParams, kind="mcu"):
         return report
 
 
-class MCUDense:
-    """An int8 fully-connected layer on a microcontroller (fulfils ``DenseDevice``).
+class MCUDense(IntegerArray):
+    """An int8 fully-connected layer on a microcontroller.
 
     Holds int8 weights ``w_q`` (n_out, n_in), int32 biases ``b_q``, float32 weight
     scales, the input and output activation quantization, and the derived
@@ -642,11 +642,25 @@ class MCUDense:
         """The dequantized parameters, flat: [w_q * s_w[c], b_q * s_in s_w[c]]."""
         return np.concatenate([(self.w_q * self.weight_lsb).ravel(), self.b_q * self.bias_lsb])
 
-    @property
-    def n_params(self) -> int:
-        return layer_size(self.shape)
+    def write_tolerance(self):
+        """Half an LSB of each parameter: writes round to whole LSBs."""
+        return 0.5 * self.param_lsb
 
-    # ---- helpers
+    def ideal_error_bound(self, x):
+        """Against the ideal layer holding :meth:`read`'s parameters: the input's
+        quantization error through the weights, one output LSB for the requantization
+        (gemmlowp's double rounding), and the distance of the ideal output from the
+        range the int8 output can take (the clamp)."""
+        w, b = split_flat(self.read(), self.shape)
+        x = np.asarray(x, dtype=np.float64)
+        x_err = np.abs(x - dequantize(self.quantize_input(x), *self.input_q))
+        ideal = x @ w.T + b
+        s_out, z_out = float(np.float32(self.output_q.scale)), self.output_q.zero_point
+        lo, hi = s_out * (self.act_min - z_out), s_out * (self.act_max - z_out)
+        clamp = np.maximum(lo - ideal, 0.0) + np.maximum(ideal - hi, 0.0)
+        return x_err @ np.abs(w).T + s_out * (1.0 + 1e-6) + clamp
+
+
     def _split_lsb(self, weight_lsb):
         n_probe = weight_lsb.shape[0]
         flat = np.asarray(weight_lsb, dtype=np.int64)

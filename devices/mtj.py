@@ -36,7 +36,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numba import njit, prange
 
-from devsim.device import Meter, NoiseSourceParams
+from devsim.device import Meter, NoiseSource, NoiseSourceParams
 from devsim import crng
 from devsim.activations import Activation, ActivationParams
 from devsim.params import Params, param
@@ -356,6 +356,8 @@ class MTJNeuron(Activation):
     """A layer of p-bit neurons: ``neuron(z)`` samples, ``mean`` and ``derivative`` give
     the nominal device's equilibrium response (for the reference baseline only)."""
 
+    stateful = True
+
     def __init__(self, params: MTJNeuronParams, array: MTJArray):
         self.params = params
         self.array = array
@@ -407,8 +409,10 @@ class MTJTelegraphNoiseParams(NoiseSourceParams, MTJParams, kind="mtj_telegraph"
         return MTJTelegraphNoise(self, array, n_nodes, rng.spawn(1)[0])
 
 
-class MTJTelegraphNoise:
+class MTJTelegraphNoise(NoiseSource):
     """Telegraph read-out noise of ``n_nodes`` nodes; the device state carries across calls."""
+
+    stateful = True
 
     def __init__(self, params: MTJTelegraphNoiseParams, array: MTJArray, n_nodes: int,
                  rng: np.random.Generator):

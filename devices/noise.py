@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from devsim.device import NoiseSourceParams
+from devsim.device import NoiseSource, NoiseSourceParams
 from devsim.params import param
 
 
@@ -40,8 +40,11 @@ class BernoulliNoiseParams(NoiseSourceParams, kind="bernoulli"):
         return _Drawn(lambda t: self.offset + self.amplitude * (rng.random((t, n_nodes)) < self.p))
 
 
-class _Drawn:
+class _Drawn(NoiseSource):
     """A stateless source: each call draws fresh samples."""
 
     def __init__(self, draw):
-        self.sample = draw
+        self._draw = draw
+
+    def sample(self, n_probes):
+        return self._draw(n_probes)

@@ -40,6 +40,10 @@ class ActivationParams(Params, family="activation"):
 class Activation:
     """A built activation: ``act(z)`` and ``act.derivative(z)`` over (T, n) arrays."""
 
+    stateful = False
+    """Whether applying it changes its state (a stochastic neuron device carrying its
+    level from probe to probe), so that probes must go through it in order."""
+
     def __init__(self, f, df, f_in_place=None, native=None):
         self._f, self._df = f, df
         self._f_in_place = f_in_place or f

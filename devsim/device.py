@@ -1,18 +1,30 @@
-"""What every device model provides: a parameter family and the dense-array contract.
+"""What a device model is: a parameter family and the array contract its layers fulfil.
 
 A device model realises one dense layer's weight matrix ``W`` (n_out x n_in) and bias
-``b`` (n_out) in hardware. It is batched: ``forward`` evaluates T probes at once, each
-with its own input row and, optionally, its own additive weight perturbation (applied
-where the physics would, e.g. as a conductance offset) or node perturbation (an
-injected current at the pre-activation). ``write`` takes a *requested* parameter change
-and applies what the device's write physics lets land.
+``b`` (n_out) in hardware. Its parameter class (a member of the ``device`` family)
+builds a :class:`DeviceArray`, which is batched: ``forward`` evaluates T probes at
+once, each with its own input row and, optionally, its own additive weight perturbation
+(applied where the physics would, e.g. as a conductance offset) or node perturbation
+(an injected current at the pre-activation). ``write`` takes a *requested* parameter
+change and applies what the device's write physics lets land.
+
+What a device offers beyond that is declared by the classes it derives from, never
+probed by name or attribute: :class:`RowSplitArray` (a call's probe rows may run in
+parts at once), :class:`ClockedArray` (it is read at a time after programming: drift),
+:class:`IntegerArray` (integer tensors with LSB ports, bit-exact kernels). Arrays whose
+reads change their state (a stochastic device carrying its level from probe to probe)
+set :attr:`DeviceArray.stateful`, and execution then keeps their probes in order.
+
+The contract tables (``tests/test_contract_devices.py``) check every registered model,
+plugins included, against this module's promises.
 
 Flat parameter layout of one layer, shared with the network: ``[W.ravel(), b]``.
 """
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +39,18 @@ class DeviceParams(Params, family="device"):
     """Whether the device's layers pass integer tensors (an int8 MCU): the activation
     between two of its layers must then map its output grid onto itself
     (:attr:`devsim.activations.ActivationParams.grid_preserving`)."""
+
+    def build(self, weights: np.ndarray, bias: np.ndarray,
+              rng: np.random.Generator) -> "DeviceArray":
+        """Realise ``weights`` and ``bias`` on a new device array."""
+        raise NotImplementedError
+
+    def without_nonidealities(self) -> "DeviceParams":
+        """This device with every non-ideality it models switched off (noise, variation,
+        faults, drift, converters, levels), so that it computes what the ideal device
+        computes, within its array's :meth:`DeviceArray.ideal_error_bound`; a model with
+        nothing to switch off returns itself."""
+        return self
 
     def memory(self, shapes, methods, queries: int):
         """The memory a network of layers ``shapes[l] = (n_out, n_in)`` needs on this
@@ -44,11 +68,6 @@ class DeviceParams(Params, family="device"):
         object with ``run(x, node_perturbation, node_offsets) -> outputs``."""
         return None
 
-    def build(self, weights: np.ndarray, bias: np.ndarray,
-              rng: np.random.Generator) -> "DenseDevice":
-        """Realise ``weights`` and ``bias`` on a new device array."""
-        raise NotImplementedError
-
 
 @dataclass
 class Meter:
@@ -64,12 +83,17 @@ class Meter:
     """Energy spent, in joules (0 where the model gives no energy)."""
 
 
-class DenseDevice(Protocol):
-    """The contract a device model's array object fulfils."""
+class DeviceArray(abc.ABC):
+    """One layer's weights on a device model (what :meth:`DeviceParams.build` returns)."""
 
     shape: tuple[int, int]
+    """(n_out, n_in) of the layer."""
     meter: Meter
+    """What the array has done: reads, pulses, seconds, joules."""
+    stateful: ClassVar[bool] = False
+    """Whether a read changes the array's state, so that probes must run in order."""
 
+    @abc.abstractmethod
     def forward(self, x: np.ndarray, node_perturbation: np.ndarray | None = None,
                 weight_perturbation: np.ndarray | None = None) -> np.ndarray:
         """Pre-activations (T, n_out) for inputs ``x`` (T, n_in), as a new array the
@@ -79,22 +103,44 @@ class DenseDevice(Protocol):
         (T, n_out*n_in + n_out) in the flat layout.
         """
 
+    @abc.abstractmethod
     def write(self, delta: np.ndarray) -> None:
         """Request a parameter change (flat layout); the device decides what lands."""
 
+    @abc.abstractmethod
     def read(self) -> np.ndarray:
-        """The parameters the array currently holds (flat layout), for traces."""
+        """The parameters the array currently holds (flat layout)."""
+
+    @property
+    def n_params(self) -> int:
+        return layer_size(self.shape)
+
+    def write_tolerance(self) -> float | np.ndarray:
+        """How far (weight units, per flat parameter or one for all) a requested change
+        may land from the request on this array when its model is built
+        :meth:`~DeviceParams.without_nonidealities` (0: exactly, up to float rounding);
+        the contract tables write, read back and hold the array to it."""
+        return 0.0
+
+    def ideal_error_bound(self, x: np.ndarray) -> float | np.ndarray:
+        """How far (pre-activation units; per probe and output, or one for all) this
+        array's outputs for inputs ``x`` may lie from the ideal device's with the same
+        parameters, when its model is built :meth:`~DeviceParams.without_nonidealities`
+        (0: equal up to float rounding)."""
+        return 0.0
 
 
-class RowSplitDevice(DenseDevice, Protocol):
-    """A device whose forward call can be cut into parts of probe rows that run at the
+class RowSplitArray(DeviceArray):
+    """An array whose forward call can be cut into parts of probe rows that run at the
     same time (see :mod:`devsim.parallel`): what :meth:`forward` computes for a call,
     its parts compute row for row, with the same noise."""
 
+    @abc.abstractmethod
     def begin_forward(self, n_probe: int) -> object:
         """Open a call of ``n_probe`` probes (meter it, reserve its noise draws); the
         handle goes to :meth:`forward_rows`."""
 
+    @abc.abstractmethod
     def forward_rows(self, call: object, x: np.ndarray, first: int,
                      node_perturbation: np.ndarray | None = None,
                      weight_perturbation: np.ndarray | None = None,
@@ -102,6 +148,45 @@ class RowSplitDevice(DenseDevice, Protocol):
         """Pre-activations of probes ``first, first + 1, ...`` of the opened call, whose
         rows of input and perturbations are given; written into ``out`` (and returned)
         when it has their shape and type, else into a new array."""
+
+
+class ClockedArray(DeviceArray):
+    """An array read at a time after programming (conductance drift, 1/f noise)."""
+
+    @abc.abstractmethod
+    def set_time(self, seconds: float) -> None:
+        """Read the array ``seconds`` after programming from now on."""
+
+
+class IntegerArray(DeviceArray):
+    """An array of integer tensors (int8 weights, int32 biases, int8 activations): its
+    perturbation and write ports land exactly on whole least significant bits (LSBs)."""
+
+    @property
+    @abc.abstractmethod
+    def param_lsb(self) -> np.ndarray:
+        """Real value of one LSB of every flat parameter."""
+
+    @property
+    @abc.abstractmethod
+    def output_lsb(self) -> float:
+        """Real value of one LSB of the layer's output."""
+
+    @abc.abstractmethod
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """The integer tensor of real inputs ``x``."""
+
+    @abc.abstractmethod
+    def dequantize_output(self, y_q: np.ndarray) -> np.ndarray:
+        """Real values of integer outputs ``y_q``."""
+
+    @abc.abstractmethod
+    def forward_q_rademacher(self, x_q: np.ndarray, key, first_probe: int, mu_weight: int,
+                             mu_bias: int) -> np.ndarray:
+        """Integer outputs of integer inputs ``x_q``, probe t run with the layer's weights
+        and biases moved by ``mu_weight`` / ``mu_bias`` LSBs along the Rademacher
+        direction ``first_probe + t`` drawn in the kernel from ``key``: flat parameter i
+        gets the sign ``devsim.crng.sign(key, p * d + i)`` (d the layer's size)."""
 
 
 def layer_size(shape: tuple[int, int]) -> int:
@@ -124,9 +209,13 @@ class NoiseSourceParams(Params, family="noise"):
         raise NotImplementedError
 
 
-class NoiseSource(Protocol):
-    """Produces the noise of T successive samples at every node; may carry state
-    (a telegraph device's current level) from one call to the next."""
+class NoiseSource(abc.ABC):
+    """Produces the noise of T successive samples at every node."""
 
+    stateful: ClassVar[bool] = False
+    """Whether the source carries state from sample to sample (a telegraph device's
+    current level), so that its samples must be drawn in order."""
+
+    @abc.abstractmethod
     def sample(self, n_probes: int) -> np.ndarray:
         """(n_probes, n_nodes) noise to add to the pre-activations."""

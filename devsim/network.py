@@ -15,7 +15,7 @@ import numpy as np
 
 from devsim import parallel
 from devsim.activations import ActivationParams, Sigmoid
-from devsim.device import DeviceParams, NoiseSourceParams, layer_size
+from devsim.device import DeviceParams, NoiseSourceParams, RowSplitArray, layer_size
 from devsim.losses import LOSSES
 from devsim.params import ParamError, Params, param
 
@@ -125,6 +125,14 @@ class Network:
                             if not layer.bias]
 
     @property
+    def stateful(self) -> bool:
+        """Whether a pass changes the state of a device or neuron (stochastic devices
+        carrying their level from probe to probe): its probes then run in order, never
+        split across threads (a stateful part parallelises over its devices instead)."""
+        return (any(d.stateful for d in self.devices)
+                or any(a.stateful for a in self.activations))
+
+    @property
     def n_params(self) -> int:
         return int(self.param_offsets[-1])
 
@@ -143,8 +151,8 @@ class Network:
                 and self.decorrelation is None):
             return Pass(self._chain.run(h, node_perturbation, self.node_offsets),
                         inputs, preacts)
-        if not record and all(hasattr(d, "forward_rows") for d in self.devices):
-            threads = parallel.row_threads(len(h))
+        if not record and all(isinstance(d, RowSplitArray) for d in self.devices):
+            threads = 1 if self.stateful else parallel.row_threads(len(h))
             return Pass(self._run_rows(h, node_perturbation, weight_perturbation, threads),
                         inputs, preacts)
         for i, (device, act) in enumerate(zip(self.devices, self.activations)):
