@@ -60,6 +60,7 @@ from devsim import crng, parallel
 from devsim.params import ParamError, param
 
 _STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND = 1, 2, 3, 4
+_STREAM_TILES = 16  # streams 16 + 2r and 17 + 2r: reads and rounding of row tile r >= 1
 _STUCK_MIN, _STUCK_MAX, _STUCK_RANDOM = 1, 2, 3  # fault codes; 0 is a working device
 _EMPTY1, _EMPTY2 = np.zeros(0), np.zeros((0, 0))  # "term absent" arguments of the readout
 
@@ -726,7 +727,7 @@ class Crossbar(RowSplitArray, ClockedArray):
         self._buffers = {}           # work arrays of forward, by thread
         self.version = 0             # counts the refreshes of what reads use
         self._accumulated = np.zeros((n_out, m))  # mixed precision: requests not yet written
-        self._reads = 0              # draw counter of the read streams (a Python int)
+        self._reads = 0              # probes read so far, the position in the read streams
         self._writes = np.uint64(0)  # draw counter of the pulse streams
         self._key_read, self._key_round = self._keys[_STREAM_READ], self._keys[_STREAM_ROUND]
         self._dac_bound = p.input_range or 0.0
@@ -743,6 +744,10 @@ class Crossbar(RowSplitArray, ClockedArray):
 
         # tiles: row tiles over the augmented inputs, column tiles over the outputs
         self._row_tiles = [(r0, min(r0 + p.tile_rows, m)) for r0 in range(0, m, p.tile_rows)]
+        self._tile_keys = [(self._key_read, self._key_round)] + [  # (read, rounding) per tile
+            (np.uint64(crng.stream_key(self._seed, _STREAM_TILES + 2 * r)),
+             np.uint64(crng.stream_key(self._seed, _STREAM_TILES + 2 * r + 1)))
+            for r in range(1, len(self._row_tiles))]
         self._tile_starts = np.array([min(r0, n_in) for r0, _ in self._row_tiles] + [n_in],
                                      dtype=np.int64)  # the tiles' input ranges
         self._group = (np.arange(n_out) // p.tile_cols).astype(np.int64)
@@ -1033,18 +1038,19 @@ class Crossbar(RowSplitArray, ClockedArray):
 
     # ---- RowSplitDevice
     def begin_forward(self, n_probe):
-        """Open a call of ``n_probe`` probes: meter its reads and reserve its noise draws
-        (``n_probe draw_block(n_out, n_groups)`` per row tile); returns each tile's
-        first draw, as Python ints (the kernels take them as uint64)."""
-        base, n_tiles = self._reads, len(self._row_tiles)
-        per_tile = n_probe * self._draw_block
-        bases = [base + r * per_tile for r in range(n_tiles)]  # ints: np.uint64() costs 0.4 us
+        """Open a call of ``n_probe`` probes: meter its reads and reserve their noise
+        draws; returns the call's first draw (a Python int: ``np.uint64()`` costs
+        0.4 us; the kernels take it as uint64). Probe p of the array's life draws
+        ``p * draw_block(n_out, n_groups) + j`` of each row tile's streams (tile r has
+        keys of its own), so its noise does not depend on how probes are grouped into
+        calls."""
+        base = self._reads * self._draw_block
         if self._readout:
-            self._reads = base + n_tiles * per_tile
+            self._reads += n_probe
         self.meter.reads += n_probe
         self.meter.time_s += n_probe * self.params.mvm_time_s
         self.meter.energy_j += n_probe * self._read_energy_j
-        return bases
+        return base
 
     def forward_rows(self, call, x, first, node_perturbation=None, weight_perturbation=None,
                      out=None):
@@ -1072,8 +1078,8 @@ class Crossbar(RowSplitArray, ClockedArray):
             weight_perturbation = np.ascontiguousarray(weight_perturbation, dtype=np.float64)
         return x, weight_perturbation
 
-    def _forward_rows(self, x, bases, first, node_perturbation, weight_perturbation, out):
-        """Probes ``first, first + 1, ...`` of a call whose row tiles draw from ``bases``,
+    def _forward_rows(self, x, base, first, node_perturbation, weight_perturbation, out):
+        """Probes ``first, first + 1, ...`` of a call whose draws start at ``base``,
         into ``out``; safe to run concurrently on disjoint rows (work arrays are per thread)."""
         n_probe, n_in = x.shape
         n_out = self.shape[0]
@@ -1098,7 +1104,7 @@ class Crossbar(RowSplitArray, ClockedArray):
             if last and node_perturbation is not None:
                 acc += node_perturbation
             if self._readout:
-                self._read_columns(acc, out, r > 0, xq, row_sq, r, last, bases[r], first)
+                self._read_columns(acc, out, r > 0, xq, row_sq, r, last, base, first)
             elif r > 0:
                 out += acc
         if self._alpha != 1.0:
@@ -1145,8 +1151,7 @@ class Crossbar(RowSplitArray, ClockedArray):
                     shared += ref[:, -1]
         readout_rows(acc, self._bias if last else _EMPTY1, out, accumulate, row_sq,
                      self._var_scale, var_tj, self._out_var, shared, self._group,
-                     self._n_groups, self._key_read, self._key_round,
-                     base, first, self._adc_step, self._adc_bound,
+                     self._n_groups, *self._tile_keys[r], base, first, self._adc_step, self._adc_bound,
                      self._adc_stochastic, 0, n_probe)
 
     def write(self, delta):

@@ -215,7 +215,7 @@ class Chain:
         out = np.empty((n_rows, self.devices[-1].shape[0]))
         if node_perturbation is not None:
             node_perturbation = np.ascontiguousarray(node_perturbation, dtype=np.float64)
-        bases = [d.begin_forward(n_rows)[0] for d in self.devices]
+        bases = [d.begin_forward(n_rows) for d in self.devices]
         team = _team(self._precision)
         parts = 1
         if n_rows >= 2 * MIN_ROWS_PER_PART and team.n_helpers:
