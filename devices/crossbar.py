@@ -1096,7 +1096,7 @@ class Crossbar(RowSplitArray, ClockedArray):
             # a tile read through the periphery, or added to an earlier one, is consumed
             # here: its sums live in scratch
             acc = out if r == 0 and not self._readout else tile_acc
-            np.matmul(xs, self._w_operands[r], out=acc)
+            parallel.matmul(xs, self._w_operands[r], acc, first)
             if last and not self._readout:  # a readout adds it on the way
                 acc += self._bias
             if weight_perturbation is not None:
@@ -1141,12 +1141,14 @@ class Crossbar(RowSplitArray, ClockedArray):
             r0, r1 = self._row_tiles[r]
             x2 = np.square(xq[:, r0:min(r1, self.shape[1])], dtype=np.float64)
             mat = self._var_mats[r]
-            var_tj = x2 @ mat[:, :x2.shape[1]].T
+            var_tj = parallel.matmul(x2, mat[:, :x2.shape[1]].T,
+                                     np.empty((n_probe, n_out)), first)
             if last:
                 var_tj += mat[:, -1]
             if self._shared_mats is not None:
                 ref = self._shared_mats[r]
-                shared = x2 @ ref[:, :x2.shape[1]].T
+                shared = parallel.matmul(x2, ref[:, :x2.shape[1]].T,
+                                         np.empty((n_probe, self._n_groups)), first)
                 if last:
                     shared += ref[:, -1]
         readout_rows(acc, self._bias if last else _EMPTY1, out, accumulate, row_sq,

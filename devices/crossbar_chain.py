@@ -24,7 +24,6 @@ decorrelation, recording the layers) keeps to the layer-by-layer path.
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 
 import numba
@@ -36,14 +35,14 @@ from devsim import blas, parallel, spin
 from devsim.activations import apply_in_place
 from devsim.native import pointer
 
-MIN_ROWS_PER_PART = 16
-"""Fewest probe rows worth a part of their own: below that the BLAS calls of the
-shorter parts lose more than the second core gains."""
+MIN_ROWS_PER_PART = parallel.BLOCK_ROWS
+"""Fewest probe rows worth a part of their own (a part is made of whole canonical
+blocks, :mod:`devsim.parallel`)."""
 MAX_LAYERS, MAX_PARTS = 64, 64
 
 # the integer arguments: a header, then one group per layer; floats: one group per layer
-_LAYERS, _ROWS, _X, _OUT, _NODE, _NODE_COLS, _WORK, _MAX_IN, _MAX_OUT = range(9)
-_BOUNDS = 9                      # part p has rows _BOUNDS + p .. _BOUNDS + p + 1
+_LAYERS, _ROWS, _X, _OUT, _NODE, _NODE_COLS, _WORK, _MAX_IN, _MAX_OUT, _BLOCK = range(10)
+_BOUNDS = 10                     # part p has rows _BOUNDS + p .. _BOUNDS + p + 1
 _CBLAS = _BOUNDS + MAX_PARTS + 1  # devsim.blas.entry_points()
 _HEAD = _CBLAS + 8
 _LAYER_INTS, _LAYER_FLOATS = 16, 8
@@ -76,7 +75,10 @@ def _layer(ai, af, index, x, first, xq, acc, h, row_sq):
     readout = ai[b + _READOUT] != 0
     if not readout:
         acc = h
-    blas.matmul(xq, w, transposed, acc, ai[_CBLAS:_CBLAS + 5])
+    block = ai[_BLOCK]  # products in the canonical blocks of devsim.parallel (parts
+    for b0 in range(0, rows, block):  # start at multiples of the block size)
+        b1 = min(rows, b0 + block)
+        blas.matmul(xq[b0:b1], w, transposed, acc[b0:b1], ai[_CBLAS:_CBLAS + 5])
     if not readout:
         for t in range(rows):
             for j in range(n_out):
@@ -235,8 +237,8 @@ class Chain:
                 ai[_NODE_COLS] = node_perturbation.shape[1]
                 for index, offset in enumerate(node_offsets[:-1]):
                     ai[_HEAD + _LAYER_INTS * index + _NODE_OFFSET] = offset
-            ai[_BOUNDS:_BOUNDS + parts + 1] = [n_rows * p // parts for p in range(parts + 1)]
-            with parallel.single_threaded_blas() if parts > 1 else contextlib.nullcontext():
+            ai[_BOUNDS:_BOUNDS + parts + 1] = parallel.part_bounds(n_rows, parts)
+            with parallel.single_threaded_blas():
                 team.run(parts)
         return out
 
@@ -260,6 +262,7 @@ class Chain:
             self._layers = [d.chain_layer() for d in self.devices]
             self._versions = versions
         ai[_LAYERS] = len(self.devices)
+        ai[_BLOCK] = parallel.BLOCK_ROWS
         ai[_MAX_IN], ai[_MAX_OUT] = self._max_in, self._max_out
         for index, ((ints, floats, _), code) in enumerate(zip(self._layers, self._codes)):
             b = _HEAD + _LAYER_INTS * index

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from devsim import parallel
 from devsim.device import DeviceArray, DeviceParams, Meter, split_flat
 
 
@@ -46,8 +47,9 @@ def add_weight_perturbation_np(x, perturbation, n_out, out):
 
 
 def dense_forward(w, b, x, node_perturbation, weight_perturbation):
-    """Batched affine map with optional per-probe weight and node perturbations."""
-    out = x @ w.T
+    """Batched affine map with optional per-probe weight and node perturbations (the
+    product made in canonical blocks of probes, :func:`devsim.parallel.matmul`)."""
+    out = parallel.matmul(x, w.T, np.empty((x.shape[0], w.shape[0])))
     out += b
     if weight_perturbation is not None:
         add_weight_perturbation(x, np.ascontiguousarray(weight_perturbation), w.shape[0], out)

@@ -117,9 +117,10 @@ class DeviceArray(abc.ABC):
 
     def write_tolerance(self) -> float | np.ndarray:
         """How far (weight units, per flat parameter or one for all) a requested change
-        may land from the request on this array when its model is built
-        :meth:`~DeviceParams.without_nonidealities` (0: exactly, up to float rounding);
-        the contract tables write, read back and hold the array to it."""
+        that keeps every parameter within the device's range may land from the request
+        on this array when its model is built :meth:`~DeviceParams.without_nonidealities`
+        (0: exactly, up to float rounding); the contract tables write, read back and hold
+        the array to it."""
         return 0.0
 
     def ideal_error_bound(self, x: np.ndarray) -> float | np.ndarray:

@@ -1,0 +1,2 @@
+"""Presets of the example FeFET plugin (found by devsim through the ``devsim.presets``
+entry point that names this package)."""
