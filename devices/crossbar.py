@@ -85,15 +85,15 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     """Most outputs of one physical array (each uses two columns when differential)."""
 
     # ---- static device-to-device variation and faults
-    g_max_dtod: float = param(0.0, ge=0.0)
+    g_max_dtod: float = param(0.0, ge=0.0, unit="1")
     """Relative spread (Gaussian sigma) of each device's g_max around the nominal."""
-    g_min_dtod: float = param(0.0, ge=0.0)
+    g_min_dtod: float = param(0.0, ge=0.0, unit="1")
     """Relative spread (Gaussian sigma) of each device's g_min around the nominal."""
-    stuck_at_gmin_prob: float = param(0.0, ge=0.0, le=1.0)
+    stuck_at_gmin_prob: float = param(0.0, ge=0.0, le=1.0, unit="1")
     """Probability that a device is stuck at its g_min (ignores programming and writes)."""
-    stuck_at_gmax_prob: float = param(0.0, ge=0.0, le=1.0)
+    stuck_at_gmax_prob: float = param(0.0, ge=0.0, le=1.0, unit="1")
     """Probability that a device is stuck at its g_max."""
-    stuck_at_random_prob: float = param(0.0, ge=0.0, le=1.0)
+    stuck_at_random_prob: float = param(0.0, ge=0.0, le=1.0, unit="1")
     """Probability that a device is stuck at a uniformly random conductance of its range."""
 
     # ---- programming
@@ -104,7 +104,7 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     """Shape of the programming-noise sigma: ``constant``; ``proportional`` to G;
     ``pcm``: aihwkit's PCM statistical model, sigma(G) = (c0 + c1 G/g_max + c2 (G/g_max)^2)
     * g_max / 25 uS (Nandakumar et al. 2019)."""
-    prog_noise: float = param(0.0, ge=0.0)
+    prog_noise: float = param(0.0, ge=0.0, unit="1")
     """Programming-noise size: sigma as a fraction of g_max - g_min (constant), of G
     (proportional), or a multiplier of the PCM polynomial (pcm; 1 = the published fit)."""
     pcm_prog_coeffs: tuple[float, ...] = param((0.26348, 1.9650, -1.1731), unit="uS")
@@ -113,11 +113,11 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     # ---- reads
     read_noise_model: str = param("constant", choices=("constant", "proportional"))
     """Shape of the per-read noise sigma: ``constant`` or ``proportional`` to G."""
-    read_noise: float = param(0.0, ge=0.0)
+    read_noise: float = param(0.0, ge=0.0, unit="1")
     """Cycle-to-cycle (white) read noise of every device at every MVM: sigma as a
     fraction of g_max - g_min (constant) or of G (proportional). The column noise it
     makes (with ``out_noise``) is drawn as float32 normals in either precision."""
-    read_noise_1f_scale: float = param(0.0, ge=0.0)
+    read_noise_1f_scale: float = param(0.0, ge=0.0, unit="1")
     """Multiplier of aihwkit's accumulated 1/f read noise (PCM statistical model),
     sigma = |G| q_s sqrt(ln((t + t_read) / (2 t_read))), q_s = min(0.2, 0.0088 /
     (G/g_max)^0.65), drawn once per inference time; 0 switches it off."""
@@ -127,9 +127,9 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     """Drift exponent per device: ``constant`` (drift_nu +- drift_nu_dtod) or ``pcm``
     (aihwkit's conductance-dependent fit: mean -0.0155 ln(G/g_max) + 0.0244 clipped
     to [0.049, 0.1], spread -0.0125 ln(G/g_max) - 0.0059 clipped to [0.008, 0.045])."""
-    drift_nu: float = param(0.0, ge=0.0)
+    drift_nu: float = param(0.0, ge=0.0, unit="1")
     """Mean drift exponent nu in G (t/t0)^-nu (constant model)."""
-    drift_nu_dtod: float = param(0.0, ge=0.0)
+    drift_nu_dtod: float = param(0.0, ge=0.0, unit="1")
     """Device-to-device sigma of nu (constant model); negative draws are clipped to 0."""
     drift_t0_s: float = param(20.0, gt=0.0, unit="s")
     """Time after programming at which the programmed conductance is defined (t0)."""
@@ -160,14 +160,14 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     dw_min: float = param(0.0, ge=0.0, unit="weight")
     """Weight change of one pulse at the low end of a device's range; 0 means writes
     are program-and-verify to the new target (levels and programming noise apply)."""
-    dw_min_dtod: float = param(0.0, ge=0.0)
+    dw_min_dtod: float = param(0.0, ge=0.0, unit="1")
     """Device-to-device relative spread of the pulse step."""
-    dw_min_std: float = param(0.0, ge=0.0)
+    dw_min_std: float = param(0.0, ge=0.0, unit="1")
     """Cycle-to-cycle relative sigma of each pulse's step."""
-    up_down: float = param(0.0, gt=-1.0, lt=1.0)
+    up_down: float = param(0.0, gt=-1.0, lt=1.0, unit="1")
     """Asymmetry (dimensionless): potentiating steps are (1 + up_down), depressing
     (1 - up_down) times the nominal step."""
-    up_down_dtod: float = param(0.0, ge=0.0)
+    up_down_dtod: float = param(0.0, ge=0.0, unit="1")
     """Device-to-device sigma of up_down (draws clipped to (-0.99, 0.99))."""
     soft_bounds: bool = True
     """Steps shrink linearly to zero at the device's bounds (else constant steps, with

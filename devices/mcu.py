@@ -471,7 +471,7 @@ class MCUParams(DeviceParams, kind="mcu"):
     """Weight scales per output channel (True) or one per layer (False)."""
     fused_activation: str = param("none", choices=FUSED_ACTIVATIONS)
     """Activation clamp fused into the kernel (TFLM ``fused_activation_function``)."""
-    activation_range: tuple[float, float] = (-4.0, 4.0)
+    activation_range: tuple[float, float] = param((-4.0, 4.0), unit="activation")
     """Static real range [min, max] of every activation tensor (before calibration)."""
     sram_kib: float | None = param(None, gt=0.0, unit="KiB")
     """SRAM budget a configuration must fit (unset: no limit)."""

@@ -233,7 +233,7 @@ class MTJParams(Params):
     appear flat under ``node_noise:`` and ``activation:`` in YAML.
     """
 
-    delta: float = param(2.3, gt=0.0)
+    delta: float = param(2.3, gt=0.0, unit="1")
     """Thermal stability Δ = E_b / (k_B T) of the free layer at zero current."""
     tau0: float = param(1e-9, gt=0.0, unit="s")
     """Attempt time τ0 of the Néel–Brown law τ = τ0 exp(Δ)."""
@@ -241,9 +241,9 @@ class MTJParams(Params):
     """Critical current I_c0 of the spin-transfer-torque tilt of the barrier."""
     dt: float = param(1e-9, gt=0.0, unit="s")
     """Sampling interval: the time between two reads of a device."""
-    delta_dtod: float = param(0.0, ge=0.0)
+    delta_dtod: float = param(0.0, ge=0.0, unit="1")
     """Device-to-device spread of Δ: each device has Δ·exp(delta_dtod·ε), ε ~ N(0, 1)."""
-    ic0_dtod: float = param(0.0, ge=0.0)
+    ic0_dtod: float = param(0.0, ge=0.0, unit="1")
     """Device-to-device spread of I_c0: each device has I_c0·exp(ic0_dtod·ε)."""
     offset_dtod: float = param(0.0, ge=0.0, unit="A")
     """Standard deviation across devices of the current offset I_off (stray fields,
@@ -341,7 +341,7 @@ class MTJNeuronParams(ActivationParams, MTJParams, kind="mtj_pbit"):
     so a short window on a slow device remembers earlier inputs: that is the physics.
     """
 
-    gain: float = param(1.0, gt=0.0)
+    gain: float = param(1.0, gt=0.0, unit="1/pre-activation")
     """Slope of the nominal switching sigmoid per unit of pre-activation."""
     read_samples: int = param(1, ge=1)
     """Samples averaged per probe (the read window); 1 gives a binary output."""
@@ -393,11 +393,11 @@ class MTJTelegraphNoiseParams(NoiseSourceParams, MTJParams, kind="mtj_telegraph"
     nodes see correlated noise.
     """
 
-    mean: float = 0.0
+    mean: float = param(0.0, unit="pre-activation")
     """Mean read-out level (pre-activation units)."""
-    amplitude: float = param(0.01, ge=0.0)
+    amplitude: float = param(0.01, ge=0.0, unit="pre-activation")
     """Half the distance between the two read-out levels (pre-activation units)."""
-    read_noise: float = param(0.0, ge=0.0)
+    read_noise: float = param(0.0, ge=0.0, unit="pre-activation")
     """Standard deviation of the Gaussian read-out noise (pre-activation units)."""
     bias: float = param(0.0, unit="A")
     """Constant current through the devices; tilts the occupancy towards m = +1."""

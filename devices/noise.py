@@ -16,9 +16,9 @@ from devsim.params import param
 class GaussianNoiseParams(NoiseSourceParams, kind="gaussian"):
     """Independent Gaussian noise at every node and probe."""
 
-    std: float = param(0.01, ge=0.0)
+    std: float = param(0.01, ge=0.0, unit="pre-activation")
     """Standard deviation (pre-activation units)."""
-    mean: float = 0.0
+    mean: float = param(0.0, unit="pre-activation")
     """Mean (pre-activation units); only differences between passes matter to ANP."""
 
     def build(self, n_nodes, rng):
@@ -29,11 +29,11 @@ class GaussianNoiseParams(NoiseSourceParams, kind="gaussian"):
 class BernoulliNoiseParams(NoiseSourceParams, kind="bernoulli"):
     """offset + amplitude * B with B ~ Bernoulli(p), independent per node and probe."""
 
-    amplitude: float = param(0.0125, ge=0.0)
+    amplitude: float = param(0.0125, ge=0.0, unit="pre-activation")
     """Height of a '1' (pre-activation units)."""
-    p: float = param(0.5, ge=0.0, le=1.0)
+    p: float = param(0.5, ge=0.0, le=1.0, unit="1")
     """Probability of a '1'."""
-    offset: float = 0.0
+    offset: float = param(0.0, unit="pre-activation")
     """Constant added to every sample."""
 
     def build(self, n_nodes, rng):

@@ -288,7 +288,7 @@ class ReLU(ActivationParams, kind="relu"):
 class LeakyReLU(ActivationParams, kind="leaky_relu"):
     """z for z > 0, slope * z otherwise."""
 
-    slope: float = param(0.01, ge=0.0, le=1.0)
+    slope: float = param(0.01, ge=0.0, le=1.0, unit="1")
     """Slope for negative inputs."""
 
     def build(self, n, rng):
@@ -306,21 +306,21 @@ class Logistic(ActivationParams, kind="logistic"):
     et al. (2023).
     """
 
-    L: float = 1.0
+    L: float = param(1.0, unit="output")
     """Output swing (mean over neurons)."""
-    k: float = 1.0
+    k: float = param(1.0, unit="1/pre-activation")
     """Gain (mean over neurons)."""
-    x0: float = 0.0
+    x0: float = param(0.0, unit="pre-activation")
     """Input offset (mean over neurons)."""
-    y0: float = 0.0
+    y0: float = param(0.0, unit="output")
     """Output offset (mean over neurons)."""
-    L_spread: float = param(0.0, ge=0.0)
+    L_spread: float = param(0.0, ge=0.0, unit="output")
     """Standard deviation of L across neurons."""
-    k_spread: float = param(0.0, ge=0.0)
+    k_spread: float = param(0.0, ge=0.0, unit="1/pre-activation")
     """Standard deviation of k across neurons."""
-    x0_spread: float = param(0.0, ge=0.0)
+    x0_spread: float = param(0.0, ge=0.0, unit="pre-activation")
     """Standard deviation of x0 across neurons."""
-    y0_spread: float = param(0.0, ge=0.0)
+    y0_spread: float = param(0.0, ge=0.0, unit="output")
     """Standard deviation of y0 across neurons."""
 
     def build(self, n, rng):

@@ -106,6 +106,21 @@ def _load(ep: metadata.EntryPoint, family: str, base: type) -> None:
                           f"type")
 
 
+def provider(cls: type) -> str | None:
+    """The distribution (``name version``) whose entry point contributed ``cls``, or None
+    for devsim's own members."""
+    family = getattr(cls, "family", None)
+    if family not in GROUPS:
+        return None
+    for ep in _entry_points(GROUPS[family]):
+        module = ep.value.split(":")[0]
+        if cls.__module__ == module or cls.__module__.startswith(module + "."):
+            if ep.dist is None or ep.dist.name == "devsim-lab":
+                return None
+            return f"{ep.dist.name} {ep.dist.version}"
+    return None
+
+
 def preset_files() -> dict[str, Path]:
     """``{name: file}`` of every installed preset (``NAME.yaml`` in the packages of the
     ``devsim.presets`` group); a name given twice keeps the first in entry-point order."""

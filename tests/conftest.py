@@ -22,3 +22,15 @@ def rng():
 
 
 __all__ = ["make_hardware", "Identity", "Sigmoid", "Tanh"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What the contract tables covered (rows are found by discovery: plugins appear here
+    when installed), so that a run shows which models were checked."""
+    from contracts import COVERED
+    if not COVERED:
+        return
+    terminalreporter.section("contract tables")
+    for name, ids in COVERED.items():
+        listed = ", ".join(ids) if len(ids) <= 40 else f"{', '.join(ids[:8])}, ..."
+        terminalreporter.write_line(f"{name} ({len(ids)} rows): {listed}")

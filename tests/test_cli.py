@@ -112,7 +112,9 @@ def test_docs_are_generated_from_the_schema_and_current(capsys):
     text = capsys.readouterr().out
     assert "| `lr` | float |" in text and "Learning rate." in text
     committed = (ROOT / "docs/config.md").read_text()
-    assert committed.rstrip() == text.rstrip(), "docs/config.md is stale: run `devsim docs --out docs/config.md`"
+    assert committed.rstrip() == text.rstrip(), (
+        "docs/config.md is stale: run `devsim docs --out docs/config.md` with the example "
+        "plugin installed and no other (the README's test command installs it)")
 
 
 def test_decorrelation_matrices_are_snapshotted(tmp_path):

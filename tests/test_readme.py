@@ -19,7 +19,7 @@ def test_exactly_two_setup_commands_and_ci_runs_the_test_one():
     setup = README.split("## Set up", 1)[1].split("## ", 1)[0]
     commands = re.findall(r"```sh\n(.*?)\n```", setup, re.S)
     assert commands == ["pip install . && devsim run configs/quickstart.yaml",
-                        "pip install '.[test]' && python -m pytest"]
+                        "pip install '.[test]' ./examples/plugin_fefet && python -m pytest"]
     assert commands[1] in (ROOT / ".ci/run").read_text()
 
 

@@ -32,12 +32,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from devsim.config import ConfigError
+    from devsim.registry import PluginError
     from devsim.trace import TraceError
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
     except ConfigError as exc:
         return fail(exc.messages)
+    except PluginError as exc:
+        return fail(str(exc))
     except TraceError as exc:
         return fail(str(exc))
     except OSError as exc:
