@@ -49,6 +49,7 @@ sequence of floating-point operations).
 """
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ from devsim.params import ParamError, param
 
 _STREAM_READ, _STREAM_ROUND, _STREAM_PULSE, _STREAM_PULSE_ROUND = 1, 2, 3, 4
 _STREAM_TILES = 16  # streams 16 + 2r and 17 + 2r: reads and rounding of row tile r >= 1
+_STREAM_FORKS = 1 << 32  # seeds of forked copies (evaluation reads): this plus the fork
 _STUCK_MIN, _STUCK_MAX, _STUCK_RANDOM = 1, 2, 3  # fault codes; 0 is a working device
 _EMPTY1, _EMPTY2 = np.zeros(0), np.zeros((0, 0))  # "term absent" arguments of the readout
 
@@ -744,10 +746,7 @@ class Crossbar(RowSplitArray, ClockedArray):
 
         # tiles: row tiles over the augmented inputs, column tiles over the outputs
         self._row_tiles = [(r0, min(r0 + p.tile_rows, m)) for r0 in range(0, m, p.tile_rows)]
-        self._tile_keys = [(self._key_read, self._key_round)] + [  # (read, rounding) per tile
-            (np.uint64(crng.stream_key(self._seed, _STREAM_TILES + 2 * r)),
-             np.uint64(crng.stream_key(self._seed, _STREAM_TILES + 2 * r + 1)))
-            for r in range(1, len(self._row_tiles))]
+        self._tile_keys = self._read_keys(len(self._row_tiles))
         self._tile_starts = np.array([min(r0, n_in) for r0, _ in self._row_tiles] + [n_in],
                                      dtype=np.int64)  # the tiles' input ranges
         self._group = (np.arange(n_out) // p.tile_cols).astype(np.int64)
@@ -780,6 +779,14 @@ class Crossbar(RowSplitArray, ClockedArray):
         self._t = p.t_inference_s
         self._draw_1f()
         self._refresh()
+
+    def _read_keys(self, n_tiles):
+        """(read, rounding) stream keys of each row tile: the array's read streams for the
+        first, streams of their own for the others."""
+        return [(self._key_read, self._key_round)] + [
+            (np.uint64(crng.stream_key(self._seed, _STREAM_TILES + 2 * r)),
+             np.uint64(crng.stream_key(self._seed, _STREAM_TILES + 2 * r + 1)))
+            for r in range(1, n_tiles)]
 
     def _per_array(self, a):
         """``a`` as a reference column holds it: the first output's row in each array."""
@@ -999,6 +1006,18 @@ class Crossbar(RowSplitArray, ClockedArray):
         floats = (self._dac_bound, self._dac_step, self._var_scale, self._out_var,
                   self._adc_step, self._adc_bound, self._alpha)
         return ints, floats, arrays
+
+    def forked(self, stream):
+        """A copy in the present state whose reads (and ADC rounding) draw from streams
+        of their own, numbered from ``stream``, starting at their first draw."""
+        fork = copy.copy(self)
+        fork._buffers, fork.meter = {}, Meter()
+        fork._seed = int(crng.stream_key_np(self._seed, _STREAM_FORKS + stream)) >> 1
+        fork._reads = 0
+        fork._key_read = np.uint64(crng.stream_key(fork._seed, _STREAM_READ))
+        fork._key_round = np.uint64(crng.stream_key(fork._seed, _STREAM_ROUND))
+        fork._tile_keys = fork._read_keys(len(self._row_tiles))
+        return fork
 
     def _gemm_operand(self, w):
         """A tile's weights as the right operand of ``x @ operand``. float32 tiles of 32

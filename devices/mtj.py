@@ -31,6 +31,7 @@ intrinsic node noise ``node_noise: {type: mtj_telegraph}``.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -365,6 +366,13 @@ class MTJNeuron(Activation):
         self._amps = params.gain * params.ic0 / (2.0 * params.delta)
         self._binary = params.levels == "binary"
         super().__init__(self._sample, self._slope)
+
+    def forked(self, stream):
+        """A copy in the present device states, drawing from a stream of its own."""
+        fork = copy.deepcopy(self)
+        fork.array.key = crng.stream_key_np(int(self.array.key), 1 + stream)
+        fork.array.samples = 0
+        return fork
 
     def _sample(self, z):
         m = self.array.drive(z * self._amps, self.params.read_samples)

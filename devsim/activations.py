@@ -62,6 +62,11 @@ class Activation:
     def derivative(self, z: np.ndarray) -> np.ndarray:
         return self._df(z)
 
+    def forked(self, stream: int) -> "Activation":
+        """This activation for a fork of the network that reads on stream ``stream``
+        (see :meth:`devsim.device.DeviceArray.forked`): itself when it keeps no state."""
+        return self
+
 
 _ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
 _LOG2E, _LN2_HI, _LN2_LO = 1.4426950408889634, 0.6931471803691238, 1.9082149292705877e-10

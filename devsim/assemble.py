@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
+from devsim.bench import Bench
 from devsim.config import ConfigError
 from devsim.data import Dataset
 from devsim.hardware import Hardware
@@ -10,6 +13,8 @@ from devsim.network import Network
 from devsim.params import ParamError
 from devsim.rng import streams
 from devsim.runconfig import RunConfig
+from trainer.base import Setup
+from trainer.executors import select
 from trainer.loop import TrainingLoop
 
 
@@ -17,11 +22,17 @@ class Built(NamedTuple):
     """Everything a run needs, constructed from its config."""
 
     data: Dataset
-    hardware: Hardware
+    bench: Bench
+    """The network on the experimenter's bench; ``bench.chip`` is the controller's side."""
     loop: TrainingLoop
     memory: object | None = None
     """The memory the run needs where a device accounts it (an MCU's SRAM and flash,
     :meth:`devsim.device.DeviceParams.memory`; None elsewhere)."""
+
+    @property
+    def hardware(self) -> Hardware:
+        """The chip's controller side (``bench.chip``)."""
+        return self.bench.chip
 
 
 def build(config: RunConfig, source: str = "<config>") -> Built:
@@ -35,19 +46,35 @@ def build(config: RunConfig, source: str = "<config>") -> Built:
     if n_out != data.n_outputs:
         last = len(config.network.layers) - 1
         raise ConfigError([f"{source}: network.layers[{last}].units: must equal the "
-                               f"data set's {data.n_outputs} outputs, got {n_out}"])
+                           f"data set's {data.n_outputs} outputs, got {n_out}"])
     if config.network.loss == "cross_entropy" and n_out < 2:
         raise ConfigError([f"{source}: network.loss: cross_entropy needs at least 2 "
-                               f"outputs; use mse for a single output"])
+                           f"outputs; use mse for a single output"])
     network = Network(config.network, data.n_inputs, rngs["init"], rngs["device"])
-    hardware = Hardware(network, config.network.loss)
+    bench = Bench(network, config.network.loss)
+    train = config.train
+    setup = Setup(bench.chip, rngs["estimator"], train.timescales,
+                  bench if train.estimator.outside_the_rule else None)
     try:
-        estimator = config.train.estimator.build(hardware, rngs["estimator"])
+        estimator = train.estimator.build(setup)
     except ParamError as exc:
         raise ConfigError([f"{source}: {exc.under(('train', 'estimator'))}"]) from None
-    loop = TrainingLoop(hardware, data.x_train, data.y_train, estimator,
-                        config.train.optimizer.build(), config.train.timescales, rngs["sampler"])
-    return Built(data, hardware, loop, _check_memory(config, hardware, source))
+    diagnose = cosine_diagnostic(bench) if train.diagnose_cosine else None
+    loop = TrainingLoop(bench.chip, data.x_train, data.y_train, estimator,
+                        train.optimizer.build(), train.timescales, rngs["sampler"],
+                        executor=select(bench, estimator, train.executor), diagnose=diagnose)
+    return Built(data, bench, loop, _check_memory(config, bench.chip, source))
+
+
+def cosine_diagnostic(bench: Bench):
+    """``diagnose(window, estimate)`` for the loop: the cosine of the estimate to the
+    ideal model's exact gradient of the window's mean cost (from the bench, outside the
+    rule)."""
+    def diagnose(window, estimate):
+        exact = bench.reference().gradient(bench.read_params(), window.x, window.y)
+        norm = np.linalg.norm(estimate) * np.linalg.norm(exact)
+        return {"cosine": float(estimate @ exact / norm) if norm > 0 else 0.0}
+    return diagnose
 
 
 def _check_memory(config: RunConfig, hardware: Hardware, source: str):

@@ -23,6 +23,7 @@ Flat parameter layout of one layer, shared with the network: ``[W.ravel(), b]``.
 from __future__ import annotations
 
 import abc
+import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -122,6 +123,13 @@ class DeviceArray(abc.ABC):
         (0: exactly, up to float rounding); the contract tables write, read back and hold
         the array to it."""
         return 0.0
+
+    def forked(self, stream: int) -> "DeviceArray":
+        """A copy of this array, in its present state, whose reads draw their noise from
+        stream ``stream`` of its own (evaluation reads on a fork must not change what
+        training sees next). The default deep copy continues this array's streams; a
+        model with counter-based noise re-keys them."""
+        return copy.deepcopy(self)
 
     def ideal_error_bound(self, x: np.ndarray) -> float | np.ndarray:
         """How far (pre-activation units; per probe and output, or one for all) this

@@ -1,51 +1,113 @@
 """The hardware interface: the chip as the training controller sees it.
 
 A controller may choose inputs, inject perturbations into parameters (weight
-perturbation) or into node pre-activations (node perturbation), read the scalar
-cost of every inference, read the local signals a synapse or neuron circuit has
-(its layer input, its node's pre-activation) and request parameter writes, which
-go through each device's write physics. It never sees a gradient, a Jacobian or
-the device equations. Every call is batched: T probes in, T costs out, and every
-probe is one counted hardware step.
+perturbation) or into node pre-activations (node perturbation), read the scalar cost of
+every inference, read the local signals a synapse or neuron circuit has (its layer
+input, its node's pre-activation) and request parameter writes, which go through each
+device's write physics. It never sees a gradient, a Jacobian, the device equations or
+the parameters the devices hold. What an experimenter needs beside the chip (true
+parameters, reference gradients, meters, the clock, evaluation) is :class:`devsim.bench.Bench`,
+which estimators never get.
+
+Everything goes through one batched call, :meth:`Hardware.run`: a :class:`Request` of T
+probes in, a :class:`Result` of T costs (and the local signals asked for) out, every
+probe one counted hardware step. What a chip offers beyond plain probes is declared in
+:class:`Capabilities`, never found by probing its attributes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from devsim.device import IntegerArray
 from devsim.losses import loss_function
-from devsim.network import Network
+from devsim.network import Network, Seeded
+
+__all__ = ["Hardware", "Request", "Result", "Capabilities", "IntegerPorts", "Seeded"]
 
 
-class Probe(NamedTuple):
-    """Costs of T probes plus the local signals node-perturbation circuits see.
+class Request(NamedTuple):
+    """T probes for the chip to run, one row each.
 
-    ``inputs[l]`` is layer l's input (T, n_in) and ``preactivations[l]`` its
-    pre-activation (T, n_out), both as measured during the probe.
-    """
+    ``x`` holds the inputs of layer ``start`` (0: the network's inputs; a later layer:
+    the suffix of the network runs from that layer's recorded input); ``y`` the targets.
+    Perturbations have one row per probe and, as columns, the nodes or parameters of the
+    layers that run (the chip's flat layouts from layer ``start`` on). ``noisy`` lets the
+    chip's intrinsic node noise act; ``record`` asks for each layer's input and
+    pre-activation, the local signals of its synapse and neuron circuits. ``seeded``
+    (integer chips) runs every row ``count`` times with integer directions drawn in the
+    kernel of layer ``start`` (T * count costs)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    node_perturbation: np.ndarray | None = None
+    weight_perturbation: np.ndarray | None = None
+    noisy: bool = False
+    record: bool = False
+    start: int = 0
+    seeded: Seeded | None = None
+
+    @property
+    def probes(self) -> int:
+        """Hardware steps this request costs."""
+        return len(self.x) * (self.seeded.count if self.seeded is not None else 1)
+
+
+class Result(NamedTuple):
+    """What the chip reports for a request: costs (T,) (``seeded``: (T, count)) and, when
+    recorded, each layer's input (T, n_in) and pre-activation (T, n_out) in order."""
 
     costs: np.ndarray
     inputs: list[np.ndarray]
     preactivations: list[np.ndarray]
 
 
+class IntegerPorts(NamedTuple):
+    """What an integer chip (every layer on an :class:`~devsim.device.IntegerArray`)
+    reports of its arithmetic: multiples of these least significant bits land exactly as
+    perturbations and writes."""
+
+    param_lsb: np.ndarray
+    """Real value of one LSB of every flat parameter."""
+    node_lsb: np.ndarray
+    """Real value of one LSB of every node (a layer's integer output)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a chip offers the controller beyond probes of its inputs."""
+
+    ports: frozenset[str]
+    """Perturbation ports: ``"nodes"`` (pre-activations), ``"weights"`` (parameters)."""
+    noisy_nodes: bool
+    """Whether its intrinsic node noise can act in a pass (``Request.noisy``)."""
+    decorrelation: bool
+    """Whether a decorrelation matrix R sits in front of every layer's input."""
+    integer: IntegerPorts | None
+    """Integer LSB ports and in-kernel seeded directions, where every layer is integer."""
+
+
 class Hardware:
     """A network of devices behind the controller-side interface."""
-
-    supports = frozenset({"weights", "nodes"})
-    """Perturbation ports this chip offers."""
 
     def __init__(self, network: Network, loss: str):
         self._network = network
         self._loss_name = loss
         self._loss = loss_function(loss)
-        self.steps = 0
-        """Hardware steps so far: one per training inference (probe)."""
-        self.eval_reads = 0
-        """Inferences spent on evaluation, kept apart from training steps."""
+        self._steps = 0
+        devices = network.devices
+        integer = None
+        if all(isinstance(d, IntegerArray) for d in devices):
+            integer = IntegerPorts(
+                np.concatenate([d.param_lsb for d in devices]),
+                np.concatenate([np.full(d.shape[0], d.output_lsb) for d in devices]))
+        self.capabilities = Capabilities(
+            ports=frozenset({"weights", "nodes"}), noisy_nodes=network.node_noise is not None,
+            decorrelation=network.decorrelation is not None, integer=integer)
 
-    # ---- what the controller knows about the chip's layout
+    # ---- the chip's layout
     @property
     def layer_shapes(self) -> tuple[tuple[int, int], ...]:
         """(n_out, n_in) of each layer."""
@@ -76,45 +138,54 @@ class Hardware:
         return self._loss_name
 
     @property
-    def network_params(self):
-        """The configuration the chip was built from (its data sheet, not its state)."""
-        return self._network.params
-
-    @property
-    def decorrelated(self) -> bool:
-        """Whether a decorrelation matrix R sits in front of every layer's input."""
-        return self._network.decorrelation is not None
+    def steps(self) -> int:
+        """Hardware steps so far: one per probe the chip has run."""
+        return self._steps
 
     # ---- what the controller may do
-    def cost(self, x: np.ndarray, y: np.ndarray, *, node_perturbation=None,
-             weight_perturbation=None, noisy: bool = False) -> np.ndarray:
-        """Costs (T,) of T probes: input rows ``x``, targets ``y``, optional perturbations."""
-        return self.probe(x, y, node_perturbation=node_perturbation,
-                          weight_perturbation=weight_perturbation, noisy=noisy,
-                          local=False).costs
-
-    def probe(self, x: np.ndarray, y: np.ndarray, *, node_perturbation=None,
-              weight_perturbation=None, noisy: bool = False, local: bool = True) -> Probe:
-        """Like :meth:`cost`, also returning each layer's input and pre-activation.
-
-        ``noisy=True`` lets the chip's intrinsic node noise (``network.node_noise``)
-        act during this pass; the controller never sees the noise itself.
-        """
-        self._check_batch(x, node_perturbation, self.n_nodes, "node_perturbation")
-        self._check_batch(x, weight_perturbation, self.n_params, "weight_perturbation")
-        if noisy:
+    def run(self, request: Request) -> Result:
+        """Run a request's probes (see :class:`Request`) and report their costs."""
+        x, start = request.x, request.start
+        if not 0 <= start < len(self.layer_shapes):
+            raise ValueError(f"start layer {start} is not a layer of this chip")
+        nodes = self.n_nodes - self.node_offsets[start]
+        params = self.n_params - self.param_offsets[start]
+        _check_rows(x, request.node_perturbation, nodes, "node_perturbation")
+        _check_rows(x, request.weight_perturbation, params, "weight_perturbation")
+        node = request.node_perturbation
+        if request.noisy:
             if self._network.node_noise is None:
                 raise ValueError("noisy pass requested but network.node_noise is not set")
-            noise = self._network.node_noise.sample(x.shape[0])
-            node_perturbation = noise if node_perturbation is None else noise + node_perturbation
-        out = self._network.run(x, node_perturbation, weight_perturbation, record=local)
-        self.steps += x.shape[0]
-        return Probe(self._loss(out.outputs, y), out.inputs, out.preactivations)
+            noise = self._network.node_noise.sample(x.shape[0])[:, self.n_nodes - nodes:]
+            node = noise if node is None else noise + node
+        if request.seeded is not None and self.capabilities.integer is None:
+            raise ValueError("seeded directions need a chip whose layers are all integer")
+        out = self._network.run(x, node, request.weight_perturbation, record=request.record,
+                                start=start, seeded=request.seeded)
+        self.account(request.probes)
+        y = request.y
+        if request.seeded is not None:
+            y = np.repeat(y, request.seeded.count, axis=0)
+            costs = self._loss(out.outputs, y).reshape(-1, request.seeded.count)
+        else:
+            costs = self._loss(out.outputs, y)
+        return Result(costs, out.inputs, out.preactivations)
 
-    def outputs(self, x: np.ndarray) -> np.ndarray:
-        """Network outputs for evaluation; counted in ``eval_reads``, not ``steps``."""
-        self.eval_reads += x.shape[0]
-        return self._network.run(x).outputs
+    def account(self, probes: int) -> None:
+        """Count ``probes`` hardware steps: every probe any execution path runs on this
+        chip is counted here (:meth:`run`, and executors that run probes in compiled
+        form)."""
+        self._steps += probes
+
+    def probe(self, x: np.ndarray, y: np.ndarray, *, node_perturbation=None,
+              weight_perturbation=None, noisy: bool = False, local: bool = True) -> Result:
+        """:meth:`run` of one request from the inputs, recording the local signals."""
+        return self.run(Request(x, y, node_perturbation, weight_perturbation, noisy, local))
+
+    def cost(self, x: np.ndarray, y: np.ndarray, *, node_perturbation=None,
+             weight_perturbation=None, noisy: bool = False) -> np.ndarray:
+        """Costs (T,) of T probes from the inputs (:meth:`run` without local signals)."""
+        return self.run(Request(x, y, node_perturbation, weight_perturbation, noisy)).costs
 
     def write(self, update: np.ndarray) -> None:
         """Request the flat parameter change ``update``; devices decide what lands."""
@@ -138,114 +209,8 @@ class Hardware:
             raise ValueError("this network has no decorrelation matrices "
                              "(set network.decorrelation: true)")
 
-    def read_params(self) -> np.ndarray:
-        """The parameters the devices hold, for traces and the reference baseline only."""
-        return self._network.read()
 
-    def meter(self) -> dict:
-        """Totals of device activity: reads, pulses, seconds and joules, summed over the
-        weight arrays and any metered neurons or noise sources (each reports the time
-        its own operations took; components that run in parallel are not merged)."""
-        net = self._network
-        parts = list(net.devices) + list(net.activations) + [net.node_noise]
-        meters = [p.meter for p in parts if getattr(p, "meter", None) is not None]
-        return {"reads": sum(m.reads for m in meters), "pulses": sum(m.pulses for m in meters),
-                "time_s": sum(m.time_s for m in meters),
-                "energy_j": sum(m.energy_j for m in meters)}
-
-    # ---- integer ports and suffix execution (int8 devices, quantized zeroth order)
-    @property
-    def param_lsb(self) -> np.ndarray | None:
-        """Real value of one LSB of every flat parameter on a chip whose parameters are
-        integers (None otherwise): multiples of it land exactly as perturbations and writes."""
-        devices = self._network.devices
-        if not all(hasattr(d, "param_lsb") for d in devices):
-            return None
-        return np.concatenate([d.param_lsb for d in devices])
-
-    @property
-    def node_lsb(self) -> np.ndarray | None:
-        """Real value of one LSB of every node (a layer's integer output), or None."""
-        devices = self._network.devices
-        if not all(hasattr(d, "output_lsb") for d in devices):
-            return None
-        return np.concatenate([np.full(d.shape[0], d.output_lsb) for d in devices])
-
-    def probe_suffix(self, layer: int, inputs: np.ndarray, y: np.ndarray, *,
-                     node_perturbation=None, weight_perturbation=None) -> np.ndarray:
-        """Costs (T,) of layers ``layer``.. run from that layer's recorded input
-        ``inputs`` (T, n_in) (``probe(...).inputs[layer]``), perturbing layer ``layer``
-        only: its nodes (T, n_out) or its parameters (T, layer size). One counted step
-        per row; device meters count only the layers that ran."""
-        n_out, n_in = self.layer_shapes[layer]
-        self._check_batch(inputs, node_perturbation, n_out, "node_perturbation")
-        self._check_batch(inputs, weight_perturbation, n_out * n_in + n_out,
-                          "weight_perturbation")
-        out = self._network.run_suffix(layer, inputs, node_perturbation, weight_perturbation)
-        self.steps += inputs.shape[0]
-        return self._loss(out, y)
-
-    def cost_seeded(self, layer: int, inputs: np.ndarray, y: np.ndarray, key, first: int,
-                    count: int, mu_weight: int, mu_bias: int) -> np.ndarray:
-        """Costs (T, count): every row of layer ``layer``'s recorded input run ``count``
-        times, with the layer's integer weights and biases moved by ``mu_weight`` and
-        ``mu_bias`` LSBs along Rademacher directions first, ..., first + count - 1 drawn
-        inside the kernel. Direction p gives flat parameter i of the layer the sign
-        ``devsim.crng.sign(key, p * d + i)`` (d the layer's size), so the controller
-        regenerates directions from the key instead of storing them."""
-        if not hasattr(self._network.devices[layer], "forward_q_rademacher"):
-            raise ValueError(f"layer {layer}'s device draws no seeded perturbations")
-        out = self._network.run_suffix(layer, inputs,
-                                       seeded=(key, first, count, mu_weight, mu_bias))
-        self.steps += out.shape[0]
-        return self._loss(out, np.repeat(y, count, axis=0)).reshape(-1, count)
-
-    def set_time(self, seconds: float) -> int:
-        """Read the chip ``seconds`` after programming: every device that models time
-        (conductance drift, accumulated 1/f noise) moves there. Returns how many did."""
-        timed = [d for d in self._network.devices if hasattr(d, "set_time")]
-        for device in timed:
-            device.set_time(seconds)
-        return len(timed)
-
-    def reference(self):
-        """The ideal float twin of this network: OUTSIDE THE RULE, for baselines and
-        diagnostics (backpropagation, cosine to the true gradient) only."""
-        from devsim.reference import IdealModel
-        model = IdealModel(self._network.shapes, self._network.activations, self._loss_name)
-        if self._network.decorrelation is None:
-            return model
-        return _DecorrelatedModel(model, self.read_decorrelation())
-
-    @staticmethod
-    def _check_batch(x, perturbation, width, name):
-        if perturbation is not None and perturbation.shape != (x.shape[0], width):
-            raise ValueError(f"{name} has shape {perturbation.shape}, "
-                             f"expected ({x.shape[0]}, {width})")
-
-
-class _DecorrelatedModel:
-    """The ideal model of a network whose layer l sees R_l x: it is the plain model with
-    weights W_l R_l, and the chain rule gives dC/dW_l = (dC/d(W_l R_l)) R_l^T."""
-
-    def __init__(self, model, matrices: list[np.ndarray]):
-        self._model, self._matrices = model, matrices
-        self.shapes, self.offsets = model.shapes, model.offsets
-        self.activations, self.loss = model.activations, model.loss
-
-    def _map(self, params: np.ndarray, transpose: bool) -> np.ndarray:
-        out = params.copy()
-        for (n_out, n_in), start, r in zip(self.shapes, self.offsets, self._matrices):
-            w = out[start:start + n_out * n_in].reshape(n_out, n_in)
-            w[...] = w @ (r.T if transpose else r)
-        return out
-
-    def forward(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self._model.forward(self._map(params, False), x)
-
-    def costs(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return self._model.costs(self._map(params, False), x, y)
-
-    def gradient(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Gradient of the mean cost with respect to the stored W_l and b_l."""
-        return self._map(self._model.gradient(self._map(params, False), x, y), True)
+def _check_rows(x, perturbation, width, name):
+    if perturbation is not None and perturbation.shape != (x.shape[0], width):
+        raise ValueError(f"{name} has shape {perturbation.shape}, "
+                         f"expected ({x.shape[0]}, {width})")

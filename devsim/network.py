@@ -15,7 +15,8 @@ import numpy as np
 
 from devsim import parallel
 from devsim.activations import ActivationParams, Sigmoid
-from devsim.device import DeviceParams, NoiseSourceParams, RowSplitArray, layer_size
+from devsim.device import (DeviceParams, IntegerArray, NoiseSourceParams, RowSplitArray,
+                           layer_size)
 from devsim.losses import LOSSES
 from devsim.params import ParamError, Params, param
 
@@ -90,11 +91,25 @@ def init_weights(scheme: str, gain: float, n_out: int, n_in: int,
 
 
 class Pass(NamedTuple):
-    """What one batched pass produced: outputs, and per layer its inputs and pre-activations."""
+    """What one batched pass produced: outputs, and for each layer it ran (when recorded)
+    that layer's input and pre-activation."""
 
     outputs: np.ndarray
     inputs: list[np.ndarray]
     preactivations: list[np.ndarray]
+
+
+class Seeded(NamedTuple):
+    """Integer Rademacher directions drawn inside an integer device's kernel: every input
+    row runs ``count`` times, the layer's weights and biases moved by ``mu_weight`` and
+    ``mu_bias`` LSBs along directions ``first, ..., first + count - 1`` of ``key``
+    (:meth:`devsim.device.IntegerArray.forward_q_rademacher`)."""
+
+    key: np.uint64
+    first: int
+    count: int
+    mu_weight: int
+    mu_bias: int
 
 
 class Network:
@@ -141,66 +156,98 @@ class Network:
         return int(self.node_offsets[-1])
 
     def run(self, x: np.ndarray, node_perturbation: np.ndarray | None = None,
-            weight_perturbation: np.ndarray | None = None, record: bool = False) -> Pass:
-        """Evaluate T probes: rows of ``x`` with rows of the (flat) perturbations."""
-        inputs, preacts = [], []
+            weight_perturbation: np.ndarray | None = None, record: bool = False,
+            start: int = 0, seeded: Seeded | None = None) -> Pass:
+        """Evaluate T probes: rows of ``x`` through layers ``start, start + 1, ...`` (``x``
+        is layer ``start``'s input), with rows of the perturbations, whose columns are the
+        nodes and parameters of the layers run (the flat layouts from that layer on).
+
+        ``record`` keeps each layer's input and pre-activation. ``seeded`` runs every row
+        ``count`` times through layer ``start`` with integer directions drawn in its kernel
+        (T * count output rows, sample-major). The probes go through one layer loop, cut
+        into parts of whole blocks run on threads where the devices allow it
+        (:mod:`devsim.parallel`), or through the devices' compiled pass where they offer
+        one and the call needs nothing it lacks.
+        """
         h = np.ascontiguousarray(x, dtype=np.float64)
         if weight_perturbation is not None and self._bias_slots:
-            weight_perturbation = self._drop_bias(weight_perturbation)
-        if (self._chain is not None and not record and weight_perturbation is None
-                and self.decorrelation is None):
-            return Pass(self._chain.run(h, node_perturbation, self.node_offsets),
-                        inputs, preacts)
-        if not record and all(isinstance(d, RowSplitArray) for d in self.devices):
-            threads = 1 if self.stateful else parallel.row_threads(len(h))
-            return Pass(self._run_rows(h, node_perturbation, weight_perturbation, threads),
-                        inputs, preacts)
-        for i, (device, act) in enumerate(zip(self.devices, self.activations)):
+            weight_perturbation = self._drop_bias(weight_perturbation, start)
+        if (self._chain is not None and start == 0 and not record and seeded is None
+                and weight_perturbation is None and self.decorrelation is None):
+            return Pass(self._chain.run(h, node_perturbation, self.node_offsets), [], [])
+        inputs, preacts = [], []
+        split = (not record and seeded is None and not self.stateful
+                 and all(isinstance(d, RowSplitArray) for d in self.devices[start:]))
+        calls = [d.begin_forward(len(h)) for d in self.devices[start:]] if split else None
+        threads = parallel.row_threads(len(h)) if split else 1
+        with parallel.single_threaded_blas():
+            if threads == 1:
+                out = self._layers(h, 0, start, calls, node_perturbation, weight_perturbation,
+                                   seeded, (inputs, preacts) if record else None)
+                return Pass(np.asarray(out, dtype=np.float64), inputs, preacts)
+            out = np.empty((len(h), self.shapes[-1][0]))
+
+            def rows(t0, t1):
+                out[t0:t1] = self._layers(h[t0:t1], t0, start, calls, node_perturbation,
+                                          weight_perturbation, None, None)
+
+            parallel.run_split(rows, len(h), threads)
+        return Pass(out, inputs, preacts)
+
+    def _layers(self, h, first, start, calls, node_perturbation, weight_perturbation,
+                seeded, recorded):
+        """Rows ``first, first + 1, ...`` of a pass (inputs ``h``) through the layers from
+        ``start``: the one layer loop every pass goes through. ``calls``: the opened calls
+        of row-split devices (None: whole calls to ``forward``); ``recorded``: lists to
+        append each layer's input and pre-activation to (None: not recorded, and
+        hidden layers write into arrays kept between passes)."""
+        rows = len(h)
+        last = len(self.devices) - 1
+        node0, param0 = self.node_offsets[start], self.param_offsets[start]
+        for i in range(start, len(self.devices)):
+            device, act = self.devices[i], self.activations[i]
             if self.decorrelation is not None:
-                h = h @ self.decorrelation[i].T
+                h = parallel.matmul(h, self.decorrelation[i].T,
+                                    np.empty((len(h), self.shapes[i][1])), first)
             node = wgt = None
             if node_perturbation is not None:
-                node = node_perturbation[:, self.node_offsets[i]:self.node_offsets[i + 1]]
+                node = node_perturbation[first:first + rows,
+                                         self.node_offsets[i] - node0:
+                                         self.node_offsets[i + 1] - node0]
             if weight_perturbation is not None:
-                wgt = weight_perturbation[:, self.param_offsets[i]:self.param_offsets[i + 1]]
-            a = device.forward(h, node, wgt)
-            if record:
-                inputs.append(h)
-                preacts.append(a)
-                h = act(a)
-            else:
-                h = act.in_place(a)  # a is ours (devices return fresh arrays) and unused
-        return Pass(h.astype(np.float64, copy=False), inputs, preacts)
-
-    def _run_rows(self, x, node_perturbation, weight_perturbation, threads) -> np.ndarray:
-        """:meth:`run` of row-splittable devices with the probes cut into ``threads``
-        parts (one part on one thread runs in the caller), each part going through every
-        layer (one fork and join per pass, not one per layer). Hidden layers write into arrays kept from earlier passes: fresh
-        arrays of a large batch cost more in page faults than the activations."""
-        calls = [device.begin_forward(len(x)) for device in self.devices]
-        out = np.empty((len(x), self.shapes[-1][0]))
-        last = len(self.devices) - 1
-
-        def rows(t0, t1):
-            h = x[t0:t1]
-            for i, (device, act) in enumerate(zip(self.devices, self.activations)):
-                if self.decorrelation is not None:
-                    h = h @ self.decorrelation[i].T
-                node = wgt = None
-                if node_perturbation is not None:
-                    node = node_perturbation[t0:t1, self.node_offsets[i]:self.node_offsets[i + 1]]
-                if weight_perturbation is not None:
-                    wgt = weight_perturbation[t0:t1,
-                                              self.param_offsets[i]:self.param_offsets[i + 1]]
-                buffer = None if i == last else self._buffer(i, t1 - t0)
-                a = device.forward_rows(calls[i], h, t0, node, wgt, out=buffer)
+                wgt = weight_perturbation[first:first + rows,
+                                          self.param_offsets[i] - param0:
+                                          self.param_offsets[i + 1] - param0]
+            if i == start and seeded is not None:
+                bias = self.params.layers[i].bias  # an absent bias is never perturbed
+                a = self._seeded_layer(device, h, seeded if bias else seeded._replace(mu_bias=0))
+            elif calls is not None:
+                buffer = None if i == last else self._buffer(i, rows)
+                a = device.forward_rows(calls[i - start], h, first, node, wgt, out=buffer)
                 if i != last and a is not buffer:
                     self._buffers[i, threading.get_ident()] = a
-                h = act.in_place(a)
-            out[t0:t1] = h
+            else:
+                a = device.forward(h, node, wgt)
+            if recorded is not None:
+                recorded[0].append(h)
+                recorded[1].append(a)
+                h = act(a)
+            else:
+                h = act.in_place(a)  # a is ours (devices return fresh or kept arrays)
+        return h
 
-        parallel.run_split(rows, len(x), threads)
-        return out
+    @staticmethod
+    def _seeded_layer(device, h, seeded: Seeded) -> np.ndarray:
+        """Pre-activations of every row of ``h`` run ``seeded.count`` times with the
+        integer device's in-kernel directions (sample-major)."""
+        if not isinstance(device, IntegerArray):
+            raise ValueError("seeded directions need a layer on an integer device")
+        x_q = device.quantize_input(h)
+        return device.dequantize_output(np.concatenate([
+            device.forward_q_rademacher(np.repeat(x_q[t:t + 1], seeded.count, axis=0),
+                                        seeded.key, seeded.first, seeded.mu_weight,
+                                        seeded.mu_bias)
+            for t in range(len(x_q))]))
 
     def _buffer(self, layer: int, rows: int) -> np.ndarray | None:
         """The first ``rows`` rows of this thread's kept array for ``layer``, if it has one
@@ -238,41 +285,6 @@ class Network:
         """The flat parameters the devices hold now."""
         return np.concatenate([device.read() for device in self.devices])
 
-    # ---- suffix execution and device replacement (int8 devices, quantized ZO training)
-    def run_suffix(self, layer: int, h: np.ndarray, node_perturbation=None,
-                   weight_perturbation=None, seeded=None) -> np.ndarray:
-        """Outputs of layers ``layer``, ``layer + 1``, ... run from that layer's recorded
-        input ``h`` (T, n_in), perturbing layer ``layer`` only.
-
-        ``node_perturbation`` is (T, n_out) and ``weight_perturbation`` (T, layer size);
-        ``seeded = (key, first, count, mu_weight, mu_bias)`` instead runs every row of
-        ``h`` ``count`` times with the device's in-kernel Rademacher directions
-        first, ..., first + count - 1 (``forward_q_rademacher``): T * count output rows,
-        sample-major. A layer without bias gets no bias perturbation.
-        """
-        device = self.devices[layer]
-        has_bias = self.params.layers[layer].bias
-        if weight_perturbation is not None and not has_bias:
-            weight_perturbation = weight_perturbation.copy()
-            weight_perturbation[:, -device.shape[0]:] = 0.0
-        if seeded is not None:
-            key, first, count, mu_weight, mu_bias = seeded
-            mu_bias = mu_bias if has_bias else 0
-            x_q = device.quantize_input(h)
-            a = device.dequantize_output(np.concatenate([
-                device.forward_q_rademacher(np.repeat(x_q[t:t + 1], count, axis=0), key,
-                                            first, mu_weight, mu_bias)
-                for t in range(len(x_q))]))
-        else:
-            a = device.forward(np.ascontiguousarray(h, dtype=np.float64), node_perturbation,
-                               weight_perturbation)
-        h = self.activations[layer](a)
-        for i in range(layer + 1, len(self.devices)):
-            if self.decorrelation is not None:
-                h = h @ self.decorrelation[i].T
-            h = self.activations[i](self.devices[i].forward(h, None, None))
-        return h
-
     def use_devices(self, devices: list) -> None:
         """Realise the layers on other device arrays of the same shapes (say, the int8
         layers of a post-training quantization); activations and layouts stay."""
@@ -282,12 +294,14 @@ class Network:
         self.devices = list(devices)
         self._chain = None  # the layers' params no longer describe these devices
 
-    def _drop_bias(self, flat: np.ndarray) -> np.ndarray:
-        """A copy of a flat parameter vector (or rows of them) with the slots of absent
-        biases set to zero."""
+    def _drop_bias(self, flat: np.ndarray, start: int = 0) -> np.ndarray:
+        """A copy of a flat parameter vector (or rows of them) of the layers from
+        ``start`` on, with the slots of absent biases set to zero."""
         flat = flat.copy()
+        shift = self.param_offsets[start]
         for slots in self._bias_slots:
-            flat[..., slots] = 0.0
+            if slots.start >= shift:
+                flat[..., slots.start - shift:slots.stop - shift] = 0.0
         return flat
 
     def write_decorrelation(self, deltas: list[np.ndarray]) -> None:

@@ -59,3 +59,30 @@ class IdealModel:
             if i:
                 delta = delta @ layers[i][0]
         return np.concatenate(grads[::-1])
+
+
+class DecorrelatedModel:
+    """The ideal model of a network whose layer l sees R_l x: it is the plain model with
+    weights W_l R_l, and the chain rule gives dC/dW_l = (dC/d(W_l R_l)) R_l^T."""
+
+    def __init__(self, model: IdealModel, matrices: list[np.ndarray]):
+        self._model, self._matrices = model, matrices
+        self.shapes, self.offsets = model.shapes, model.offsets
+        self.activations, self.loss = model.activations, model.loss
+
+    def _map(self, params: np.ndarray, transpose: bool) -> np.ndarray:
+        out = params.copy()
+        for (n_out, n_in), start, r in zip(self.shapes, self.offsets, self._matrices):
+            w = out[start:start + n_out * n_in].reshape(n_out, n_in)
+            w[...] = w @ (r.T if transpose else r)
+        return out
+
+    def forward(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return self._model.forward(self._map(params, False), x)
+
+    def costs(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self._model.costs(self._map(params, False), x, y)
+
+    def gradient(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Gradient of the mean cost with respect to the stored W_l and b_l."""
+        return self._map(self._model.gradient(self._map(params, False), x, y), True)

@@ -12,8 +12,7 @@ from devsim import config as cfg
 from devsim.data import DataParams, Digits
 from devsim.network import NetworkParams
 from devsim.params import Params, param
-from trainer.base import EstimatorParams
-from trainer.loop import Timescales
+from trainer.base import EstimatorParams, Timescales
 from trainer.mgd import MGDParams
 from trainer.optim import OptimizerParams, SGDParams
 
@@ -27,7 +26,8 @@ class TrainParams(Params):
     optimizer: OptimizerParams = field(default_factory=SGDParams)
     """What to do with each estimate (``type: sgd | momentum | adam``)."""
     timescales: Timescales = field(default_factory=Timescales)
-    """Input hold time ``tau_x`` and update window ``tau_theta``, in hardware steps."""
+    """Input hold time ``tau_x``, perturbation hold time ``tau_p`` and update window
+    ``tau_theta``, in hardware steps."""
     steps: int = param(1_000_000, ge=1)
     """Budget of training hardware steps (every inference counts, baselines included)."""
     eval_every: int = param(100_000, ge=1)
@@ -36,6 +36,14 @@ class TrainParams(Params):
     """Training samples used to estimate train accuracy at each evaluation (0: none)."""
     target_accuracy: float = param(0.0, ge=0.0, le=1.0)
     """Report time to this test accuracy (last evaluated step still below it); 0: off."""
+    executor: str = param("auto", choices=("auto", "plain"))
+    """Who runs the estimator's windows: ``auto``, a compiled executor where one covers
+    the estimator and chip (:mod:`trainer.onchip`: MGD with random codes on ideal
+    devices, the same estimates to float rounding), else the ask/tell loop; ``plain``:
+    always the ask/tell loop."""
+    diagnose_cosine: bool = False
+    """Log the cosine of each estimate to the ideal model's exact gradient (a diagnostic
+    outside the rule, from the bench; costs a reference backward pass per window)."""
 
 
 @dataclass(frozen=True)

@@ -13,32 +13,30 @@ import numpy as np
 from devsim import config as cfg
 from devsim.assemble import Built, build
 from devsim.config import ConfigError
-from devsim.hardware import Hardware
+from devsim.bench import Bench
 from devsim.runconfig import RunConfig, load_config
 from devsim.trace import TraceWriter
 
 __all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target"]
 
 
-def evaluate(hardware: Hardware, x: np.ndarray, y: np.ndarray,
-             labels: np.ndarray | None) -> dict:
-    """Mean cost and (for classification) accuracy of the hardware on (x, y)."""
+def evaluate(bench: Bench, x: np.ndarray, y: np.ndarray, labels: np.ndarray | None) -> dict:
+    """Mean cost and (for classification) accuracy of the network on (x, y), read on the
+    bench (:meth:`devsim.bench.Bench.outputs`: training never sees the reads)."""
     from devsim.losses import loss_function
-    out = hardware.outputs(x)
-    metrics = {"cost": float(loss_function(hardware.loss)(out, y).mean())}
+    out = bench.outputs(x)
+    metrics = {"cost": float(loss_function(bench.chip.loss)(out, y).mean())}
     if labels is not None:
         predicted = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0.5).astype(int)
         metrics["accuracy"] = float((predicted == labels).mean())
     return metrics
 
 
-def chip_state(hardware: Hardware) -> dict[str, np.ndarray]:
-    """What a snapshot stores: the parameters and, if present, the decorrelation
-    matrices R_l (flattened and concatenated)."""
-    state = {"params": hardware.read_params()}
-    if hardware.decorrelated:
-        state["decorrelation"] = np.concatenate([r.ravel() for r in hardware.read_decorrelation()])
-    return state
+def _diagnostics(config) -> list[str]:
+    """Trace columns of the extra per-window scalars: the estimator's, and the cosine to
+    the exact gradient when asked for."""
+    return (list(config.train.estimator.diagnostics())
+            + (["cosine"] if config.train.diagnose_cosine else []))
 
 
 def steps_to_target(steps: np.ndarray, accuracy: np.ndarray, target: float) -> int | None:
@@ -167,23 +165,24 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
         writer = TraceWriter(
             path, cfg.dump(config), config.seed,
             scalars=["cost", "estimate_norm", "update_norm", "wall_time"]
-            + list(config.train.estimator.diagnostics()),
+            + _diagnostics(config),
             evals=["test_cost"] + (["test_accuracy", "train_accuracy"] if is_classification else []),
-            snapshots={name: len(v) for name, v in chip_state(built.hardware).items()},
+            snapshots={name: len(v) for name, v in built.bench.state().items()},
             flush_seconds=config.trace.flush_seconds)
-    hw, loop, data = state.built.hardware, state.built.loop, state.built.data
-    extra = list(config.train.estimator.diagnostics())  # estimator-reported scalars
+    hw, bench = state.built.hardware, state.built.bench
+    loop, data = state.built.loop, state.built.data
+    extra = _diagnostics(config)
     train_rows = np.random.default_rng(0).permutation(len(data.x_train))[:config.train.eval_train_samples]
     budget, t0 = config.train.steps, time.perf_counter() - state.elapsed
     bar = _Progress(budget, progress, initial=hw.steps)
 
     def record_eval():
-        test = evaluate(hw, data.x_test, data.y_test, data.labels_test)
+        test = evaluate(bench, data.x_test, data.y_test, data.labels_test)
         row = {"test_cost": test["cost"]}
         if data.is_classification:
             row["test_accuracy"] = test["accuracy"]
             if len(train_rows):
-                row["train_accuracy"] = evaluate(hw, data.x_train[train_rows], data.y_train[train_rows],
+                row["train_accuracy"] = evaluate(bench, data.x_train[train_rows], data.y_train[train_rows],
                                                  data.labels_train[train_rows])["accuracy"]
             state.eval_steps.append(hw.steps)
             state.eval_accuracy.append(test["accuracy"])
@@ -192,7 +191,7 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
 
     with writer:
         if not resume:
-            writer.snapshot(0, **chip_state(hw))
+            writer.snapshot(0, **bench.state())
             record_eval()
         while hw.steps < budget:
             before = hw.steps
@@ -205,18 +204,18 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
             if state.eval_due(hw.steps) or done:
                 record_eval()
             if state.snapshot_due(hw.steps):
-                writer.snapshot(hw.steps, **chip_state(hw))
+                writer.snapshot(hw.steps, **bench.state())
             if state.checkpoint_due(hw.steps) and not done:
                 state.elapsed = time.perf_counter() - t0
                 _save_checkpoint(checkpoint, config, state, writer)
             bar.update(hw.steps - before, cost=f"{stats.cost:.4g}")
         bar.close()
-        writer.snapshot(hw.steps, **chip_state(hw))
+        writer.snapshot(hw.steps, **bench.state())
         wall = time.perf_counter() - t0
         summary = {"name": config.name, "seed": config.seed, "steps": hw.steps,
-                   "eval_reads": hw.eval_reads, "wall_seconds": wall,
+                   "eval_reads": bench.eval_reads, "wall_seconds": wall,
                    "steps_per_second": hw.steps / wall, "final": state.last_eval,
-                   "trace": str(path), "device": hw.meter(), "resumed": resume}
+                   "trace": str(path), "device": bench.meter(), "resumed": resume}
         if state.built.memory is not None:
             summary["memory"] = state.built.memory.to_dict()
         if state.eval_accuracy:

@@ -31,5 +31,5 @@ def test_restored_state_continues_identically(name, overrides):
     for _ in range(5):
         a, b = built.loop.update(), copy.loop.update()
         assert a.cost == b.cost
-        np.testing.assert_array_equal(built.hardware.read_params(), copy.hardware.read_params())
+        np.testing.assert_array_equal(built.bench.read_params(), copy.bench.read_params())
     assert built.hardware.steps == copy.hardware.steps

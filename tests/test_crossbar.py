@@ -609,19 +609,19 @@ def test_presets_load_round_trip_and_run(name):
 
 
 def test_hardware_set_time_moves_drifting_layers():
-    """Drift through the public Hardware API: g(t) = g (t/t0)^-nu lowers |outputs|."""
+    """Drift through the bench (the experimenter sets the clock): g(t) = g (t/t0)^-nu."""
     from devices.crossbar import CrossbarParams
     from devsim.activations import Identity
-    from devsim.hardware import Hardware
+    from devsim.bench import Bench
     from devsim.network import LayerParams, Network, NetworkParams
 
     rng = np.random.default_rng(0)
     layers = (LayerParams(units=3, activation=Identity(), device=CrossbarParams(drift_nu=0.1)),)
-    hw = Hardware(Network(NetworkParams(layers=layers), 4, rng, rng), "mse")
+    bench = Bench(Network(NetworkParams(layers=layers), 4, rng, rng), "mse")
     x = rng.normal(size=(5, 4))
-    before = hw.outputs(x)
-    assert hw.set_time(1e4) == 1
-    after = hw.outputs(x)
+    before = bench.outputs(x)
+    assert bench.set_time(1e4) == 1
+    after = bench.outputs(x)
     # conductances drift by ((t + t0) / t0)^-nu, t0 = drift_t0_s = 20 s
     np.testing.assert_allclose(after, before * ((1e4 + 20.0) / 20.0) ** -0.1, rtol=1e-12)
 

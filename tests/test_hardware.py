@@ -2,15 +2,15 @@
 import numpy as np
 import pytest
 
-from conftest import make_hardware
+from conftest import make_bench, make_hardware
 from devices.ideal import add_weight_perturbation, add_weight_perturbation_np
 from devices.noise import BernoulliNoiseParams, GaussianNoiseParams
 from devsim.activations import LeakyReLU, Logistic, ReLU
 
 
-def _per_probe_costs(hw, x, y, node=None, weight=None):
+def _per_probe_costs(bench, x, y, node=None, weight=None):
     """Reference: one probe at a time, plain NumPy, from the flat parameters."""
-    params = hw.read_params()
+    hw, params = bench.chip, bench.read_params()
     costs = []
     for t in range(len(x)):
         p = params + (weight[t] if weight is not None else 0.0)
@@ -20,30 +20,32 @@ def _per_probe_costs(hw, x, y, node=None, weight=None):
             a = flat[: n_out * n_in].reshape(n_out, n_in) @ h + flat[n_out * n_in:]
             if node is not None:
                 a = a + node[t, hw.node_offsets[i]:hw.node_offsets[i + 1]]
-            h = hw._network.activations[i](a[None])[0]
+            h = bench.network.activations[i](a[None])[0]
         costs.append(np.mean((h - y[t]) ** 2))
     return np.array(costs)
 
 
 def test_batched_call_equals_per_probe_loop(rng):
-    hw = make_hardware((6, 5, 4, 3))
+    bench = make_bench((6, 5, 4, 3))
+    hw = bench.chip
     T = 17
     x, y = rng.normal(size=(T, 6)), rng.random((T, 3))
     node = 0.1 * rng.normal(size=(T, hw.n_nodes))
     weight = 0.05 * rng.normal(size=(T, hw.n_params))
     for kw in ({}, {"node_perturbation": node}, {"weight_perturbation": weight},
                {"node_perturbation": node, "weight_perturbation": weight}):
-        ref = _per_probe_costs(hw, x, y, kw.get("node_perturbation"), kw.get("weight_perturbation"))
+        ref = _per_probe_costs(bench, x, y, kw.get("node_perturbation"), kw.get("weight_perturbation"))
         np.testing.assert_allclose(hw.cost(x, y, **kw), ref, rtol=1e-12, atol=1e-14)
 
 
 def test_steps_are_counted_and_eval_kept_apart(rng):
-    hw = make_hardware()
+    bench = make_bench()
+    hw = bench.chip
     x, y = rng.normal(size=(9, 5)), rng.random((9, 3))
     hw.cost(x, y)
     hw.probe(x[:4], y[:4], node_perturbation=np.zeros((4, hw.n_nodes)))
-    hw.outputs(x)
-    assert hw.steps == 13 and hw.eval_reads == 9
+    bench.outputs(x)
+    assert hw.steps == 13 and bench.eval_reads == 9
 
 
 def test_probe_returns_local_signals(rng):
@@ -68,11 +70,12 @@ def test_weight_perturbation_kernel_equals_numpy_twin(rng):
 
 
 def test_write_lands_exactly_on_ideal_device(rng):
-    hw = make_hardware()
-    before = hw.read_params()
+    bench = make_bench()
+    hw = bench.chip
+    before = bench.read_params()
     delta = rng.normal(size=hw.n_params)
     hw.write(delta)
-    np.testing.assert_allclose(hw.read_params(), before + delta)
+    np.testing.assert_allclose(bench.read_params(), before + delta)
     with pytest.raises(ValueError, match="update has shape"):
         hw.write(delta[:-1])
 
@@ -87,9 +90,10 @@ def test_bad_perturbation_shape_is_rejected(rng):
 @pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1), Logistic(L=1.5, k=2.0, x0=0.1, y0=-0.2,
                                                                    k_spread=0.3, L_spread=0.2)])
 def test_reference_gradient_matches_finite_differences(rng, loss, act):
-    hw = make_hardware((4, 6, 3), activations=[act, act], loss=loss)
+    bench = make_bench((4, 6, 3), activations=[act, act], loss=loss)
+    hw = bench.chip
     x, y = rng.normal(size=(8, 4)), np.eye(3)[rng.integers(0, 3, 8)]
-    model, p = hw.reference(), hw.read_params()
+    model, p = bench.reference(), bench.read_params()
     g = model.gradient(p, x, y)
     h = 1e-6
     fd = np.array([(model.costs(p + h * e, x, y).mean() - model.costs(p - h * e, x, y).mean()) / (2 * h)

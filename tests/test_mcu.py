@@ -23,7 +23,7 @@ from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUParams, QuantParams,
 from devsim import crng
 from devsim.activations import Identity, ReLU
 from devsim.config import ConfigError, from_data
-from devsim.hardware import Hardware
+from devsim.bench import Bench
 from devsim.losses import mse
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError
@@ -498,7 +498,7 @@ def test_configured_mcu_network_with_float_relu_is_the_fused_tflm_graph(tflm):
                 LayerParams(units=4, activation=Identity())),
         device=MCUParams(per_channel=False, activation_range=(-3.0, 5.0)))
     net = Network(params, 10, np.random.default_rng(2), np.random.default_rng(3))
-    hw = Hardware(net, "mse")
+    hw = Bench(net, "mse").chip
     rng = np.random.default_rng(4)
     hw.write(rng.normal(0, 0.05, hw.n_params))
     x = rng.uniform(-3, 3, (128, 10))
@@ -521,11 +521,12 @@ def test_hardware_costs_are_losses_of_dequantized_outputs():
                                         LayerParams(units=3, activation=Identity()))),
                   4, np.random.default_rng(0), np.random.default_rng(1))
     net.devices = layers
-    hw = Hardware(net, "mse")
+    bench = Bench(net, "mse")
+    hw = bench.chip
     y_q = layers[1].forward_q(layers[0].forward_q(layers[0].quantize_input(x)))
     out = layers[1].dequantize_output(y_q)
     assert np.array_equal(hw.cost(x, y), mse(out, y))
-    assert hw.meter()["time_s"] > 0 and hw.steps == 10
+    assert bench.meter()["time_s"] > 0 and hw.steps == 10
 
 
 # ------------------------------------------------------------------ the device contract

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import Identity, make_hardware
+from conftest import Identity, build_estimator, estimate, make_bench, make_hardware
 from trainer.base import Window
 from trainer.mgd import MGDParams, highpass, highpass_np
 from trainer.perturbations import rademacher_codes, rademacher_codes_np
@@ -17,20 +17,20 @@ def _window(x, y, steps):
 
 def _linear_problem(seed=0):
     """A linear 4 -> 3 layer with MSE on one sample: cost is quadratic in the weights."""
-    hw = make_hardware((4, 3), activations=[Identity()], seed=seed)
+    bench = make_bench((4, 3), activations=[Identity()], seed=seed)
     rng = np.random.default_rng(seed + 1)
     x, y = rng.normal(size=4), rng.normal(size=3)
-    g = hw.reference().gradient(hw.read_params(), x[None], y[None])
-    return hw, x, y, g
+    g = bench.reference().gradient(bench.read_params(), x[None], y[None])
+    return bench.chip, x, y, g
 
 
 @pytest.mark.parametrize("T", [1, 4, 15, 60])
 def test_cosine_to_true_gradient_follows_one_over_sqrt_1_plus_K_over_T(T):
     hw, x, y, g = _linear_problem()
     K = hw.n_params  # 15 weight-perturbation channels
-    est = MGDParams(target="weights", epsilon=1e-5).build(hw, np.random.default_rng(T))
+    est = build_estimator(MGDParams(target="weights", epsilon=1e-5), hw, T)
     trials = 1500
-    G = np.array([est.estimate(hw, _window(x, y, T)).gradient for _ in range(trials)])
+    G = np.array([estimate(est, hw, _window(x, y, T)).gradient for _ in range(trials)])
     # Second moment: E|g_hat|^2 = |g|^2 (1 + (K-1)/T) for Rademacher codes (exact in expectation).
     ratio = (G ** 2).sum(1) / (g @ g)
     predicted = 1 + (K - 1) / T
@@ -45,23 +45,24 @@ def test_cosine_to_true_gradient_follows_one_over_sqrt_1_plus_K_over_T(T):
 
 def test_cosine_rises_with_integration_time():
     hw, x, y, g = _linear_problem(3)
-    est = MGDParams(target="weights", epsilon=1e-5).build(hw, np.random.default_rng(0))
+    est = build_estimator(MGDParams(target="weights", epsilon=1e-5), hw, 0)
     means = []
     for T in (2, 8, 32, 128):
-        G = np.array([est.estimate(hw, _window(x, y, T)).gradient for _ in range(200)])
+        G = np.array([estimate(est, hw, _window(x, y, T)).gradient for _ in range(200)])
         means.append(((G @ g) / np.linalg.norm(G, axis=1)).mean() / np.linalg.norm(g))
     assert np.all(np.diff(means) > 0)
 
 
 @pytest.mark.parametrize("target", ["nodes", "weights"])
 def test_estimate_is_unbiased_on_a_nonlinear_network(target):
-    hw = make_hardware((5, 4, 3), seed=2)
+    bench = make_bench((5, 4, 3), seed=2)
+    hw = bench.chip
     rng = np.random.default_rng(7)
     x, y = rng.normal(size=5), rng.random(3)
-    g = hw.reference().gradient(hw.read_params(), x[None], y[None])
-    est = MGDParams(target=target, epsilon=1e-4).build(hw, np.random.default_rng(1))
+    g = bench.reference().gradient(bench.read_params(), x[None], y[None])
+    est = build_estimator(MGDParams(target=target, epsilon=1e-4), hw, 1)
     trials = 3000
-    G = np.array([est.estimate(hw, _window(x, y, 4)).gradient for _ in range(trials)])
+    G = np.array([estimate(est, hw, _window(x, y, 4)).gradient for _ in range(trials)])
     se = G.std(0) / np.sqrt(trials)
     assert np.all(np.abs(G.mean(0) - g) < 5 * se + 1e-6)
 
@@ -72,8 +73,8 @@ def test_node_mode_uses_each_synapse_input():
     hw = make_hardware((5, 4, 3), seed=1)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=5), rng.random(3)
-    est = MGDParams(target="nodes", epsilon=1e-3).build(hw, rng)
-    G = est.estimate(hw, _window(x, y, 1)).gradient
+    est = build_estimator(MGDParams(target="nodes", epsilon=1e-3), hw, 0)
+    G = estimate(est, hw, _window(x, y, 1)).gradient
     W1 = G[: 4 * 5].reshape(4, 5)
     assert np.linalg.matrix_rank(W1, tol=1e-12 * np.abs(W1).max()) == 1
     b1 = G[20:24]
@@ -82,15 +83,15 @@ def test_node_mode_uses_each_synapse_input():
 
 def test_baseline_remeasured_per_sample_and_counted():
     hw = make_hardware((5, 3), seed=0)
-    est = MGDParams(target="nodes").build(hw, np.random.default_rng(0))
+    est = build_estimator(MGDParams(target="nodes"), hw, 0)
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(12, 5)), rng.random((12, 3))
     new = np.zeros(12, bool)
     new[[0, 4, 8]] = True  # three samples, each held four steps
-    est.estimate(hw, Window(x, y, new))
+    estimate(est, hw, Window(x, y, new))
     assert hw.steps == 12 + 3
     new[0] = False  # a sample carried over from the previous window: still re-measured
-    est.estimate(hw, Window(x, y, new))
+    estimate(est, hw, Window(x, y, new))
     assert hw.steps == 2 * 12 + 3 + 3
 
 
@@ -122,10 +123,11 @@ def test_codes_rms_hold_and_determinism():
 
 def test_weight_target_on_hardware_without_the_port_is_a_config_error():
     from devsim.params import ParamError
+    import dataclasses
     hw = make_hardware((3, 2))
-    hw.supports = frozenset({"nodes"})
+    hw.capabilities = dataclasses.replace(hw.capabilities, ports=frozenset({"nodes"}))
     with pytest.raises(ParamError, match="no 'weights' port"):
-        MGDParams(target="weights").build(hw, np.random.default_rng(0))
+        build_estimator(MGDParams(target="weights"), hw, 0)
 
 
 # ---------------------------------------------------------------- perturbation types
@@ -135,19 +137,17 @@ def test_orthogonal_codes_give_the_gradient_over_one_whole_cycle(kind, target):
     """Over a whole cycle sum_c theta theta^T = cycle eps^2/K I exactly, so on a quadratic
     cost with tiny eps the normalised estimate equals the gradient (up to O(eps))."""
     hw, x, y, g = _linear_problem(4)
-    est = MGDParams(target=target, perturbation=kind, epsilon=1e-6).build(
-        hw, np.random.default_rng(2))
-    G = est.estimate(hw, _window(x, y, est.perturbation.cycle)).gradient
+    est = build_estimator(MGDParams(target=target, perturbation=kind, epsilon=1e-6), hw, 2)
+    G = estimate(est, hw, _window(x, y, est.perturbation.cycle)).gradient
     np.testing.assert_allclose(G, g, rtol=1e-4, atol=1e-6 * np.abs(g).max())
 
 
 @pytest.mark.parametrize("kind", ["code", "ternary"])
 def test_random_codes_are_unbiased_on_a_quadratic(kind):
     hw, x, y, g = _linear_problem(5)
-    est = MGDParams(target="weights", perturbation=kind, epsilon=1e-5).build(
-        hw, np.random.default_rng(3))
+    est = build_estimator(MGDParams(target="weights", perturbation=kind, epsilon=1e-5), hw, 3)
     trials = 2000
-    G = np.array([est.estimate(hw, _window(x, y, 5)).gradient for _ in range(trials)])
+    G = np.array([estimate(est, hw, _window(x, y, 5)).gradient for _ in range(trials)])
     se = G.std(0) / np.sqrt(trials)  # 5 standard errors per component
     assert np.all(np.abs(G.mean(0) - g) < 5 * se)
 
@@ -174,10 +174,9 @@ def test_analog_mode_estimates_the_gradient_times_the_filter_gain():
     the reset one (C~ = 0), a = tau_hp/(tau_hp+1): E[estimate] = a (T-1)/T g."""
     hw, x, y, g = _linear_problem(6)
     T = 8
-    est = MGDParams(target="weights", mode="analog", tau_hp=1.6, epsilon=1e-5).build(
-        hw, np.random.default_rng(4))
+    est = build_estimator(MGDParams(target="weights", mode="analog", tau_hp=1.6, epsilon=1e-5), hw, 4)
     trials = 3000
-    G = np.array([est.estimate(hw, _window(x, y, T)).gradient for _ in range(trials)])
+    G = np.array([estimate(est, hw, _window(x, y, T)).gradient for _ in range(trials)])
     assert hw.steps == trials * T  # no baseline inferences in analog mode
     expected = 1.6 / 2.6 * (T - 1) / T * g
     se = G.std(0) / np.sqrt(trials)
@@ -192,10 +191,10 @@ def test_lowpass_integrator_converges_to_the_gradient():
     beta = tau_lp / (tau_lp + 1)
     G = []
     for i in range(trials):
-        est = MGDParams(target="weights", integrator="lowpass", tau_lp=tau_lp,
-                        epsilon=1e-5).build(hw, np.random.default_rng(100 + i))
+        est = build_estimator(MGDParams(target="weights", integrator="lowpass", tau_lp=tau_lp,
+                        epsilon=1e-5), hw, 100 + i)
         for _ in range(4):
-            out = est.estimate(hw, _window(x, y, 10)).gradient
+            out = estimate(est, hw, _window(x, y, 10)).gradient
         G.append(out)
     G = np.array(G)
     se = G.std(0) / np.sqrt(trials)
@@ -208,13 +207,12 @@ def test_cost_noise_adds_the_predicted_variance():
     independent codes it adds E[G_i^2] = 2 sigma^2 K / (T eps^2) per component."""
     hw, x, y, _ = _linear_problem(8)
     sigma, eps, T, K = 1e-3, 1e-2, 10, hw.n_params
-    est = MGDParams(target="weights", epsilon=eps, cost_noise=sigma).build(
-        hw, np.random.default_rng(5))
+    est = build_estimator(MGDParams(target="weights", epsilon=eps, cost_noise=sigma), hw, 5)
     trials = 2000
     # subtract the noise-free part (same codes, same seed) so only noise remains
-    clean = MGDParams(target="weights", epsilon=eps).build(hw, np.random.default_rng(5))
-    sq = np.array([(est.estimate(hw, _window(x, y, T)).gradient
-                    - clean.estimate(hw, _window(x, y, T)).gradient) ** 2
+    clean = build_estimator(MGDParams(target="weights", epsilon=eps), hw, 5)
+    sq = np.array([(estimate(est, hw, _window(x, y, T)).gradient
+                    - estimate(clean, hw, _window(x, y, T)).gradient) ** 2
                    for _ in range(trials)]).mean(1)
     predicted = 2 * sigma ** 2 * K / (T * eps ** 2)
     assert abs(sq.mean() - predicted) < 5 * sq.std() / np.sqrt(trials)
@@ -223,39 +221,47 @@ def test_cost_noise_adds_the_predicted_variance():
 def test_cost_change_clip_and_nonfinite_guard():
     hw, x, y, g = _linear_problem(9)
     c, T = 1e-9, 12
-    est = MGDParams(target="weights", epsilon=1e-3, cost_change_clip=c).build(
-        hw, np.random.default_rng(6))
+    est = build_estimator(MGDParams(target="weights", epsilon=1e-3, cost_change_clip=c), hw, 6)
     theta = est.perturbation.at_steps(0, T, 1)  # the codes the estimator will use
-    G = est.estimate(hw, _window(x, y, T)).gradient
+    G = estimate(est, hw, _window(x, y, T)).gradient
     change = theta @ g  # first-order cost changes, all far above c
     assert np.abs(change).min() > 100 * c
     expected = hw.n_params / T * (c * np.sign(change)) @ theta / 1e-3 ** 2
     np.testing.assert_allclose(G, expected, rtol=1e-12)
     bad = _window(np.full(4, np.nan), y, T)
-    assert np.all(MGDParams(target="weights").build(
-        hw, np.random.default_rng(0)).estimate(hw, bad).gradient == 0)
+    assert np.all(estimate(build_estimator(MGDParams(target="weights"), hw, 0), hw,
+                           bad).gradient == 0)
 
 
 # ---------------------------------------------------------------- diagnostics
-def test_cosine_diagnostic_reaches_the_trace(tmp_path):
-    from devsim.cli import main
-    from devsim.trace import read_trace
+def test_cosine_diagnostic_reaches_the_trace_window_by_window(tmp_path):
+    """Each logged row (one window here) holds the cosine the loop's diagnostic gave for
+    that window, replayed from the same config and seed."""
     from pathlib import Path
+
+    from devsim import build, load_config, run
+    from devsim.trace import read_trace
     root = Path(__file__).parents[1]
-    out = tmp_path / "c.h5"
-    args = ["run", str(root / "configs/quickstart.yaml"), "--out", str(out), "-q"]
-    for s in ["train.steps=4000", "train.eval_every=2000", "trace.log_every=1000",
-              "train.estimator.diagnose_cosine=true", "train.estimator.perturbation=walsh"]:
-        args += ["--set", s]
-    assert main(args) == 0
-    cos = read_trace(out).scalars["cosine"]
-    assert len(cos) == 4 and np.all((cos > 0.05) & (cos <= 1))  # K=42 nodes, T=100
+    sets = ["train.steps=2000", "train.eval_every=2000", "trace.log_every=1",
+            "train.diagnose_cosine=true"]
+    config = load_config(root / "configs/quickstart.yaml", sets)
+    run(config, out=tmp_path / "c.h5")
+    cos = read_trace(tmp_path / "c.h5").scalars["cosine"]
+    loop = build(config).loop
+    replay = []
+    while loop.chip.steps < 2000:
+        replay.append(loop.update().info["cosine"])
+    np.testing.assert_array_equal(cos, replay)
+    assert np.all((cos > 0) & (cos <= 1))
 
 
-def test_cosine_info_is_the_cosine_to_the_reference_gradient():
-    hw, x, y, g = _linear_problem(10)
-    est = MGDParams(target="weights", diagnose_cosine=True).build(hw, np.random.default_rng(0))
-    e = est.estimate(hw, _window(x, y, 30))
-    assert MGDParams(diagnose_cosine=True).diagnostics() == ("cosine",)
-    assert e.info["cosine"] == pytest.approx(e.gradient @ g / np.linalg.norm(e.gradient)
-                                             / np.linalg.norm(g), rel=1e-12)
+def test_cosine_diagnostic_is_the_cosine_to_the_reference_gradient():
+    from devsim.assemble import cosine_diagnostic
+    bench = make_bench((4, 3), activations=[Identity()], seed=10)
+    rng = np.random.default_rng(11)
+    window = _window(rng.normal(size=4), rng.normal(size=3), 30)
+    est = build_estimator(MGDParams(target="weights"), bench.chip, 0)
+    e = estimate(est, bench.chip, window).gradient
+    g = bench.reference().gradient(bench.read_params(), window.x, window.y)
+    assert cosine_diagnostic(bench)(window, e)["cosine"] == pytest.approx(
+        e @ g / np.linalg.norm(e) / np.linalg.norm(g), rel=1e-12)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import build_estimator, chip_of, estimate, lab
 from devices.mcu import MCUParams
 from devsim.activations import Identity, ReLU, Sigmoid
 from devsim.cli import main
 from devsim.config import ConfigError
-from devsim.hardware import Hardware
+from devsim.hardware import Request, Seeded
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError
 from devsim.quantize import quantize_network
@@ -37,7 +38,26 @@ def quantized_hardware(widths=(4, 3, 2), seed=0, loss="mse"):
     net = Network(params, widths[0], rng, rng)
     net.write(rng.normal(0.0, 0.3, net.n_params))  # nonzero biases
     x = rng.uniform(0.0, 1.0, (64, widths[0]))
-    return Hardware(quantize_network(net, x), loss), net, x
+    return chip_of(quantize_network(net, x), loss), net, x
+
+
+def suffix_costs(hw, layer, inputs, y, node_perturbation=None, weight_perturbation=None):
+    """Costs of the network run from layer ``layer``'s recorded ``inputs``, perturbing
+    that layer only (its nodes or parameters, padded to the suffix's layouts)."""
+    def pad(part, offsets):
+        if part is None:
+            return None
+        out = np.zeros((len(part), offsets[-1] - offsets[layer]))
+        out[:, :part.shape[1]] = part
+        return out
+    return hw.run(Request(inputs, y, pad(node_perturbation, hw.node_offsets),
+                          pad(weight_perturbation, hw.param_offsets), start=layer)).costs
+
+
+def seeded_costs(hw, layer, inputs, y, key, first, count, mu_weight, mu_bias):
+    """Costs (T, count) of the suffix from ``layer`` with in-kernel seeded directions."""
+    return hw.run(Request(inputs, y, start=layer,
+                          seeded=Seeded(key, first, count, mu_weight, mu_bias))).costs
 
 
 def batch(x, y):
@@ -45,29 +65,30 @@ def batch(x, y):
 
 
 def estimator(hw, seed=1, **kw):
-    return QZOParams(**kw).build(hw, np.random.default_rng(seed))
+    return build_estimator(QZOParams(**kw), hw, seed)
 
 
 # ------------------------------------------------------------------ hardware ports
 def test_quantize_network_is_close_to_the_float_network():
     hw, net, x = quantized_hardware((6, 8, 3))
-    ours, ideal = hw.outputs(x), net.run(x).outputs
+    ours, ideal = lab(hw).outputs(x), net.run(x).outputs
     # int8 everywhere: outputs within a few output LSBs of the float network
-    lsb_out = hw.node_lsb[-1]
+    lsb_out = hw.capabilities.integer.node_lsb[-1]
     assert np.abs(ours - ideal).max() < 6 * lsb_out
     assert len(np.unique(ours)) > 20
 
 
 def test_lsbs_are_the_devices_scales():
     hw, _, _ = quantized_hardware()
-    assert hw.param_lsb.shape == (hw.n_params,) and hw.node_lsb.shape == (hw.n_nodes,)
-    params = hw.read_params()
-    ints = params / hw.param_lsb
+    ports = hw.capabilities.integer
+    assert ports.param_lsb.shape == (hw.n_params,) and ports.node_lsb.shape == (hw.n_nodes,)
+    params = lab(hw).read_params()
+    ints = params / hw.capabilities.integer.param_lsb
     assert np.array_equal(ints, np.rint(ints))            # parameters are whole LSBs
     assert np.abs(ints[:12]).max() == 127                 # per-channel: each row's max is 127
-    ideal = Hardware(Network(NetworkParams(layers=(LayerParams(units=2),)), 3,
+    ideal = chip_of(Network(NetworkParams(layers=(LayerParams(units=2),)), 3,
                              np.random.default_rng(0), np.random.default_rng(0)), "mse")
-    assert ideal.param_lsb is None and ideal.node_lsb is None
+    assert ideal.capabilities.integer is None
 
 
 def test_suffix_probe_equals_full_probe_and_counts_steps():
@@ -79,16 +100,16 @@ def test_suffix_probe_equals_full_probe_and_counts_steps():
     for layer in range(3):
         lo, hi = hw.node_offsets[layer], hw.node_offsets[layer + 1]
         node = np.zeros((16, hw.n_nodes))
-        node[:, lo:hi] = rng.integers(-5, 6, (16, hi - lo)) * hw.node_lsb[lo:hi]
+        node[:, lo:hi] = rng.integers(-5, 6, (16, hi - lo)) * hw.capabilities.integer.node_lsb[lo:hi]
         full = hw.cost(x, y, node_perturbation=node)
         steps = hw.steps
-        suffix = hw.probe_suffix(layer, clean.inputs[layer], y, node_perturbation=node[:, lo:hi])
+        suffix = suffix_costs(hw, layer, clean.inputs[layer], y, node_perturbation=node[:, lo:hi])
         assert np.array_equal(suffix, full)
         assert hw.steps == steps + 16
         lo, hi = hw.param_offsets[layer], hw.param_offsets[layer + 1]
         wgt = np.zeros((16, hw.n_params))
-        wgt[:, lo:hi] = rng.integers(-3, 4, (16, hi - lo)) * hw.param_lsb[lo:hi]
-        assert np.array_equal(hw.probe_suffix(layer, clean.inputs[layer], y,
+        wgt[:, lo:hi] = rng.integers(-3, 4, (16, hi - lo)) * hw.capabilities.integer.param_lsb[lo:hi]
+        assert np.array_equal(suffix_costs(hw, layer, clean.inputs[layer], y,
                                               weight_perturbation=wgt[:, lo:hi]),
                               hw.cost(x, y, weight_perturbation=wgt))
 
@@ -102,13 +123,13 @@ def test_seeded_costs_are_the_regenerated_directions():
     inputs = hw.probe(x, y).inputs
     key, first, count, mu_w, mu_b = np.uint64(0x1234_5678_9ABC), 37, 5, 3, 40
     for layer, shape in enumerate(hw.layer_shapes):
-        seeded = hw.cost_seeded(layer, inputs[layer], y, key, first, count, mu_w, mu_b)
+        seeded = seeded_costs(hw, layer, inputs[layer], y, key, first, count, mu_w, mu_b)
         u = weight_directions(key, first, count, shape)
         n_w = shape[0] * shape[1]
         mu = np.where(np.arange(u.shape[1]) < n_w, mu_w, mu_b)
         span = slice(hw.param_offsets[layer], hw.param_offsets[layer + 1])
-        step = np.tile(u * mu * hw.param_lsb[span], (6, 1))
-        explicit = hw.probe_suffix(layer, np.repeat(inputs[layer], count, axis=0),
+        step = np.tile(u * mu * hw.capabilities.integer.param_lsb[span], (6, 1))
+        explicit = suffix_costs(hw, layer, np.repeat(inputs[layer], count, axis=0),
                                    np.repeat(y, count, axis=0), weight_perturbation=step)
         assert seeded.shape == (6, count)
         assert np.array_equal(seeded.ravel(), explicit)
@@ -122,18 +143,19 @@ def test_perturbed_models_stay_valid_int8():
     x = x[:4, :5]
     inputs = hw.probe(x, y).inputs
     key, layer, mu_w, mu_b = np.uint64(99), 1, 200, 7
-    seeded = hw.cost_seeded(layer, inputs[layer], y, key, 0, 3, mu_w, mu_b)
+    seeded = seeded_costs(hw, layer, inputs[layer], y, key, 0, 3, mu_w, mu_b)
     shape = hw.layer_shapes[layer]
     span = slice(hw.param_offsets[layer], hw.param_offsets[layer + 1])
     clamped = 0
     for p, u in enumerate(weight_directions(key, 0, 3, shape)):
         mu = np.where(np.arange(u.size) < shape[0] * shape[1], mu_w, mu_b)
-        copy_hw = copy.deepcopy(hw)
-        before = copy_hw.read_params()[span] / hw.param_lsb[span]
+        copy_bench = copy.deepcopy(lab(hw))
+        copy_hw = copy_bench.chip
+        before = copy_bench.read_params()[span] / hw.capabilities.integer.param_lsb[span]
         delta = np.zeros(hw.n_params)
-        delta[span] = u * mu * hw.param_lsb[span]
+        delta[span] = u * mu * hw.capabilities.integer.param_lsb[span]
         copy_hw.write(delta)
-        after = np.rint(copy_hw.read_params()[span] / hw.param_lsb[span])
+        after = np.rint(copy_bench.read_params()[span] / hw.capabilities.integer.param_lsb[span])
         w_after = after[:shape[0] * shape[1]]
         assert np.abs(w_after).max() <= 127
         clamped += np.count_nonzero(np.abs(before[:w_after.size] + u[:w_after.size] * mu_w) > 127)
@@ -146,16 +168,16 @@ def test_layers_without_bias_get_no_bias_perturbation():
                                    LayerParams(units=2, activation=Identity())),
                            device=MCUParams(activation_range=(-2.0, 2.0)))
     rng = np.random.default_rng(12)
-    hw = Hardware(Network(params, 4, rng, rng), "mse")
+    hw = chip_of(Network(params, 4, rng, rng), "mse")
     x, y = rng.uniform(0, 1, (8, 4)), rng.uniform(-1, 1, (8, 2))
     inputs = hw.probe(x, y).inputs
     key = np.uint64(5)
-    assert np.array_equal(hw.cost_seeded(0, inputs[0], y, key, 0, 4, 2, 500),
-                          hw.cost_seeded(0, inputs[0], y, key, 0, 4, 2, 0))
+    assert np.array_equal(seeded_costs(hw, 0, inputs[0], y, key, 0, 4, 2, 500),
+                          seeded_costs(hw, 0, inputs[0], y, key, 0, 4, 2, 0))
     wgt = np.zeros((8, hw.n_params))
-    wgt[:, :15] = rng.integers(-3, 4, (8, 15)) * hw.param_lsb[:15]
+    wgt[:, :15] = rng.integers(-3, 4, (8, 15)) * hw.capabilities.integer.param_lsb[:15]
     wgt[:, 12:15] *= 1000                                  # would move the absent biases
-    assert np.array_equal(hw.probe_suffix(0, inputs[0], y, weight_perturbation=wgt[:, :15]),
+    assert np.array_equal(suffix_costs(hw, 0, inputs[0], y, weight_perturbation=wgt[:, :15]),
                           hw.cost(x, y, weight_perturbation=wgt))
 
 
@@ -169,9 +191,9 @@ def exact_weight_expectation(hw, layer, x, y, mu_w, mu_b):
     span = slice(hw.param_offsets[layer], hw.param_offsets[layer + 1])
     clean = hw.probe(x, y)
     b = len(x)
-    costs = hw.probe_suffix(layer, np.repeat(clean.inputs[layer], len(signs), axis=0),
+    costs = suffix_costs(hw, layer, np.repeat(clean.inputs[layer], len(signs), axis=0),
                             np.repeat(y, len(signs), axis=0),
-                            weight_perturbation=np.tile(signs * mu * hw.param_lsb[span], (b, 1)))
+                            weight_perturbation=np.tile(signs * mu * hw.capabilities.integer.param_lsb[span], (b, 1)))
     change = costs.reshape(b, len(signs)).mean(axis=0) - clean.costs.mean()
     return change @ signs / len(signs) / mu
 
@@ -189,9 +211,9 @@ def test_weight_estimate_expectation_is_the_exact_smoothed_gradient():
     span = slice(hw.param_offsets[1], hw.param_offsets[2])
     est = estimator(hw, queries=n, mu_weight=mu_w, mu_bias=mu_b, train_layers=(1,),
                     scale_correction=False)
-    grads = [est.estimate(hw, batch(x, y)).gradient for _ in range(runs)]
+    grads = [estimate(est, hw, batch(x, y)).gradient for _ in range(runs)]
     assert not np.any(np.array(grads)[:, :span.start])     # layer 0 is not trained
-    samples = np.array(grads)[:, span] * hw.param_lsb[span]
+    samples = np.array(grads)[:, span] * hw.capabilities.integer.param_lsb[span]
     mean, sem = samples.mean(axis=0), samples.std(axis=0, ddof=1) / np.sqrt(runs)
     assert np.all(np.abs(mean - exact) <= 4.5 * sem), (mean, exact, sem)
     # resolved: a zero or sign-flipped estimate would miss by many standard errors
@@ -216,11 +238,11 @@ def test_node_estimate_expectation_is_the_exact_smoothed_gradient():
     active = clean.inputs[1] != 0
     assert 0 < active.sum() < active.size               # some units off: the mask matters
     signs = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
-    lsb = hw.node_lsb[:3]
+    lsb = hw.capabilities.integer.node_lsb[:3]
     g_nodes = np.empty((6, 3))
     for b in range(6):
         u = signs * active[b]
-        costs = hw.probe_suffix(0, np.repeat(clean.inputs[0][b:b + 1], 8, axis=0),
+        costs = suffix_costs(hw, 0, np.repeat(clean.inputs[0][b:b + 1], 8, axis=0),
                                 np.repeat(y[b:b + 1], 8, axis=0),
                                 node_perturbation=mu * u * lsb)
         g_nodes[b] = (costs - clean.costs[b]) @ u / 8 / mu / lsb
@@ -228,7 +250,7 @@ def test_node_estimate_expectation_is_the_exact_smoothed_gradient():
     span = slice(0, hw.param_offsets[1])
     est = estimator(hw, queries=n, mu_node=mu, node_from=0, train_layers=(0,),
                     scale_correction=False)
-    samples = np.array([est.estimate(hw, batch(x, y)).gradient[span] for _ in range(runs)])
+    samples = np.array([estimate(est, hw, batch(x, y)).gradient[span] for _ in range(runs)])
     mean, sem = samples.mean(axis=0), samples.std(axis=0, ddof=1) / np.sqrt(runs)
     moving = sem > 0     # weights of inputs that are 0 in every sample get exactly 0
     assert np.all(np.abs(mean - exact)[moving] <= 4.5 * sem[moving])
@@ -237,17 +259,23 @@ def test_node_estimate_expectation_is_the_exact_smoothed_gradient():
 
 
 def test_node_estimate_agrees_with_the_float_gradient_on_digits_sized_layers():
-    # A diagnostic link to the reference model (OUTSIDE THE RULE): with every layer
-    # estimated by node perturbation, the mean of 30 estimates of 20 queries points
-    # along the float gradient of the dequantized network (cosine 0.99 observed).
+    # A link to the reference model (OUTSIDE THE RULE): with every layer estimated by
+    # node perturbation, the mean of N estimates lies within five standard errors of the
+    # float gradient of the dequantized network, plus the bias int8 arithmetic allows:
+    # one output LSB (5 LSB perturbations) out of the signal's 255 levels is a relative
+    # error of order 1/50 per layer; 0.1 |g| covers two layers with a margin. The exact
+    # expectation of the estimator itself is tested above.
     hw, _, x = quantized_hardware((16, 12, 5), seed=4, loss="cross_entropy")
     rng = np.random.default_rng(8)
     y = np.eye(5)[rng.integers(0, 5, 48)]
     x = rng.uniform(0, 1, (48, 16))
     est = estimator(hw, queries=20, node_from=0, scale_correction=False)
-    mean = np.mean([est.estimate(hw, batch(x, y)).gradient for _ in range(30)], axis=0)
-    true = hw.reference().gradient(hw.read_params(), x, y)
-    assert mean @ true / np.linalg.norm(mean) / np.linalg.norm(true) > 0.95
+    runs = 30
+    samples = np.array([estimate(est, hw, batch(x, y)).gradient for _ in range(runs)])
+    mean, sem = samples.mean(axis=0), samples.std(axis=0, ddof=1) / np.sqrt(runs)
+    true = lab(hw).reference().gradient(lab(hw).read_params(), x, y)
+    assert np.linalg.norm(mean - true) < 5 * np.linalg.norm(sem) + 0.1 * np.linalg.norm(true)
+    assert np.linalg.norm(true) > 10 * np.linalg.norm(sem)  # resolved by the N estimates
 
 
 def test_scale_correction_is_n_over_n_plus_d_minus_1():
@@ -255,8 +283,8 @@ def test_scale_correction_is_n_over_n_plus_d_minus_1():
     y = np.zeros((5, 2))
     x = x[:5]
     for kw in ({"train_layers": (1,)}, {"train_layers": (0,)}):
-        raw = estimator(hw, queries=6, scale_correction=False, **kw).estimate(hw, batch(x, y))
-        fixed = estimator(hw, queries=6, **kw).estimate(hw, batch(x, y))
+        raw = estimate(estimator(hw, queries=6, scale_correction=False, **kw), hw, batch(x, y))
+        fixed = estimate(estimator(hw, queries=6, **kw), hw, batch(x, y))
         d = 15 if kw["train_layers"] == (0,) else 8
         assert np.abs(raw.gradient).max() > 0
         assert np.allclose(fixed.gradient, raw.gradient * 6 / (6 + d - 1), rtol=1e-12, atol=0)
@@ -267,14 +295,14 @@ def test_estimates_are_deterministic_and_central_differences_cost_twice():
     y = np.random.default_rng(9).uniform(-1, 1, (8, 2))
     x = x[:8]
     for kw in ({}, {"node_from": 1}, {"node_from": 0, "difference": "central"}):
-        a = estimator(copy.deepcopy(hw), seed=3, **kw).estimate(hw, batch(x, y)).gradient
-        b = estimator(copy.deepcopy(hw), seed=3, **kw).estimate(hw, batch(x, y)).gradient
-        c = estimator(copy.deepcopy(hw), seed=4, **kw).estimate(hw, batch(x, y)).gradient
+        a = estimate(estimator(copy.deepcopy(hw), seed=3, **kw), hw, batch(x, y)).gradient
+        b = estimate(estimator(copy.deepcopy(hw), seed=3, **kw), hw, batch(x, y)).gradient
+        c = estimate(estimator(copy.deepcopy(hw), seed=4, **kw), hw, batch(x, y)).gradient
         assert np.array_equal(a, b) and not np.array_equal(a, c)
     # steps: B clean probes, then B * n per layer (forward) or 2 B n (central)
     for difference, per_query in (("forward", 1), ("central", 2)):
         steps = hw.steps
-        estimator(hw, queries=5, difference=difference, node_from=1).estimate(hw, batch(x, y))
+        estimate(estimator(hw, queries=5, difference=difference, node_from=1), hw, batch(x, y))
         assert hw.steps - steps == 8 + 2 * 8 * 5 * per_query
 
 
@@ -283,12 +311,12 @@ def test_qas_update_lands_rounded_and_clamped():
     # rounds each to whole LSBs (half to even) and clamps weights to +-127.
     hw, _, x = quantized_hardware((4, 3, 2))
     y = np.random.default_rng(10).uniform(-1, 1, (8, 2))
-    g = estimator(hw, queries=8, node_from=0).estimate(hw, batch(x[:8], y)).gradient
-    before = np.rint(hw.read_params() / hw.param_lsb)
+    g = estimate(estimator(hw, queries=8, node_from=0), hw, batch(x[:8], y)).gradient
+    before = np.rint(lab(hw).read_params() / hw.capabilities.integer.param_lsb)
     step = -50.0 * g
     hw.write(step)
-    after = np.rint(hw.read_params() / hw.param_lsb)
-    want = before + np.rint(step / hw.param_lsb)
+    after = np.rint(lab(hw).read_params() / hw.capabilities.integer.param_lsb)
+    want = before + np.rint(step / hw.capabilities.integer.param_lsb)
     for lo, hi in ((0, 12), (15, 21)):   # the weights of the (3, 4) and (2, 3) layers
         want[lo:hi] = np.clip(want[lo:hi], -127, 127)
     assert np.array_equal(after, want)
@@ -301,10 +329,10 @@ def test_sparse_training_leaves_frozen_layers_bit_identical():
     x, y = rng.uniform(0, 1, (40, 6)), np.eye(3)[rng.integers(0, 3, 40)]
     loop = TrainingLoop(hw, x, y, estimator(hw, queries=4, node_from=2, train_layers=(0, 2)),
                         SGDParams(lr=0.05).build(), Timescales(tau_theta=8), rng)
-    before = hw.read_params()
+    before = lab(hw).read_params()
     for _ in range(20):
         loop.update()
-    after = hw.read_params()
+    after = lab(hw).read_params()
     off = hw.param_offsets
     assert np.array_equal(after[off[1]:off[2]], before[off[1]:off[2]])
     assert not np.array_equal(after[off[0]:off[1]], before[off[0]:off[1]])
@@ -321,7 +349,7 @@ def test_params_rules_and_build_errors():
     hw, _, _ = quantized_hardware()
     with pytest.raises(ParamError, match=r"train_layers\[1\]"):
         estimator(hw, train_layers=(0, 2))
-    ideal = Hardware(Network(NetworkParams(layers=(LayerParams(units=2),)), 3,
+    ideal = chip_of(Network(NetworkParams(layers=(LayerParams(units=2),)), 3,
                              np.random.default_rng(0), np.random.default_rng(0)), "mse")
     with pytest.raises(ParamError, match="integer"):
         estimator(ideal)

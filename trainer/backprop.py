@@ -1,7 +1,8 @@
 """Reference backpropagation: OUTSIDE THE RULE, a baseline for experiments only.
 
 It takes exact gradients from the ideal float twin of the network
-(:meth:`devsim.hardware.Hardware.reference`), which no physical chip offers. Use it
+(:meth:`devsim.bench.Bench.reference`), which no physical chip offers: it is the one
+estimator handed the experimenter's bench. Use it
 to know what accuracy a network of this shape can reach, never as a hardware method.
 On a chip with decorrelation matrices (``network.decorrelation: true``) the gradient
 is taken through them, and ``decorrelation_lr`` > 0 trains them by the same local
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from devsim.params import param
+from devsim.hardware import Request
 from trainer.base import Estimate, Estimator, EstimatorParams, Footprint, Window
 from trainer.decorrelation import check_decorrelation, decorrelate
 
@@ -23,9 +25,11 @@ class BackpropParams(EstimatorParams, kind="backprop"):
     decorrelation_lr: float = param(0.0, ge=0.0)
     """Step alpha of the decorrelation rule R <- R - alpha offdiag(<x x^T>) R (0: off)."""
 
-    def build(self, hardware, rng):
-        check_decorrelation(hardware, self.decorrelation_lr)
-        return Backprop(self.decorrelation_lr)
+    outside_the_rule = True
+
+    def build(self, setup):
+        check_decorrelation(setup.chip, self.decorrelation_lr)
+        return Backprop(setup.bench, self.decorrelation_lr)
 
     def footprint(self, n_layers):
         """int8-aware backpropagation on every layer."""
@@ -33,14 +37,17 @@ class BackpropParams(EstimatorParams, kind="backprop"):
 
 
 class Backprop(Estimator):
-    """Mean gradient over the window's samples from the reference model."""
+    """Mean gradient over the window's samples from the bench's reference model."""
 
-    def __init__(self, decorrelation_lr: float = 0.0):
-        self.decorrelation_lr = decorrelation_lr
+    def __init__(self, bench, decorrelation_lr: float = 0.0):
+        self.bench, self.decorrelation_lr = bench, decorrelation_lr
 
-    def estimate(self, hardware, window: Window) -> Estimate:
-        probe = hardware.probe(window.x, window.y, local=self.decorrelation_lr > 0.0)
-        model = hardware.reference()
-        gradient = model.gradient(hardware.read_params(), window.x, window.y)
-        decorrelate(hardware, probe.inputs, self.decorrelation_lr)
-        return Estimate(gradient, float(probe.costs.mean()))
+    def window_steps(self, window):
+        """One inference per sample (the costs the trace reports)."""
+        return len(window.x)
+
+    def rounds(self, window: Window):
+        result = yield Request(window.x, window.y, record=self.decorrelation_lr > 0.0)
+        gradient = self.bench.reference().gradient(self.bench.read_params(), window.x, window.y)
+        decorrelate(self.bench.chip, result.inputs, self.decorrelation_lr)
+        return Estimate(gradient, float(result.costs.mean()))

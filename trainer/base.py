@@ -1,21 +1,48 @@
-"""The estimator seam: turn observed cost changes into a gradient estimate.
+"""The estimator seam: turn observed cost changes into a gradient estimate, ask/tell.
 
-An estimator sees one update window at a time: the inputs and targets the
-controller presents at each hardware step (each sample held ``tau_x`` steps), and
-the :class:`~devsim.hardware.Hardware` to probe. It decides which perturbations to
-inject and which passes to run, reads only costs and local signals, and returns an
-:class:`Estimate` that any optimizer in :mod:`trainer.optim` can consume.
+An estimator sees one update window at a time: the inputs and targets the controller
+presents at each hardware step (each sample held ``tau_x`` steps). It *asks* for the
+probes it wants run (:class:`~devsim.hardware.Request`: inputs, perturbations, the local
+signals it needs), is *told* what the chip reported, possibly over several rounds, and
+then gives an :class:`Estimate` that any optimizer in :mod:`trainer.optim` can consume::
+
+    estimator.start(window)
+    while (request := estimator.ask()) is not None:
+        estimator.tell(chip.run(request))
+    estimate = estimator.result()
+
+Who runs the requests is the executor's business (:mod:`trainer.executors`): the plain
+loop above, or compiled forms that give the same bits. Estimators see only the chip's
+controller side (:class:`~devsim.hardware.Hardware`); an estimator that is outside the
+rule (the backpropagation baseline) says so and is also handed the experimenter's
+:class:`~devsim.bench.Bench`.
+
+Subclasses write a window as one generator, :meth:`Estimator.rounds`, which yields each
+request and receives its result; the base class turns it into ask/tell.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Generator, Mapping, NamedTuple
 
 import numpy as np
 
-from devsim.hardware import Hardware
-from devsim.params import Params
+from devsim.hardware import Hardware, Request, Result
+from devsim.params import Params, param
+
+
+@dataclass(frozen=True)
+class Timescales(Params):
+    """The clocks of perturbative training, in hardware steps (McCaughan et al.'s
+    tau_x, tau_p and tau_theta)."""
+
+    tau_x: int = param(1, ge=1)
+    """Steps each input sample is held."""
+    tau_p: int = param(1, ge=1)
+    """Steps each perturbation code is held (multiplexed gradient descent)."""
+    tau_theta: int = param(100, ge=1)
+    """Steps per update window: parameters are written once per window."""
 
 
 class Window(NamedTuple):
@@ -49,14 +76,32 @@ class Footprint(NamedTuple):
     """Perturbations per zeroth-order step whose losses are kept."""
 
 
+class Setup(NamedTuple):
+    """What an estimator is built with."""
+
+    chip: Hardware
+    """The chip's controller side."""
+    rng: np.random.Generator
+    """The estimator's own random stream."""
+    timescales: Timescales
+    """The loop's clocks."""
+    bench: object | None = None
+    """The experimenter's :class:`~devsim.bench.Bench`, for estimators outside the rule
+    (:attr:`EstimatorParams.outside_the_rule`) only; None for every other."""
+
+
 @dataclass(frozen=True)
 class EstimatorParams(Params, family="estimator"):
     """Base of the gradient estimators; select one with ``type:``."""
 
-    def build(self, hardware: Hardware, rng: np.random.Generator) -> "Estimator":
+    outside_the_rule = False
+    """True for a baseline that uses what no chip offers (exact gradients): it is
+    handed the bench, and never counts as a hardware method."""
+
+    def build(self, setup: Setup) -> "Estimator":
         raise NotImplementedError
 
-    def footprint(self, n_layers: int) -> "Footprint | None":
+    def footprint(self, n_layers: int) -> Footprint | None:
         """What training keeps in the chip's memory, for devices that account memory
         (an MCU): each layer's method and the queries per zeroth-order step; None where
         this estimator is not modelled (counted as inference only)."""
@@ -69,21 +114,62 @@ class EstimatorParams(Params, family="estimator"):
 
 
 class Estimator:
-    """Forms one estimate per update window; may keep state between windows."""
+    """Forms one estimate per update window, asking for probes and told their results;
+    may keep state between windows."""
 
-    def estimate(self, hardware: Hardware, window: Window) -> Estimate:
+    _rounds = None
+    _request: Request | None = None
+    _estimate: Estimate | None = None
+
+    def rounds(self, window: Window) -> Generator[Request, Result, Estimate]:
+        """The window as a generator: yield each request, receive its result, return the
+        estimate."""
         raise NotImplementedError
 
+    def window_steps(self, window: Window) -> int:
+        """Hardware steps the window costs, known before it runs (the contract tables
+        hold every estimator to it)."""
+        raise NotImplementedError
 
-def layer_gradient(hardware: Hardware, node_signal: np.ndarray,
+    def start(self, window: Window) -> None:
+        """Begin a window."""
+        self._rounds, self._estimate = self.rounds(window), None
+        self._advance(None)
+
+    def ask(self) -> Request | None:
+        """The next request to run, or None when the estimate is ready."""
+        return self._request
+
+    def tell(self, result: Result) -> None:
+        """The chip's result of the request last asked for."""
+        if self._request is None:
+            raise RuntimeError("tell() without a request asked for")
+        self._advance(result)
+
+    def result(self) -> Estimate:
+        """The window's estimate, once no request is left."""
+        if self._estimate is None:
+            raise RuntimeError("the window's requests have not all been told")
+        return self._estimate
+
+    def _advance(self, result):
+        try:
+            self._request = (next(self._rounds) if result is None
+                             else self._rounds.send(result))
+        except StopIteration as done:  # (a finished window keeps no generator: checkpoints
+            self._request, self._estimate = None, done.value  # pickle estimators)
+            self._rounds = None
+
+
+def layer_gradient(offsets: np.ndarray, node_signal: np.ndarray,
                    inputs: list[np.ndarray]) -> np.ndarray:
     """Each synapse's local estimate from its node's signal and its own input.
 
     For every layer: dW = node_signal_l^T @ x_l, db = sum_t node_signal_l; the
-    sum over the window's steps of (node estimate) x (presynaptic input).
+    sum over the window's steps of (node estimate) x (presynaptic input); ``offsets``
+    are the chip's node offsets.
     """
     parts = []
-    offsets = hardware.node_offsets
     for i, x in enumerate(inputs):
         g = node_signal[:, offsets[i]:offsets[i + 1]]
         parts.append((g.T @ x).ravel())

@@ -42,6 +42,6 @@ def decorrelate(hardware: Hardware, inputs: list[np.ndarray], lr: float) -> None
 
 def check_decorrelation(hardware: Hardware, lr: float) -> None:
     """Reject a decorrelation rate for a chip that has no R matrices."""
-    if lr > 0.0 and not hardware.decorrelated:
+    if lr > 0.0 and not hardware.capabilities.decorrelation:
         raise ParamError(("decorrelation_lr",),
                          "needs decorrelation matrices on the chip (network.decorrelation: true)")

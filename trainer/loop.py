@@ -1,33 +1,25 @@
 """The training loop: data stream + estimator + optimizer + hardware writes.
 
-One :meth:`TrainingLoop.update` is one update window of ``tau_theta`` hardware
-steps: the controller presents samples (each held ``tau_x`` steps), the estimator
-probes the hardware, the optimizer turns the estimate into a step, and the step is
-written to the devices.
+One :meth:`TrainingLoop.update` is one update window of ``tau_theta`` hardware steps:
+the controller presents samples (each held ``tau_x`` steps), the executor runs the
+probes the estimator asks for, the optimizer turns the estimate into a step, and the
+step is written to the devices.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 
+from devsim import parallel
 from devsim.data import SampleStream
 from devsim.hardware import Hardware
-from devsim.params import Params, param
-from trainer.base import Estimator, Window
+from trainer.base import Estimator, Timescales, Window
+from trainer.executors import Executor, Plain
 from trainer.optim import Transform
 
-
-@dataclass(frozen=True)
-class Timescales(Params):
-    """The MGD clocks, in hardware steps."""
-
-    tau_x: int = param(1, ge=1)
-    """Steps each input sample is held."""
-    tau_theta: int = param(100, ge=1)
-    """Steps per update window: parameters are written once per window."""
+__all__ = ["TrainingLoop", "UpdateStats", "Timescales"]
 
 
 class UpdateStats(NamedTuple):
@@ -37,28 +29,46 @@ class UpdateStats(NamedTuple):
     estimate_norm: float
     update_norm: float
     info: Mapping[str, float] = MappingProxyType({})
-    """The estimator's extra diagnostic scalars for this window."""
+    """The estimator's extra diagnostic scalars (and the loop's, see ``diagnose``)."""
+    nonfinite: int = 0
+    """Entries of the estimate that were not finite (the update skipped them)."""
 
 
 class TrainingLoop:
-    """Drives one hardware through update windows."""
+    """Drives one chip through update windows."""
 
-    def __init__(self, hardware: Hardware, x: np.ndarray, y: np.ndarray,
-                 estimator: Estimator, optimizer: Transform, timescales: Timescales,
-                 rng: np.random.Generator):
-        self.hardware, self.x, self.y = hardware, x, y
+    def __init__(self, chip: Hardware, x: np.ndarray, y: np.ndarray, estimator: Estimator,
+                 optimizer: Transform, timescales: Timescales, rng: np.random.Generator,
+                 executor: Executor | None = None,
+                 diagnose: Callable[[Window, np.ndarray], Mapping[str, float]] | None = None):
+        """``diagnose(window, estimate)`` (optional) adds scalars to each window's info,
+        from outside the chip (say, the cosine to the exact gradient)."""
+        self.chip, self.x, self.y = chip, x, y
         self.estimator, self.optimizer, self.timescales = estimator, optimizer, timescales
+        self.executor = executor or Plain(chip)
+        self.diagnose = diagnose
         self.stream = SampleStream(len(x), timescales.tau_x, rng)
-        self.opt_state = optimizer.init(np.zeros(hardware.n_params))
+        self.opt_state = optimizer.init(np.zeros(chip.n_params))
+
+    def next_window(self) -> Window:
+        """The samples of the next window, from the stream."""
+        idx, new = self.stream.next(self.timescales.tau_theta)
+        return Window(self.x[idx], self.y[idx], new)
 
     def update(self) -> UpdateStats:
         """Run one window and write its update."""
-        idx, new = self.stream.next(self.timescales.tau_theta)
-        estimate = self.estimator.estimate(self.hardware, Window(self.x[idx], self.y[idx], new))
-        gradient = estimate.gradient
-        if not np.isfinite(gradient).all():  # a NaN/inf guard that costs little when idle
-            gradient = np.nan_to_num(gradient, nan=0.0, posinf=0.0, neginf=0.0)
-        step, self.opt_state = self.optimizer.update(gradient, self.opt_state)
-        self.hardware.write(step)
+        window = self.next_window()
+        with parallel.single_threaded_blas():
+            estimate = self.executor.window(self.estimator, window)
+            gradient = estimate.gradient
+            finite = np.isfinite(gradient)
+            nonfinite = int(gradient.size - np.count_nonzero(finite))
+            if nonfinite:
+                gradient = np.where(finite, gradient, 0.0)
+            step, self.opt_state = self.optimizer.update(gradient, self.opt_state)
+            self.chip.write(step)
+        info = estimate.info
+        if self.diagnose is not None:
+            info = {**info, **self.diagnose(window, gradient)}
         return UpdateStats(estimate.cost, float(np.linalg.norm(gradient)),
-                           float(np.linalg.norm(step)), estimate.info)
+                           float(np.linalg.norm(step)), info, nonfinite)

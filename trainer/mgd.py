@@ -1,7 +1,7 @@
 """Multiplexed gradient descent (McCaughan, Oripov, Buckley et al., NIST).
 
 Each hardware step presents the current input, applies the perturbation
-theta~(t) (a new code every ``tau_p`` steps, of any type in
+theta~(t) (a new code every ``tau_p`` steps of the loop's timescales, of any type in
 :mod:`trainer.perturbations`) and reads the cost C. The cost change C~ is
 correlated with each channel's own perturbation, G += C~ theta~ / eps^2 (homodyne
 detection), and the integrated G is handed to the optimizer once per window.
@@ -28,6 +28,9 @@ network sizes.
 
 Controller-side imperfections: Gaussian read-out noise on every cost (``cost_noise``),
 clipping of C~ (``cost_change_clip``), and non-finite C~ set to zero.
+
+A window is one request: its T perturbed probes, followed by the baseline probes
+(discrete mode) with no perturbation.
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from devsim.insitu import OnChipMGD
+from devsim.hardware import Request
 from devsim.params import ParamError, param
 from trainer.base import Estimate, Estimator, EstimatorParams, Window, layer_gradient
 from trainer.perturbations import KINDS, Perturbation
@@ -55,8 +58,6 @@ class MGDParams(EstimatorParams, kind="mgd"):
     """Fraction of zeros in ``ternary`` codes (ignored by the other types)."""
     epsilon: float = param(0.1, gt=0.0)
     """RMS L2 norm of the whole perturbation vector (eps/sqrt(K) RMS per channel)."""
-    tau_p: int = param(1, ge=1)
-    """Hardware steps each perturbation code is held."""
     mode: str = param("discrete", choices=("discrete", "analog"))
     """Cost change: ``discrete`` (C - C0, baseline re-measured) or ``analog`` (high-pass)."""
     tau_hp: float = param(1.6, gt=0.0)
@@ -71,30 +72,11 @@ class MGDParams(EstimatorParams, kind="mgd"):
     """Standard deviation of Gaussian noise on every cost read-out (sigma_C)."""
     cost_change_clip: float = param(0.0, ge=0.0)
     """Clip the cost change C~ to +-this value (0: no clipping)."""
-    on_chip: bool = False
-    """Run each window in the chip's own compiled MGD engine (:mod:`devsim.insitu`): the
-    same estimate, several times faster; ideal devices, ``code`` perturbations, discrete
-    mode and the window integrator only, without cost noise or clipping."""
-    diagnose_cosine: bool = False
-    """Log the cosine of each estimate to the ideal model's exact gradient (diagnostic
-    only, outside the rule; costs a reference backward pass per window)."""
 
-    def validate(self):
-        if self.on_chip:
-            for name, plain in (("perturbation", "code"), ("mode", "discrete"),
-                                ("integrator", "window"), ("cost_noise", 0.0),
-                                ("cost_change_clip", 0.0)):
-                if getattr(self, name) != plain:
-                    raise ParamError(("on_chip",), f"the on-chip engine needs {name}: "
-                                                   f"{plain}, got {getattr(self, name)!r}")
-
-    def build(self, hardware, rng):
-        if self.target not in hardware.supports:
+    def build(self, setup):
+        if self.target not in setup.chip.capabilities.ports:
             raise ParamError(("target",), f"this hardware offers no {self.target!r} port")
-        return MGD(self, hardware, int(rng.integers(2 ** 63)))
-
-    def diagnostics(self) -> tuple[str, ...]:
-        return ("cosine",) if self.diagnose_cosine else ()
+        return MGD(self, setup.chip, setup.timescales.tau_p, int(setup.rng.integers(2 ** 63)))
 
 
 @njit(cache=True)
@@ -124,53 +106,61 @@ def highpass_np(costs, reset, a, state):
     return out
 
 
+def baseline_starts(window: Window) -> np.ndarray:
+    """The steps of a window whose baseline C0 discrete MGD measures: each newly
+    presented sample's first step, and the window's first (the parameters were just
+    written)."""
+    starts = window.new_sample.copy()
+    starts[0] = True
+    return starts
+
+
 class MGD(Estimator):
     """MGD over windows of steps with fixed parameters (chip in the loop)."""
 
-    def __init__(self, params: MGDParams, hardware, seed: int):
-        self.params = params
-        self.channels = hardware.n_nodes if params.target == "nodes" else hardware.n_params
+    def __init__(self, params: MGDParams, chip, tau_p: int, seed: int):
+        self.params, self.tau_p = params, tau_p
+        self.offsets = chip.node_offsets
+        self.channels = chip.n_nodes if params.target == "nodes" else chip.n_params
         self.perturbation = Perturbation(params.perturbation, self.channels, params.epsilon,
                                          seed, params.sparsity)
         self._noise = np.random.default_rng(np.random.SeedSequence([seed, 2]))
-        self._step = 0  # perturbation clock: steps taken so far
+        self.step = 0  # perturbation clock: steps taken so far
         self._filter = np.array([0.0, 0.0])  # high-pass state: previous C and C~
-        self._integral = np.zeros(hardware.n_params)  # low-pass integrator state
-        self._engine = None
-        if params.on_chip:
-            try:
-                self._engine = OnChipMGD(hardware, target=params.target,
-                                         epsilon=params.epsilon, tau_p=params.tau_p,
-                                         seed=seed, normalize=params.normalize)
-            except ValueError as exc:
-                raise ParamError(("on_chip",), str(exc)) from None
+        self._integral = np.zeros(chip.n_params)  # low-pass integrator state
+
+    def window_steps(self, window):
+        """T perturbed probes plus, in discrete mode, one baseline per new sample and
+        one at the window's start."""
+        extra = int(baseline_starts(window).sum()) if self.params.mode == "discrete" else 0
+        return len(window.x) + extra
 
     def _read(self, costs: np.ndarray) -> np.ndarray:
         if self.params.cost_noise:
             costs = costs + self.params.cost_noise * self._noise.standard_normal(len(costs))
         return costs
 
-    def estimate(self, hardware, window: Window) -> Estimate:
+    def rounds(self, window: Window):
         p = self.params
-        if self._engine is not None:
-            gradient, cost = self._engine.estimate(window.x, window.y, window.new_sample)
-            return Estimate(gradient, cost, self._diagnose(hardware, window, gradient))
         steps = len(window.x)
-        perturbation = self.perturbation.at_steps(self._step, steps, p.tau_p)
-        self._step += steps
+        perturbation = self.perturbation.at_steps(self.step, steps, self.tau_p)
+        self.step += steps
+        x, y = window.x, window.y
+        if p.mode == "discrete":
+            starts = baseline_starts(window)
+            first = np.flatnonzero(starts)
+            x, y = np.concatenate([x, x[first]]), np.concatenate([y, y[first]])
+            pad = np.zeros((len(first), self.channels))
+        port = np.concatenate([perturbation, pad]) if p.mode == "discrete" else perturbation
         if p.target == "nodes":
-            probe = hardware.probe(window.x, window.y, node_perturbation=perturbation)
-            costs, inputs = self._read(probe.costs), probe.inputs
+            result = yield Request(x, y, node_perturbation=port, record=True)
         else:
-            costs = self._read(hardware.cost(window.x, window.y,
-                                             weight_perturbation=perturbation))
+            result = yield Request(x, y, weight_perturbation=port)
+        costs = self._read(result.costs[:steps])
         if p.mode == "discrete":
             # Baseline C0: once per presented sample, and again at the window start
             # because the parameters were just written.
-            starts = window.new_sample.copy()
-            starts[0] = True
-            first = np.flatnonzero(starts)
-            baseline = self._read(hardware.cost(window.x[first], window.y[first]))
+            baseline = self._read(result.costs[steps:])
             change = costs - baseline[np.cumsum(starts) - 1]
             mean_cost = float(baseline.mean())
         else:
@@ -188,7 +178,8 @@ class MGD(Estimator):
             decay, scale = beta ** steps, float(self.channels)
         signal = (weights * change)[:, None] * perturbation / p.epsilon ** 2
         if p.target == "nodes":
-            gradient = layer_gradient(hardware, signal, inputs)
+            gradient = layer_gradient(self.offsets, signal,
+                                      [h[:steps] for h in result.inputs])
         else:
             gradient = signal.sum(axis=0)
         if p.integrator == "lowpass":
@@ -196,15 +187,4 @@ class MGD(Estimator):
             gradient = self._integral.copy()
         if p.normalize:
             gradient = gradient * scale
-        return Estimate(gradient, mean_cost, self._diagnose(hardware, window, gradient))
-
-    def _diagnose(self, hardware, window: Window, gradient: np.ndarray) -> dict:
-        if not self.params.diagnose_cosine:
-            return {}
-        return {"cosine": _cosine(gradient, hardware.reference().gradient(
-            hardware.read_params(), window.x, window.y))}
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / norm) if norm > 0 else 0.0
+        return Estimate(gradient, mean_cost)

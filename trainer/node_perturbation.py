@@ -42,13 +42,15 @@ noisy passes; INP multiplies the noisy passes by the number of layers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from devsim.hardware import Probe
+from devsim.hardware import Request, Result
 from devsim.params import ParamError, param
 from trainer.base import Estimate, Estimator, EstimatorParams, Window, layer_gradient
 from trainer.decorrelation import check_decorrelation, decorrelate
+
 
 PERTURBATIONS = ("gaussian", "rademacher", "bernoulli", "device")
 """Perturbation laws: injected by the controller, or the chip's own noise."""
@@ -80,9 +82,9 @@ class NodePerturbationParams(EstimatorParams):
                              "it needs the injected noise (np) or noise in one layer at a "
                              "time (inp); use anp")
 
-    def build(self, hardware, rng):
-        check_decorrelation(hardware, self.decorrelation_lr)
-        return NodePerturbation(self, hardware, rng)
+    def build(self, setup):
+        check_decorrelation(setup.chip, self.decorrelation_lr)
+        return NodePerturbation(self, setup.chip, setup.rng)
 
 
 @dataclass(frozen=True)
@@ -100,21 +102,32 @@ class INPParams(NodePerturbationParams, kind="inp"):
     """Iterative node perturbation: one perturbed pass per layer."""
 
 
+class Pass(NamedTuple):
+    """One pass of a window's B probes: costs, each layer's input and pre-activation, and
+    the injected noise (None for the chip's own, unseen noise, or a clean pass)."""
+
+    costs: np.ndarray
+    inputs: list[np.ndarray]
+    preactivations: list[np.ndarray]
+    noise: np.ndarray | None
+
+
 class NodePerturbation(Estimator):
     """NP, ANP or INP (by ``params.kind``) over minibatch windows."""
 
-    def __init__(self, params: NodePerturbationParams, hardware, rng: np.random.Generator):
+    def __init__(self, params: NodePerturbationParams, chip, rng: np.random.Generator):
         self.params = params
         self.rng = rng
-        self.offsets = hardware.node_offsets
-        self.n_nodes = hardware.n_nodes
+        self.chip = chip
+        self.offsets = chip.node_offsets
+        self.n_nodes = chip.n_nodes
+        self.n_layers = len(chip.layer_shapes)
         if params.perturbation == "bernoulli":
             self.mean = params.offset + params.sigma * params.p
             self.variance = params.sigma ** 2 * params.p * (1.0 - params.p)
         else:
             self.mean, self.variance = 0.0, params.sigma ** 2
 
-    # ---- passes
     def draw(self, steps: int, layer: int | None = None) -> np.ndarray:
         """Injected perturbations (steps, n_nodes); only layer ``layer``'s nodes if given."""
         p = self.params
@@ -130,53 +143,73 @@ class NodePerturbation(Estimator):
             out[:, lo:hi] = p.offset + p.sigma * (self.rng.random(shape) < p.p)
         return out
 
-    def _noisy(self, hardware, window: Window, layer: int | None = None):
-        """One perturbed pass: its probe and the injected noise (None for device noise)."""
-        if self.params.perturbation == "device":
-            return hardware.probe(window.x, window.y, noisy=True), None
-        eps = self.draw(len(window.x), layer)
-        return hardware.probe(window.x, window.y, node_perturbation=eps), eps
-
-    def _pair(self, hardware, window, clean, layer=None):
-        """(first pass, its noise, second pass, its noise) for one draw."""
-        if clean is not None:
-            return (*clean, *self._noisy(hardware, window, layer))
-        return (*self._noisy(hardware, window, layer), *self._noisy(hardware, window, layer))
-
-    # ---- estimate
-    def estimate(self, hardware, window: Window) -> Estimate:
+    def _pairs(self) -> list[tuple[int | None, ...]]:
+        """The passes of every draw, as (first, second) pairs of the layer whose nodes a
+        noisy pass perturbs (-1: all; None: a clean pass)."""
         p = self.params
-        clean = ((hardware.probe(window.x, window.y), None)
-                 if p.passes == "clean_noisy" else None)
-        total, cost = 0.0, None
-        for _ in range(p.draws):
-            if p.kind == "inp":
-                signal = np.zeros((len(window.x), self.n_nodes))
-                for layer in range(len(self.offsets) - 1):
-                    first, _, second, _ = self._pair(hardware, window, clean, layer)
+        layers = range(self.n_layers) if p.kind == "inp" else (-1,)
+        first = (lambda layer: None) if p.passes == "clean_noisy" else (lambda layer: layer)
+        return [(first(layer), layer) for _ in range(p.draws) for layer in layers]
+
+    def window_steps(self, window):
+        """B probes per pass: a shared clean pass (``clean_noisy``), then one noisy pass
+        (two with ``noisy_noisy``) per draw and, for INP, per layer."""
+        clean = self.params.passes == "clean_noisy"
+        return len(window.x) * (int(clean) + len(self._pairs()) * (1 if clean else 2))
+
+    def rounds(self, window: Window):
+        p = self.params
+        x, y, batch = window.x, window.y, len(window.x)
+        pairs = self._pairs()
+        clean_noisy = p.passes == "clean_noisy"
+        noisy = [layer for pair in pairs for layer in pair if layer is not None]
+        if p.perturbation == "device":  # the chip's own noise acts in whole passes
+            passes = (_split((yield Request(x, y, record=True)), batch, [None])
+                      if clean_noisy else [])
+            result = yield Request(np.tile(x, (len(noisy), 1)), np.tile(y, (len(noisy), 1)),
+                                   noisy=True, record=True)
+            passes += _split(result, batch, [None] * len(noisy))
+        else:  # one request: the clean pass, then every noisy pass in order
+            noise = [self.draw(batch, None if layer < 0 else layer) for layer in noisy]
+            stacked = ([np.zeros((batch, self.n_nodes))] if clean_noisy else []) + noise
+            result = yield Request(np.tile(x, (len(stacked), 1)), np.tile(y, (len(stacked), 1)),
+                                   node_perturbation=np.concatenate(stacked), record=True)
+            passes = _split(result, batch, ([None] if clean_noisy else []) + noise)
+        clean = passes.pop(0) if clean_noisy else None
+        per_draw = self.n_layers if p.kind == "inp" else 1
+        total = 0.0
+        for draw in range(p.draws):
+            signal = np.zeros((batch, self.n_nodes))
+            for k in range(draw * per_draw, (draw + 1) * per_draw):
+                first, second = ((clean, passes[k]) if clean is not None
+                                 else (passes[2 * k], passes[2 * k + 1]))
+                if p.kind == "inp":
+                    layer = pairs[k][1]
                     sl = slice(self.offsets[layer], self.offsets[layer + 1])
                     signal[:, sl] = self._activity_signal(
-                        first, second, second.preactivations[layer] - first.preactivations[layer])
-            else:
-                first, eps1, second, eps2 = self._pair(hardware, window, clean)
-                signal = (self._injected_signal(first, eps1, second, eps2) if p.kind == "np"
-                          else self._activity_signal(first, second, _nodes(second) - _nodes(first)))
+                        first, second,
+                        second.preactivations[layer] - first.preactivations[layer])
+                elif p.kind == "np":
+                    signal = self._injected_signal(first, second)
+                else:
+                    signal = self._activity_signal(first, second,
+                                                   _nodes(second) - _nodes(first))
             # Layer inputs from pass 1; in INP the last pair perturbs only the output
             # layer, so its first pass holds every layer's unperturbed input.
-            total = total + layer_gradient(hardware, signal, first.inputs)
-            cost = float(first.costs.mean()) if cost is None else cost
-        decorrelate(hardware, first.inputs, p.decorrelation_lr)
-        return Estimate(total / (p.draws * len(window.x)), cost)
+            total = total + layer_gradient(self.offsets, signal, first.inputs)
+        decorrelate(self.chip, first.inputs, p.decorrelation_lr)
+        cost = (clean if clean is not None else passes[0]).costs.mean()
+        return Estimate(total / (p.draws * batch), float(cost))
 
-    def _injected_signal(self, first: Probe, eps1, second: Probe, eps2) -> np.ndarray:
+    def _injected_signal(self, first: Pass, second: Pass) -> np.ndarray:
         """NP: dC (eps - E eps) / v, or dC (eps2 - eps1) / (2 v) for two noisy passes."""
         d_cost = second.costs - first.costs
-        if eps1 is None:
-            return d_cost[:, None] * (eps2 - self.mean) / self.variance
-        return d_cost[:, None] * (eps2 - eps1) / (2.0 * self.variance)
+        if first.noise is None:
+            return d_cost[:, None] * (second.noise - self.mean) / self.variance
+        return d_cost[:, None] * (second.noise - first.noise) / (2.0 * self.variance)
 
     @staticmethod
-    def _activity_signal(first: Probe, second: Probe, d_act: np.ndarray) -> np.ndarray:
+    def _activity_signal(first: Pass, second: Pass, d_act: np.ndarray) -> np.ndarray:
         """dC n da / |da|^2 per sample over the nodes in ``d_act`` (zero where da = 0)."""
         d_cost = second.costs - first.costs
         norm2 = np.einsum("ti,ti->t", d_act, d_act)
@@ -185,6 +218,14 @@ class NodePerturbation(Estimator):
         return scale[:, None] * d_act
 
 
-def _nodes(probe: Probe) -> np.ndarray:
-    """All pre-activations of a probe as one (T, n_nodes) array."""
-    return np.concatenate(probe.preactivations, axis=1)
+def _split(result: Result, batch: int, noise: list) -> list[Pass]:
+    """The passes of a request that stacked ``len(noise)`` passes of ``batch`` probes."""
+    return [Pass(result.costs[k * batch:(k + 1) * batch],
+                 [h[k * batch:(k + 1) * batch] for h in result.inputs],
+                 [a[k * batch:(k + 1) * batch] for a in result.preactivations], n)
+            for k, n in enumerate(noise)]
+
+
+def _nodes(p: Pass) -> np.ndarray:
+    """All pre-activations of a pass as one (T, n_nodes) array."""
+    return np.concatenate(p.preactivations, axis=1)

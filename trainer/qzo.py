@@ -3,8 +3,7 @@ Training on MCUs", arXiv 2411.05873).
 
 Every perturbation is a whole number of least significant bits (LSBs), so the
 perturbed model is again a valid int8 model; the chip reports its LSBs
-(:attr:`Hardware.param_lsb`, :attr:`Hardware.node_lsb`) and nothing else about its
-arithmetic. Each trained layer is estimated on its own (layer-wise), from the
+(``Hardware.capabilities.integer``) and nothing else about its arithmetic. Each trained layer is estimated on its own (layer-wise), from the
 window's samples (the minibatch, B of them) and ``queries`` = n random directions:
 
 - **weight perturbation**: integer Rademacher directions u in {-1, +1}^d on the
@@ -42,6 +41,7 @@ import numpy as np
 
 from devsim import crng
 from devsim.params import ParamError, param
+from devsim.hardware import Request, Seeded
 from trainer.base import Estimate, Estimator, EstimatorParams, Footprint, Window
 
 
@@ -80,16 +80,17 @@ class QZOParams(EstimatorParams, kind="qzo"):
         names = {"weights": "zo_weight", "nodes": "zo_node", None: None}
         return Footprint(tuple(names[m] for m in self.layer_modes(n_layers)), self.queries)
 
-    def build(self, hardware, rng):
-        if hardware.param_lsb is None or hardware.node_lsb is None:
+    def build(self, setup):
+        chip = setup.chip
+        if chip.capabilities.integer is None:
             raise ParamError((), "qzo needs a chip with integer parameters and outputs "
                                  "(device type mcu on every layer)")
-        n_layers = len(hardware.layer_shapes)
+        n_layers = len(chip.layer_shapes)
         for i, layer in enumerate(self.train_layers):
             if layer >= n_layers:
                 raise ParamError(("train_layers", i),
                                  f"the network has layers 0..{n_layers - 1}, got {layer}")
-        return QZO(self, hardware, int(rng.integers(2 ** 63)))
+        return QZO(self, chip, int(setup.rng.integers(2 ** 63)))
 
 
 def weight_directions(key, first: int, count: int, shape: tuple[int, int]) -> np.ndarray:
@@ -103,59 +104,83 @@ def weight_directions(key, first: int, count: int, shape: tuple[int, int]) -> np
 
 
 class QZO(Estimator):
-    """Layer-wise quantized ZO over the samples of each update window."""
+    """Layer-wise quantized ZO over the samples of each update window: a clean pass,
+    then for each trained layer the suffix of the network run from its recorded input."""
 
-    def __init__(self, params: QZOParams, hardware, seed: int):
+    def __init__(self, params: QZOParams, chip, seed: int):
         self.params = params
-        self.modes = params.layer_modes(len(hardware.layer_shapes))
-        self.param_lsb, self.node_lsb = hardware.param_lsb, hardware.node_lsb
+        self.shapes = chip.layer_shapes
+        self.param_offsets, self.node_offsets = chip.param_offsets, chip.node_offsets
+        self.modes = params.layer_modes(len(self.shapes))
+        self.param_lsb = chip.capabilities.integer.param_lsb
+        self.node_lsb = chip.capabilities.integer.node_lsb
         self.weight_key = crng.stream_key_np(seed, 0)
         self.node_key = crng.stream_key_np(seed, 1)
         self._directions = 0  # weight directions drawn so far
         self._node_draws = 0  # node signs drawn so far
 
-    def estimate(self, hardware, window: Window) -> Estimate:
-        starts = window.new_sample.copy()
-        starts[0] = True
+    def window_steps(self, window):
+        """A clean pass over the window's samples, then per trained layer one suffix run
+        per sample and query (two with central differences)."""
+        batch = int(baseline_samples(window).sum())
+        trained = sum(mode is not None for mode in self.modes)
+        per_query = 2 if self.params.difference == "central" else 1
+        return batch + batch * self.params.queries * per_query * trained
+
+    def rounds(self, window: Window):
+        starts = baseline_samples(window)
         x, y = window.x[starts], window.y[starts]
-        clean = hardware.probe(x, y)
-        gradient = np.zeros(hardware.n_params)
+        clean = yield Request(x, y, record=True)
+        gradient = np.zeros(len(self.param_lsb))
         for layer, mode in enumerate(self.modes):
             if mode is None:
                 continue
-            span = slice(hardware.param_offsets[layer], hardware.param_offsets[layer + 1])
+            span = slice(self.param_offsets[layer], self.param_offsets[layer + 1])
             if mode == "weights":
-                g_int = self._weight_estimate(hardware, layer, clean, y)
+                g_int = yield from self._weight_estimate(layer, clean, y)
                 gradient[span] = g_int / self.param_lsb[span]
             else:
-                gradient[span] = self._node_estimate(hardware, layer, clean, y)
+                gradient[span] = yield from self._node_estimate(layer, clean, y)
         return Estimate(gradient, float(clean.costs.mean()))
 
-    def _weight_estimate(self, hardware, layer, clean, y) -> np.ndarray:
+    def _suffix(self, layer: int, rows: int, nodes=None, params=None):
+        """Perturbation rows of layer ``layer``'s own nodes or parameters, in the layout of
+        the layers a suffix run from it covers (later layers unperturbed)."""
+        if nodes is not None:
+            out = np.zeros((rows, self.node_offsets[-1] - self.node_offsets[layer]))
+            out[:, :nodes.shape[1]] = nodes
+        else:
+            out = np.zeros((rows, self.param_offsets[-1] - self.param_offsets[layer]))
+            out[:, :params.shape[1]] = params
+        return out
+
+    def _weight_estimate(self, layer, clean, y):
         """The layer's estimate in LSB units from n shared directions over the batch."""
         p, n = self.params, self.params.queries
-        shape, inputs = hardware.layer_shapes[layer], clean.inputs[layer]
+        shape, inputs = self.shapes[layer], clean.inputs[layer]
         first = self._directions
         self._directions += n
         u = weight_directions(self.weight_key, first, n, shape)
         mu = np.where(np.arange(u.shape[1]) < shape[0] * shape[1], p.mu_weight, p.mu_bias)
-        plus = hardware.cost_seeded(layer, inputs, y, self.weight_key, first, n,
-                                    p.mu_weight, p.mu_bias)
+        plus = (yield Request(inputs, y, start=layer, seeded=Seeded(
+            self.weight_key, first, n, p.mu_weight, p.mu_bias))).costs
         if p.difference == "forward":
             change = (plus - clean.costs[:, None]).mean(axis=0)
         else:
-            span = slice(hardware.param_offsets[layer], hardware.param_offsets[layer + 1])
+            span = slice(self.param_offsets[layer], self.param_offsets[layer + 1])
             minus_step = -(u * mu) * self.param_lsb[span]  # whole LSBs: land exactly
-            minus = hardware.probe_suffix(
-                layer, np.repeat(inputs, n, axis=0), np.repeat(y, n, axis=0),
-                weight_perturbation=np.tile(minus_step, (len(inputs), 1))).reshape(-1, n)
+            rows = len(inputs) * n
+            minus = (yield Request(np.repeat(inputs, n, axis=0), np.repeat(y, n, axis=0),
+                                   weight_perturbation=self._suffix(
+                                       layer, rows, params=np.tile(minus_step, (len(inputs), 1))),
+                                   start=layer)).costs.reshape(-1, n)
             change = (plus - minus).mean(axis=0) / 2.0
         g = change @ u / (n * mu)
         if p.scale_correction:
             g *= n / (n + u.shape[1] - 1)
         return g
 
-    def _node_estimate(self, hardware, layer, clean, y) -> np.ndarray:
+    def _node_estimate(self, layer, clean, y):
         """The layer's real-valued weight estimate from per-sample node estimates."""
         p, n = self.params, self.params.queries
         inputs = clean.inputs[layer]
@@ -166,17 +191,27 @@ class QZO(Estimator):
         u = crng.sign_np(self.node_key, self._node_draws + np.arange(draws, dtype=np.uint64))
         self._node_draws += draws
         u = u.reshape(batch, n, n_out) * active[:, None, :]
-        lsb = self.node_lsb[hardware.node_offsets[layer]:hardware.node_offsets[layer + 1]]
+        lsb = self.node_lsb[self.node_offsets[layer]:self.node_offsets[layer + 1]]
         rows, targets = np.repeat(inputs, n, axis=0), np.repeat(y, n, axis=0)
         step = (p.mu_node * u * lsb).reshape(batch * n, n_out)  # whole LSBs: land exactly
-        plus = hardware.probe_suffix(layer, rows, targets, node_perturbation=step)
+        plus = (yield Request(rows, targets, node_perturbation=self._suffix(
+            layer, len(rows), nodes=step), start=layer)).costs
         if p.difference == "forward":
             change = plus.reshape(batch, n) - clean.costs[:, None]
         else:
-            minus = hardware.probe_suffix(layer, rows, targets, node_perturbation=-step)
+            minus = (yield Request(rows, targets, node_perturbation=self._suffix(
+                layer, len(rows), nodes=-step), start=layer)).costs
             change = (plus - minus).reshape(batch, n) / 2.0
         g_nodes = np.einsum("bq,bqk->bk", change, u) / (n * p.mu_node)
         if p.scale_correction:
             g_nodes *= (n / (n + np.maximum(active.sum(axis=1), 1) - 1))[:, None]
         g_nodes /= lsb  # per real unit of the layer's output
         return np.concatenate([(g_nodes.T @ inputs).ravel(), g_nodes.sum(axis=0)]) / batch
+
+
+def baseline_samples(window: Window) -> np.ndarray:
+    """The steps whose samples form the batch: each newly presented sample once (and the
+    window's first step)."""
+    starts = window.new_sample.copy()
+    starts[0] = True
+    return starts

@@ -10,7 +10,7 @@ the one-sided difference of the analytic WP learning curves in :mod:`trainer.the
 (unbiased for the gradient up to terms cubic in sigma). Unlike MGD's ``weights``
 mode, the perturbation size is set per entry, not as the norm of the whole vector,
 and Gaussian perturbations are available, so the theory applies as it stands.
-Hardware cost: 2 B steps per update of B rows.
+Hardware cost: 2 B steps per update of B rows, run as one request.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from devsim.params import ParamError, param
+from devsim.hardware import Request
 from trainer.base import Estimate, Estimator, EstimatorParams, Window
 
 
@@ -31,14 +32,14 @@ class WPParams(EstimatorParams, kind="wp"):
     sigma: float = param(0.01, gt=0.0)
     """Standard deviation of each parameter's perturbation (rademacher: +-sigma)."""
 
-    def build(self, hardware, rng):
-        if "weights" not in hardware.supports:
+    def build(self, setup):
+        if "weights" not in setup.chip.capabilities.ports:
             raise ParamError(("type",), "this hardware offers no 'weights' port")
-        return WeightPerturbation(self, hardware.n_params, rng)
+        return WeightPerturbation(self, setup.chip.n_params, setup.rng)
 
 
 class WeightPerturbation(Estimator):
-    """Clean and perturbed pass per row; the mean of dC psi / sigma^2."""
+    """Clean and perturbed pass per row, in one request; the mean of dC psi / sigma^2."""
 
     def __init__(self, params: WPParams, n_params: int, rng: np.random.Generator):
         self.params, self.n_params, self.rng = params, n_params, rng
@@ -50,9 +51,15 @@ class WeightPerturbation(Estimator):
             return sigma * self.rng.standard_normal(shape)
         return sigma * (2.0 * self.rng.integers(0, 2, shape) - 1.0)
 
-    def estimate(self, hardware, window: Window) -> Estimate:
-        psi = self.draw(len(window.x))
-        base = hardware.cost(window.x, window.y)
-        moved = hardware.cost(window.x, window.y, weight_perturbation=psi)
-        gradient = psi.T @ (moved - base) / (self.params.sigma ** 2 * len(window.x))
+    def window_steps(self, window):
+        """Two probes per row: as the parameters are, and moved."""
+        return 2 * len(window.x)
+
+    def rounds(self, window: Window):
+        batch = len(window.x)
+        psi = self.draw(batch)
+        result = yield Request(np.tile(window.x, (2, 1)), np.tile(window.y, (2, 1)),
+                               weight_perturbation=np.concatenate([np.zeros_like(psi), psi]))
+        base, moved = result.costs[:batch], result.costs[batch:]
+        gradient = psi.T @ (moved - base) / (self.params.sigma ** 2 * batch)
         return Estimate(gradient, float(base.mean()))

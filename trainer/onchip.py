@@ -1,5 +1,7 @@
 """On-chip MGD: the chip generates its codes, correlates and updates by itself.
 
+An executor of the ask/tell loop (:mod:`trainer.executors`) for MGD on ideal devices.
+
 The MGD papers describe MGD both chip-in-the-loop (a controller perturbs, reads
 costs and writes updates: :mod:`trainer.mgd`) and implemented on the chip, where
 each synapse or neuron circuit holds its own code generator and integrator and only
@@ -8,9 +10,10 @@ ideal float device: a window of discrete-mode MGD with random +-codes runs in on
 compiled call (the estimate goes to the controller's optimizer), or many windows with
 plain SGD applied on chip, so no Python runs per step (nor per window, with SGD).
 
-It computes exactly what :class:`trainer.mgd.MGD` (``perturbation: code``,
-``mode: discrete``, ``integrator: window``) followed by :func:`trainer.optim.sgd`
-computes through the controller path, with the same codes (bit (c*K + k) of the
+It computes what :class:`trainer.mgd.MGD` (``perturbation: code``, ``mode:
+discrete``, ``integrator: window``) followed by :func:`trainer.optim.sgd` computes
+through the ask/tell loop (to float rounding: its products and sums run in another
+order), with the same codes (bit (c*K + k) of the
 counter-based stream with the same key, as :mod:`trainer.perturbations` draws them),
 the same sample order and the same counted steps: one per perturbed inference plus
 one per baseline (each new sample, and each window start because the parameters were
@@ -30,7 +33,9 @@ from numba import njit
 
 from devsim import crng
 from devsim.activations import logistic_inplace
-from devsim.hardware import Hardware
+from trainer.base import Estimate, Window
+from trainer.executors import Executor
+from trainer.mgd import MGD
 
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
 
@@ -247,22 +252,50 @@ def sgd_windows(node_mode, theta, shapes, offsets, acts, x, y, idx, new, window,
     return counted
 
 
-class OnChipMGD:
-    """The chip's MGD engine: discrete mode, random +-codes, over whole windows.
+class OnChipMGD(Executor):
+    """An executor of discrete-mode MGD with random +-codes: each window in the chip's
+    compiled engine (the estimate goes to the loop's optimizer), the same estimate as
+    the ask/tell loop up to float rounding; :meth:`train` runs many windows with plain
+    SGD applied on chip. Both advance the chip's step count by the counted steps and the
+    estimator's perturbation clock.
 
-    :meth:`estimate` runs one update window and returns its estimate without writing
-    (the controller's optimizer decides the update: ``trainer.mgd`` with
-    ``on_chip: true``); :meth:`train` runs many windows with plain SGD applied on chip,
-    writing through ``Hardware.write`` once per call. Both advance ``Hardware.steps``
-    by the counted steps and share one perturbation clock.
+    It reads the weights from the bench (it simulates what the chip's circuits hold; the
+    estimate it hands over is the one the estimator would form).
     """
 
-    def __init__(self, hardware: Hardware, *, target: str, epsilon: float, tau_p: int,
-                 seed: int, normalize: bool = True):
-        net = hardware.network_params
+    def __init__(self, bench, estimator: MGD):
+        problems = self.refusals(bench, estimator)
+        if problems:
+            raise ValueError("on-chip MGD does not support " + "; ".join(problems) +
+                             "; use the ask/tell loop (trainer.executors.Plain)")
+        super().__init__(bench.chip)
+        self.bench, self.estimator = bench, estimator
+        chip, net = bench.chip, bench.network_params
+        self.target = estimator.params.target
+        self.epsilon, self.tau_p = estimator.params.epsilon, estimator.tau_p
+        self.normalize = estimator.params.normalize
+        self.channels = estimator.channels
+        self.key = estimator.perturbation.key
+        self.shapes = np.array(chip.layer_shapes, dtype=np.int64)
+        self.offsets = np.asarray(chip.param_offsets, dtype=np.int64)
+        self.acts = np.array([ACTIVATIONS.index(layer.activation.kind)
+                              for layer in net.layers], dtype=np.int64)
+
+    @staticmethod
+    def refusals(bench, estimator) -> list[str]:
+        """Why the engine cannot run this estimator on this chip (empty: it can)."""
         problems = []
-        if hardware.loss != "mse":
-            problems.append(f"loss {hardware.loss!r} (needs mse)")
+        if not isinstance(estimator, MGD):
+            return [f"estimator {type(estimator).__name__} (needs MGD)"]
+        p = estimator.params
+        for name, plain in (("perturbation", "code"), ("mode", "discrete"),
+                            ("integrator", "window"), ("cost_noise", 0.0),
+                            ("cost_change_clip", 0.0)):
+            if getattr(p, name) != plain:
+                problems.append(f"{name} {getattr(p, name)!r} (needs {plain!r})")
+        chip, net = bench.chip, bench.network_params
+        if chip.loss != "mse":
+            problems.append(f"loss {chip.loss!r} (needs mse)")
         for i, layer in enumerate(net.layers):
             device = layer.device or net.device
             if device.kind != "ideal":
@@ -271,44 +304,32 @@ class OnChipMGD:
                 problems.append(f"layer {i} activation {layer.activation.kind!r}")
             if not layer.bias:
                 problems.append(f"layer {i} without bias")
-        if hardware.decorrelated:
+        if chip.capabilities.decorrelation:
             problems.append("decorrelation matrices")
-        if net.node_noise is not None:
+        if chip.capabilities.noisy_nodes:
             problems.append("intrinsic node noise")
-        if target not in ("nodes", "weights"):
-            problems.append(f"target {target!r}")
-        if problems:
-            raise ValueError("on-chip MGD does not support " + "; ".join(problems) +
-                             "; use the controller path (trainer.mgd)")
-        self.hardware, self.target = hardware, target
-        self.epsilon, self.tau_p, self.normalize = epsilon, tau_p, normalize
-        self.channels = hardware.n_nodes if target == "nodes" else hardware.n_params
-        self.key = crng.stream_key_np(seed, 0)
-        self.shapes = np.array(hardware.layer_shapes, dtype=np.int64)
-        self.offsets = np.asarray(hardware.param_offsets, dtype=np.int64)
-        self.acts = np.array([ACTIVATIONS.index(layer.activation.kind)
-                              for layer in net.layers], dtype=np.int64)
-        self.step = 0  # perturbation clock, as in trainer.mgd.MGD
+        return problems
 
     def _scale(self, window: int) -> float:
         return self.channels / window if self.normalize else 1.0
 
-    def estimate(self, x: np.ndarray, y: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, float]:
-        """One window on samples x (T, n_in): (estimate, mean baseline cost)."""
-        window = len(x)
-        theta = self.hardware.read_params()
+    def window(self, estimator, window: Window) -> Estimate:
+        """One window on its samples: the estimate and the mean baseline cost."""
+        x, y, new = window
+        steps = len(x)
+        theta = self.bench.read_params()
         grad = np.empty_like(theta)
         args = (theta, self.shapes, self.offsets, self.acts,
                 np.ascontiguousarray(x, dtype=np.float64),
                 np.ascontiguousarray(y, dtype=np.float64), np.asarray(new), self.key,
-                self.step, self.tau_p, self.epsilon, self._scale(window))
+                estimator.step, self.tau_p, self.epsilon, self._scale(steps))
         if self.target == "nodes":
-            counted, cost = node_window(*args, np.empty((window, self.channels)), grad)
+            counted, cost = node_window(*args, np.empty((steps, self.channels)), grad)
         else:
             counted, cost = weight_window(*args, np.empty_like(theta), grad)
-        self.step += window
-        self.hardware.steps += counted
-        return grad, cost
+        estimator.step += steps
+        self.chip.account(counted)
+        return Estimate(grad, cost)
 
     def train(self, x: np.ndarray, y: np.ndarray, idx: np.ndarray, new: np.ndarray,
               tau_theta: int, lr: float) -> np.ndarray:
@@ -318,15 +339,15 @@ class OnChipMGD:
         n_windows = len(idx) // tau_theta
         steps = n_windows * tau_theta
         costs = np.empty(n_windows)
-        before = self.hardware.read_params()
+        before = self.bench.read_params()
         theta = before.copy()
         counted = sgd_windows(self.target == "nodes", theta, self.shapes, self.offsets,
                               self.acts, np.ascontiguousarray(x, dtype=np.float64),
                               np.ascontiguousarray(y, dtype=np.float64),
                               np.asarray(idx[:steps], dtype=np.int64), np.asarray(new[:steps]),
-                              tau_theta, self.key, self.step, self.tau_p, self.epsilon,
-                              self._scale(tau_theta), lr, costs)
-        self.step += steps
-        self.hardware.write(theta - before)
-        self.hardware.steps += counted
+                              tau_theta, self.key, self.estimator.step, self.tau_p,
+                              self.epsilon, self._scale(tau_theta), lr, costs)
+        self.estimator.step += steps
+        self.chip.write(theta - before)
+        self.chip.account(counted)
         return costs
