@@ -12,6 +12,7 @@ from devsim import config as cfg
 from devsim.data import DataParams, Digits
 from devsim.network import NetworkParams
 from devsim.params import Params, param
+from devsim.stopping import DivergenceParams
 from trainer.base import EstimatorParams
 from trainer.loop import Timescales
 from trainer.mgd import MGDParams
@@ -36,6 +37,8 @@ class TrainParams(Params):
     """Training samples used to estimate train accuracy at each evaluation (0: none)."""
     target_accuracy: float = param(0.0, ge=0.0, le=1.0)
     """Report time to this test accuracy (last evaluated step still below it); 0: off."""
+    divergence: DivergenceParams = field(default_factory=DivergenceParams)
+    """When update windows with non-finite costs or estimates stop the run."""
 
 
 @dataclass(frozen=True)

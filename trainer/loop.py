@@ -7,6 +7,7 @@ written to the devices.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
@@ -38,6 +39,8 @@ class UpdateStats(NamedTuple):
     update_norm: float
     info: Mapping[str, float] = MappingProxyType({})
     """The estimator's extra diagnostic scalars for this window."""
+    skipped: bool = False
+    """The cost, the estimate or the step was not finite, so nothing was written."""
 
 
 class TrainingLoop:
@@ -52,13 +55,15 @@ class TrainingLoop:
         self.opt_state = optimizer.init(np.zeros(hardware.n_params))
 
     def update(self) -> UpdateStats:
-        """Run one window and write its update."""
+        """Run one window and write its update, unless something in it is not finite."""
         idx, new = self.stream.next(self.timescales.tau_theta)
         estimate = self.estimator.estimate(self.hardware, Window(self.x[idx], self.y[idx], new))
-        gradient = estimate.gradient
-        if not np.isfinite(gradient).all():  # a NaN/inf guard that costs little when idle
-            gradient = np.nan_to_num(gradient, nan=0.0, posinf=0.0, neginf=0.0)
-        step, self.opt_state = self.optimizer.update(gradient, self.opt_state)
-        self.hardware.write(step)
-        return UpdateStats(estimate.cost, float(np.linalg.norm(gradient)),
-                           float(np.linalg.norm(step)), estimate.info)
+        estimate_norm = float(np.linalg.norm(estimate.gradient))
+        if math.isfinite(estimate.cost) and math.isfinite(estimate_norm):
+            step, opt_state = self.optimizer.update(estimate.gradient, self.opt_state)
+            update_norm = float(np.linalg.norm(step))
+            if math.isfinite(update_norm):
+                self.opt_state = opt_state
+                self.hardware.write(step)
+                return UpdateStats(estimate.cost, estimate_norm, update_norm, estimate.info)
+        return UpdateStats(estimate.cost, estimate_norm, math.nan, estimate.info, skipped=True)
