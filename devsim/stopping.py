@@ -40,16 +40,22 @@ class Diverged(Exception):
     """The run stopped because too many update windows were not finite."""
 
     def __init__(self, message: str, summary: dict):
-        super().__init__(message)
+        super().__init__(message, summary)  # all arguments, so that it pickles
         self.message, self.summary = message, summary
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class Interrupted(KeyboardInterrupt):
     """The run stopped on SIGINT or SIGTERM, its trace flushed (and checkpointed)."""
 
     def __init__(self, signum: int, message: str):
-        super().__init__(message)
+        super().__init__(signum, message)
         self.signum, self.message = signum, message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class DivergenceGuard:

@@ -253,3 +253,14 @@ def test_a_flush_that_does_not_fit_writes_nothing(tmp_path, monkeypatch):
     w.abort()
     assert w.partial.stat().st_size == size
     np.testing.assert_array_equal(read_trace(w.partial).scalars["cost"], np.arange(100.0))
+
+
+def test_the_stop_exceptions_cross_process_boundaries():
+    """Worker processes (devsim tune) hand them back pickled."""
+    import pickle
+
+    from devsim.stopping import Diverged, Interrupted
+    d = pickle.loads(pickle.dumps(Diverged("diverged at step 5", {"steps": 5})))
+    assert str(d) == d.message == "diverged at step 5" and d.summary == {"steps": 5}
+    i = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM, "interrupted")))
+    assert i.signum == signal.SIGTERM and str(i) == "interrupted"
