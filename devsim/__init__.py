@@ -3,7 +3,7 @@
 The public Python API::
 
     from devsim import load_config, run, read_trace
-    summary = run(load_config("configs/quickstart.yaml"), out="runs/q.h5")
+    summary = run(load_config("configs/quickstart.yaml"), out="runs/q.h5", overwrite=True)
 """
 __version__ = "0.1.0"
 

@@ -13,9 +13,6 @@ from devsim.network import Network
 from devsim.params import ParamError
 from devsim.rng import streams
 from devsim.runconfig import RunConfig
-from trainer.base import Setup
-from trainer.executors import select
-from trainer.loop import TrainingLoop
 
 
 class Built(NamedTuple):
@@ -24,7 +21,7 @@ class Built(NamedTuple):
     data: Dataset
     bench: Bench
     """The network on the experimenter's bench; ``bench.chip`` is the controller's side."""
-    loop: TrainingLoop
+    loop: "TrainingLoop"
     memory: object | None = None
     """The memory the run needs where a device accounts it (an MCU's SRAM and flash,
     :meth:`devsim.device.DeviceParams.memory`; None elsewhere)."""
@@ -37,6 +34,9 @@ class Built(NamedTuple):
 
 def build(config: RunConfig, source: str = "<config>") -> Built:
     """Construct data, hardware and training loop (raises ConfigError on mismatch)."""
+    from trainer.base import Setup
+    from trainer.executors import select
+    from trainer.loop import TrainingLoop
     rngs = streams(config.seed)
     try:
         data = config.data.load(rngs["data"])

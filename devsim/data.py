@@ -8,12 +8,41 @@ sample for ``tau_x`` steps (the MGD input period) and reshuffling every epoch.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from devsim.datafile import check_arrays, read_arrays
 from devsim.params import ParamError, Params, param
+
+
+class DataWarning(UserWarning):
+    """Data that loads but will probably train badly as configured."""
+
+
+@dataclass(frozen=True)
+class FeatureScaling:
+    """A per-feature affine map fitted on the training split: ``(x - offset) / scale``."""
+
+    method: str
+    """``unit`` (min-max to [0, 1]) or ``standard`` (zero mean, unit variance)."""
+    offset: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, method: str, x: np.ndarray) -> "FeatureScaling":
+        """The map ``method`` makes of the training inputs ``x``; a constant feature
+        gets scale 1 (it maps to 0)."""
+        if method == "unit":
+            offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+        else:
+            offset, spread = x.mean(axis=0), x.std(axis=0)
+        return cls(method, offset, np.where(spread > 0, spread, 1.0))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.offset) / self.scale
 
 
 @dataclass(frozen=True)
@@ -26,6 +55,9 @@ class Dataset:
     y_test: np.ndarray
     labels_train: np.ndarray | None
     labels_test: np.ndarray | None
+    scaling: FeatureScaling | None = None
+    """The map already applied to both inputs, where the data set records one (the
+    trace keeps it, so the trained network can be fed raw features later)."""
 
     @property
     def n_inputs(self) -> int:
@@ -49,6 +81,10 @@ def _one_hot(labels: np.ndarray, n: int) -> np.ndarray:
 def _split(x, labels_or_y, test_fraction, rng, classes: int | None) -> Dataset:
     order = rng.permutation(len(x))
     n_test = int(round(test_fraction * len(x)))
+    if n_test == 0 or n_test == len(x):
+        side = "test" if n_test == 0 else "training"
+        raise ParamError(("test_fraction",), f"{test_fraction} of {len(x)} samples leaves no "
+                                             f"{side} sample; each split needs at least one")
     test, train = order[:n_test], order[n_test:]
     if classes:
         y = _one_hot(labels_or_y, classes)
@@ -160,61 +196,54 @@ class Teacher(DataParams, kind="teacher"):
         return _split(x, y, self.test_fraction, rng, classes=None)
 
 
+_LARGE_FEATURES = 100.0
+"""Unscaled inputs beyond this magnitude get a hint: sigmoid and tanh units, with
+weights initialised at about 1/sqrt(fan_in), saturate on them from the first step."""
+
+
 @dataclass(frozen=True)
 class ArrayFile(DataParams, kind="file"):
     """User arrays from ``.npz`` or ``.h5``: ``X`` (samples x features) and ``y``.
 
     Integer ``y`` of one dimension is taken as class labels (one-hot targets);
     float ``y`` as regression targets. Optional ``X_test``/``y_test`` in the file
-    replace the random split.
+    replace the random split. Loading checks the arrays: numbers only, all finite,
+    ``X`` two-dimensional, one label or target row per sample, labels in [0, classes).
     """
 
     path: str = ""
     """Path of the file (relative paths are taken from the working directory)."""
     classes: int = param(0, ge=0)
     """Number of classes for integer labels (0: max label + 1)."""
+    scale: str = param("none", choices=("none", "unit", "standard"))
+    """Input scaling fitted on the training split and recorded in the trace: ``none``,
+    ``unit`` (min-max to [0, 1] per feature) or ``standard`` (zero mean, unit variance
+    per feature)."""
 
     def validate(self):
         if not self.path:
             raise ParamError(("path",), "must name a .npz or .h5 file")
 
     def load(self, rng):
-        arrays = _read_arrays(Path(self.path))
-        x, y = arrays["X"].astype(np.float64), arrays["y"]
-        if len(x) != len(y):
-            raise ParamError(("path",), f"{self.path}: X has {len(x)} rows but y has {len(y)}")
-        classes = None
-        if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
-            classes = self.classes or int(y.max()) + 1
-        elif y.ndim == 1:
-            y = y[:, None].astype(np.float64)
-        if "X_test" in arrays:
-            xt, yt = arrays["X_test"].astype(np.float64), arrays["y_test"]
-            if classes:
-                return Dataset(x, _one_hot(y, classes), xt, _one_hot(yt, classes), y, yt)
-            yt = yt[:, None] if yt.ndim == 1 else yt
-            return Dataset(x, y, xt, yt.astype(np.float64), None, None)
-        return _split(x, y, self.test_fraction, rng, classes=classes)
-
-
-def _read_arrays(path: Path) -> dict:
-    """``X``/``y`` (and optional test arrays) from a .npz or .h5 file."""
-    if not path.exists():
-        raise ParamError(("path",), f"file not found: {path}")
-    keys = ("X", "y", "X_test", "y_test")
-    if path.suffix == ".npz":
-        with np.load(path) as f:
-            arrays = {k: f[k] for k in keys if k in f}
-    elif path.suffix in (".h5", ".hdf5"):
-        import h5py
-        with h5py.File(path, "r") as f:
-            arrays = {k: f[k][()] for k in keys if k in f}
-    else:
-        raise ParamError(("path",), f"{path}: expected a .npz or .h5 file")
-    missing = [k for k in ("X", "y") if k not in arrays]
-    if missing:
-        raise ParamError(("path",), f"{path}: missing array(s) {', '.join(missing)}")
-    return arrays
+        path = Path(self.path)
+        a = check_arrays(path, read_arrays(path), self.classes)
+        if a.x_test is None:
+            data = _split(a.x, a.y, self.test_fraction, rng, classes=a.classes)
+        elif a.classes:
+            data = Dataset(a.x, _one_hot(a.y, a.classes), a.x_test, _one_hot(a.y_test, a.classes),
+                           a.y, a.y_test)
+        else:
+            data = Dataset(a.x, a.y, a.x_test, a.y_test, None, None)
+        if self.scale == "none":
+            largest = float(np.abs(data.x_train).max())
+            if largest > _LARGE_FEATURES:
+                warnings.warn(f"{path}: X reaches {largest:.3g} in magnitude; sigmoid and tanh "
+                              f"units saturate on such inputs (set data.scale: standard or "
+                              f"unit)", DataWarning, stacklevel=2)
+            return data
+        scaling = FeatureScaling.fit(self.scale, data.x_train)
+        return Dataset(scaling(data.x_train), data.y_train, scaling(data.x_test), data.y_test,
+                       data.labels_train, data.labels_test, scaling)
 
 
 class SampleStream:

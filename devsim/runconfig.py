@@ -12,18 +12,23 @@ from devsim import config as cfg
 from devsim.data import DataParams, Digits
 from devsim.network import NetworkParams
 from devsim.params import Params, param
-from trainer.base import EstimatorParams, Timescales
-from trainer.mgd import MGDParams
-from trainer.optim import OptimizerParams, SGDParams
+from devsim.stopping import DivergenceParams
+from devsim.training import EstimatorParams, OptimizerParams, Timescales
+
+
+def _default(base, kind: str):
+    """A factory of family ``base``'s member ``kind`` with its defaults (looked up in the
+    registry when a default is needed, so this module imports no trainer)."""
+    return lambda: base.members()[kind]()
 
 
 @dataclass(frozen=True)
 class TrainParams(Params):
     """How the controller trains: estimator, optimizer, clocks and budget."""
 
-    estimator: EstimatorParams = field(default_factory=MGDParams)
+    estimator: EstimatorParams = field(default_factory=_default(EstimatorParams, "mgd"))
     """Gradient estimator (``type: mgd``, ``backprop`` for the reference baseline, ...)."""
-    optimizer: OptimizerParams = field(default_factory=SGDParams)
+    optimizer: OptimizerParams = field(default_factory=_default(OptimizerParams, "sgd"))
     """What to do with each estimate (``type: sgd | momentum | adam``)."""
     timescales: Timescales = field(default_factory=Timescales)
     """Input hold time ``tau_x``, perturbation hold time ``tau_p`` and update window
@@ -44,6 +49,8 @@ class TrainParams(Params):
     diagnose_cosine: bool = False
     """Log the cosine of each estimate to the ideal model's exact gradient (a diagnostic
     outside the rule, from the bench; costs a reference backward pass per window)."""
+    divergence: DivergenceParams = field(default_factory=DivergenceParams)
+    """When update windows with non-finite costs or estimates stop the run."""
 
 
 @dataclass(frozen=True)

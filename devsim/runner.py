@@ -15,9 +15,19 @@ from devsim.assemble import Built, build
 from devsim.config import ConfigError
 from devsim.bench import Bench
 from devsim.runconfig import RunConfig, load_config
-from devsim.trace import TraceWriter
+from devsim.stopping import Diverged, DivergenceGuard, Interrupted, StopSignals, signal_name
+from devsim.trace import (OutputError, TraceWriter, WriteError, check_output, partial_path,
+                          trace_attrs)
 
-__all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target"]
+__all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target",
+           "Diverged", "Interrupted"]
+
+SCALARS = ("cost", "estimate_norm", "update_norm", "skipped_updates", "nonfinite_costs",
+           "nonfinite_params", "wall_time")
+"""The trace's scalar columns (then the estimator's diagnostics): each a mean over the
+row's update windows where it was finite; the windows skipped because their cost,
+estimate or step was not finite, and those with a non-finite cost; the parameters
+that are not finite at the row's end."""
 
 
 def evaluate(bench: Bench, x: np.ndarray, y: np.ndarray, labels: np.ndarray | None) -> dict:
@@ -82,20 +92,28 @@ class _Every:
         return True
 
 
-class _RowMean:
-    """Means of the per-update values since the last logged row."""
+class _Row:
+    """One trace row in the making: the mean of each value over the update windows
+    since the last row where it was finite, and counts of the windows that were not."""
 
     def __init__(self):
-        self.sums, self.count = {}, 0
+        self.sums, self.counts, self.skipped, self.nonfinite_costs = {}, {}, 0, 0
 
-    def add(self, values: dict):
+    def add(self, stats: UpdateStats, extra: list[str]):
+        self.skipped += stats.skipped
+        self.nonfinite_costs += not math.isfinite(stats.cost)
+        values = {"cost": stats.cost, "estimate_norm": stats.estimate_norm,
+                  "update_norm": stats.update_norm, **{n: stats.info[n] for n in extra}}
         for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        self.count += 1
+            if math.isfinite(value):
+                self.sums[name] = self.sums.get(name, 0.0) + value
+                self.counts[name] = self.counts.get(name, 0) + 1
 
     def pop(self) -> dict:
-        row = {name: total / self.count for name, total in self.sums.items()}
-        self.sums, self.count = {}, 0
+        """The row's values (a value never finite in the row has no mean: NaN in the trace)."""
+        row = {name: total / self.counts[name] for name, total in self.sums.items()}
+        row.update(skipped_updates=self.skipped, nonfinite_costs=self.nonfinite_costs)
+        self.__init__()
         return row
 
 
@@ -109,7 +127,8 @@ class RunState:
     eval_due: _Every
     snapshot_due: _Every
     checkpoint_due: _Every
-    rows: _RowMean = field(default_factory=_RowMean)
+    guard: DivergenceGuard
+    rows: _Row = field(default_factory=_Row)
     eval_steps: list = field(default_factory=list)
     eval_accuracy: list = field(default_factory=list)
     last_eval: dict = field(default_factory=dict)
@@ -128,47 +147,89 @@ def _save_checkpoint(path: Path, config: RunConfig, state: RunState, writer: Tra
     blob = cloudpickle.dumps({"config_yaml": cfg.dump(config), "state": state,
                               "rows": writer.row_counts()})
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteError(f"{path}: writing the checkpoint failed ({exc.strerror or exc}); "
+                         f"the previous one, if any, is kept") from None
 
 
-def _load_checkpoint(path: Path, config: RunConfig) -> tuple[RunState, dict]:
+def _load_checkpoint(path: Path, config: RunConfig, trace: Path) -> tuple[RunState, dict]:
     import pickle
     try:
         saved = pickle.loads(path.read_bytes())
     except FileNotFoundError:
-        raise ConfigError([f"{path}: no checkpoint to resume from (set trace.checkpoint_every)"]) from None
+        raise OutputError(_nothing_to_resume(trace, path)) from None
     if saved["config_yaml"] != cfg.dump(config):
         raise ConfigError([f"{path}: the config differs from the one the checkpoint was "
                            f"written with; resume with the same config and --set values"])
+    if not partial_path(trace).exists():
+        raise OutputError(f"{partial_path(trace)}: the interrupted run's trace is gone; "
+                          f"its checkpoint cannot continue it")
     return saved["state"], saved["rows"]
 
 
+def _nothing_to_resume(trace: Path, checkpoint: Path) -> str:
+    """Why there is no checkpoint for the trace at ``trace``, in the user's terms."""
+    if trace.exists():
+        attrs = trace_attrs(trace)
+        how = ("completed" if attrs.get("complete")
+               else f"ended early ({attrs.get('stop_reason') or 'no reason recorded'})")
+        return (f"{trace}: this run has already {how}; nothing to resume (run it again "
+                f"with --overwrite)")
+    if partial_path(trace).exists():
+        return (f"{checkpoint}: no checkpoint to resume from; the interrupted run wrote none "
+                f"(set trace.checkpoint_every)")
+    return f"{trace}: no run to resume here (no trace, no checkpoint {checkpoint.name})"
+
+
+def trace_path(config: RunConfig, out: str | Path | None = None) -> Path:
+    """Where a run of ``config`` writes its trace: ``out``, else ``trace.path``, else
+    ``runs/<name>.h5``."""
+    return Path(out or config.trace.path or f"runs/{config.name}.h5")
+
+
+def _start(config: RunConfig, path: Path, source: str) -> tuple[RunState, TraceWriter]:
+    """A fresh run's state and its new trace writer."""
+    built = build(config, source)
+    state = RunState(built, _Every(config.trace.log_every), _Every(config.train.eval_every),
+                     _Every(config.trace.snapshot_every), _Every(config.trace.checkpoint_every),
+                     DivergenceGuard(config.train.divergence))
+    checkpoint_path(path).unlink(missing_ok=True)  # a stale one must not pair with this trace
+    classification = built.data.is_classification
+    writer = TraceWriter(
+        path, cfg.dump(config), config.seed,
+        scalars=list(SCALARS) + _diagnostics(config),
+        evals=["test_cost"] + (["test_accuracy", "train_accuracy"] if classification else []),
+        snapshots={name: len(v) for name, v in built.bench.state().items()},
+        flush_seconds=config.trace.flush_seconds)
+    return state, writer
+
+
 def run(config: RunConfig, out: str | Path | None = None, progress: bool = False,
-        source: str = "<config>", resume: bool = False) -> dict:
+        source: str = "<config>", resume: bool = False, overwrite: bool = False) -> dict:
     """Train as configured, write the trace, and return the run summary.
 
-    With ``resume=True`` the run continues from its checkpoint (``<trace>.ckpt``,
-    written every ``trace.checkpoint_every`` steps) and produces the same trace an
-    uninterrupted run would, wall times aside.
+    The trace goes to :func:`trace_path`; a path that already holds a trace (or the
+    partial trace of an interrupted run) is refused with :class:`OutputError` before
+    anything is built, unless ``overwrite``. With ``resume=True`` the run continues from
+    its checkpoint (``<trace>.ckpt``, written every ``trace.checkpoint_every`` steps and
+    on SIGINT/SIGTERM) and produces the same trace an uninterrupted run would, wall
+    times aside. A run stops early by raising :class:`Diverged` (too many non-finite
+    update windows), :class:`Interrupted` (a signal) or
+    :class:`~devsim.trace.WriteError` (the trace could not be written), each keeping
+    the trace written so far (:mod:`devsim.stopping`).
     """
-    path = Path(out or config.trace.path or f"runs/{config.name}.h5")
+    path = trace_path(config, out)
     checkpoint = checkpoint_path(path)
     if resume:
-        state, rows_written = _load_checkpoint(checkpoint, config)
+        state, rows_written = _load_checkpoint(checkpoint, config, path)
         writer = TraceWriter.reopen(path, rows_written, config.trace.flush_seconds)
     else:
-        built = build(config, source)
-        state = RunState(built, _Every(config.trace.log_every), _Every(config.train.eval_every),
-                         _Every(config.trace.snapshot_every), _Every(config.trace.checkpoint_every))
-        is_classification = built.data.is_classification
-        writer = TraceWriter(
-            path, cfg.dump(config), config.seed,
-            scalars=["cost", "estimate_norm", "update_norm", "wall_time"]
-            + _diagnostics(config),
-            evals=["test_cost"] + (["test_accuracy", "train_accuracy"] if is_classification else []),
-            snapshots={name: len(v) for name, v in built.bench.state().items()},
-            flush_seconds=config.trace.flush_seconds)
+        check_output(path, overwrite)
+        state, writer = _start(config, path, source)
     hw, bench = state.built.hardware, state.built.bench
     loop, data = state.built.loop, state.built.data
     extra = _diagnostics(config)
@@ -189,18 +250,31 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
         writer.evaluation(hw.steps, **row)
         state.last_eval = row
 
-    with writer:
-        if not resume:
+    if not resume:
+        try:
+            if data.scaling is not None:
+                writer.record_data(data.scaling.method, feature_offset=data.scaling.offset,
+                                   feature_scale=data.scaling.scale)
             writer.snapshot(0, **bench.state())
             record_eval()
-        while hw.steps < budget:
+        except BaseException:
+            writer.discard()  # a run that fails before training leaves no trace behind
+            raise
+    # Non-finite arithmetic is counted in the trace and stops the run past its
+    # tolerance, so NumPy's floating-point warnings would only repeat it.
+    with writer, StopSignals() as signals, np.errstate(over="ignore", invalid="ignore",
+                                                       divide="ignore"):
+        while hw.steps < budget and not signals.requested:
             before = hw.steps
             stats = loop.update()
-            state.rows.add({"cost": stats.cost, "estimate_norm": stats.estimate_norm,
-                            "update_norm": stats.update_norm, **{n: stats.info[n] for n in extra}})
+            state.rows.add(stats, extra)
+            state.guard.observe(stats.skipped)
             done = hw.steps >= budget
-            if state.log_due(hw.steps) or done:
-                writer.scalar(hw.steps, wall_time=time.perf_counter() - t0, **state.rows.pop())
+            if state.log_due(hw.steps) or done or state.guard.exceeded:
+                writer.scalar(hw.steps, wall_time=time.perf_counter() - t0,
+                              nonfinite_params=_nonfinite(bench), **state.rows.pop())
+            if state.guard.exceeded:
+                break
             if state.eval_due(hw.steps) or done:
                 record_eval()
             if state.snapshot_due(hw.steps):
@@ -210,20 +284,54 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                 _save_checkpoint(checkpoint, config, state, writer)
             bar.update(hw.steps - before, cost=f"{stats.cost:.4g}")
         bar.close()
+        if signals.requested and hw.steps < budget:
+            state.elapsed = time.perf_counter() - t0
+            raise _interrupted(signals.signum, config, state, writer, checkpoint)
         writer.snapshot(hw.steps, **bench.state())
-        wall = time.perf_counter() - t0
-        summary = {"name": config.name, "seed": config.seed, "steps": hw.steps,
-                   "eval_reads": bench.eval_reads, "wall_seconds": wall,
-                   "steps_per_second": hw.steps / wall, "final": state.last_eval,
-                   "trace": str(path), "device": bench.meter(), "resumed": resume}
-        if state.built.memory is not None:
-            summary["memory"] = state.built.memory.to_dict()
-        if state.eval_accuracy:
-            summary["best_test_accuracy"] = max(state.eval_accuracy)
-            if config.train.target_accuracy:
-                summary["steps_to_target"] = steps_to_target(
-                    np.array(state.eval_steps), np.array(state.eval_accuracy),
-                    config.train.target_accuracy)
-        writer.close(summary)
+        summary = _summary(config, state, path, resume, time.perf_counter() - t0)
+        stop_reason = state.guard.reason(hw.steps) if state.guard.exceeded else ""
+        if stop_reason:
+            summary["stop_reason"] = stop_reason
+        writer.close(summary, stop_reason)
     checkpoint.unlink(missing_ok=True)
+    if stop_reason:
+        raise Diverged(f"{stop_reason}; the trace {path} keeps every row up to the stop", summary)
+    return summary
+
+
+def _interrupted(signum: int, config: RunConfig, state: RunState, writer: TraceWriter,
+                 checkpoint: Path) -> Interrupted:
+    """Leave a signalled run resumable: its checkpoint (where checkpoints are on) and its
+    flushed ``.partial`` trace; the exception that says so."""
+    if config.trace.checkpoint_every:
+        _save_checkpoint(checkpoint, config, state, writer)
+    name = signal_name(signum)
+    writer.abort(stop_reason=f"interrupted by {name}")
+    how = (f"continue it with --resume (checkpoint {checkpoint.name})"
+           if config.trace.checkpoint_every else
+           "set trace.checkpoint_every to make a run resumable")
+    return Interrupted(signum, f"interrupted by {name} at step {state.built.hardware.steps:,}; "
+                               f"{writer.partial} keeps every row so far; {how}")
+
+
+def _nonfinite(bench: Bench) -> int:
+    """How many of the chip's parameters are not finite."""
+    return int(np.count_nonzero(~np.isfinite(bench.read_params())))
+
+
+def _summary(config: RunConfig, state: RunState, path: Path, resume: bool, wall: float) -> dict:
+    """What a run reports when it ends (also stored in its trace)."""
+    hw, bench = state.built.hardware, state.built.bench
+    summary = {"name": config.name, "seed": config.seed, "steps": hw.steps,
+               "eval_reads": bench.eval_reads, "wall_seconds": wall,
+               "steps_per_second": hw.steps / wall, "final": state.last_eval,
+               "trace": str(path), "device": bench.meter(), "resumed": resume}
+    if state.built.memory is not None:
+        summary["memory"] = state.built.memory.to_dict()
+    if state.eval_accuracy:
+        summary["best_test_accuracy"] = max(state.eval_accuracy)
+        if config.train.target_accuracy:
+            summary["steps_to_target"] = steps_to_target(
+                np.array(state.eval_steps), np.array(state.eval_accuracy),
+                config.train.target_accuracy)
     return summary

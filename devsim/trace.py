@@ -8,17 +8,31 @@ Layout of one file::
     /evals/step, /evals/<metric>  evaluation points (accuracy, test cost, ...)
     /snapshots/step, /snapshots/params   sparse parameter snapshots (rows x P), and
     /snapshots/decorrelation             the decorrelation matrices R_l, flattened, if any
-    attrs: devsim_trace_version, versions, seed, created_utc, complete, summary_json
+    /data/<name>                  what the data set records, e.g. feature_offset and
+                                  feature_scale of its input scaling (attrs: method)
+    attrs: devsim_trace_version, versions, seed, created_utc, complete, stop_reason,
+           summary_json
 
 The writer buffers rows and appends them in blocks to chunked, gzip-compressed,
 resizable datasets, flushing on a time schedule. It writes to ``<path>.partial``
-and renames to ``<path>`` only on a clean close, so a file under the final name is
-always complete; a killed run leaves the ``.partial`` file with every flushed row.
+and renames to ``<path>`` only when the run ends: ``complete`` when it reached its
+budget, else ``stop_reason`` says why it ended early (divergence). A killed or
+interrupted run leaves the ``.partial`` file with every flushed row.
+
+Nothing is written over by accident: :func:`check_output` refuses a path that holds a
+trace or a partial trace (unless told to overwrite) or whose folder cannot be
+written, before a run starts. Before each flush the writer checks that the file can
+grow by the most the flush may add (free space on its file system, the process's
+file-size limit), because an HDF5 write that fails halfway leaves the file unreadable;
+when it cannot, it raises :class:`WriteError` and the file keeps every row of its
+last flush.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +43,66 @@ import numpy as np
 
 TRACE_VERSION = 1
 _CHUNK = 4096
+_METADATA_ROOM = 256 * 1024
+"""Bytes kept free beyond a flush's data for HDF5's own bookkeeping (object headers,
+chunk indices, attributes)."""
+
+
+class TraceError(ValueError):
+    """A file that is not a readable devsim trace."""
+
+
+class OutputError(ValueError):
+    """A trace path a run must not or cannot write: it holds a trace already, or its
+    folder cannot be written."""
+
+
+class WriteError(OSError):
+    """Writing a trace (or its checkpoint) failed during a run; the message says what
+    the file still holds."""
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where the trace for ``path`` is written until the run ends."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def check_output(path: str | Path, overwrite: bool = False) -> None:
+    """Refuse a trace path before a run starts: one that holds a trace or the partial
+    trace of an interrupted run (unless ``overwrite``), a directory, or one whose
+    folder cannot be created or written. Creates the folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a directory; the trace needs a file name")
+    if not overwrite:
+        if path.exists():
+            raise OutputError(f"{path}: a trace is already there; choose another output "
+                              f"or overwrite it (--overwrite)")
+        if partial_path(path).exists():
+            raise OutputError(f"{partial_path(path)}: an interrupted run's trace is there; "
+                              f"continue it (--resume) or start again (--overwrite)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{path.parent}: cannot write the trace there "
+                          f"({exc.strerror or exc})") from None
+
+
+def _room(path: Path) -> int:
+    """Bytes the file at ``path`` may still grow by: the free space of its file system,
+    and what the process's file-size limit leaves."""
+    room = shutil.disk_usage(path.parent).free
+    try:
+        import resource
+    except ImportError:  # no such limits on this platform
+        return room
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        room = min(room, limit - path.stat().st_size)
+    return room
 
 
 def _versions() -> dict:
@@ -49,6 +123,7 @@ class _Table:
         widths = dict(columns) if isinstance(columns, dict) else dict.fromkeys(columns)
         self.group, self.columns = group, ["step"] + list(widths)
         self.rows: list[tuple] = []
+        self.last_step = None
         for name in self.columns:
             width = widths.get(name)
             shape, chunks = ((0,), (_CHUNK,)) if width is None else \
@@ -68,6 +143,7 @@ class _Table:
         table.columns = ["step"] + [name for name in group if name != "step"]
         for name in table.columns:
             group[name].resize(rows, axis=0)
+        table.last_step = int(group["step"][rows - 1]) if rows else None
         return table
 
     def __len__(self) -> int:
@@ -78,6 +154,18 @@ class _Table:
         if unknown:
             raise KeyError(f"trace has no column(s) {sorted(unknown)} in /{self.group.name}")
         self.rows.append((step, values))
+
+    def flush_bound(self) -> int:
+        """The most bytes a flush of the buffered rows adds to the file: their data,
+        plus each column's last chunk, rewritten compressed with the new rows in it."""
+        if not self.rows:
+            return 0
+        total = 0
+        for name in self.columns:
+            ds = self.group[name]
+            row_bytes = ds.dtype.itemsize * (ds.shape[1] if ds.ndim == 2 else 1)
+            total += (len(self.rows) + ds.chunks[0]) * row_bytes
+        return total
 
     def flush(self):
         if not self.rows:
@@ -90,6 +178,7 @@ class _Table:
                 ds[n0:] = [r[0] for r in self.rows]
             else:
                 ds[n0:] = np.array([r[1].get(name, np.nan) for r in self.rows], dtype=float)
+        self.last_step = self.rows[-1][0]
         self.rows = []
 
 
@@ -100,21 +189,28 @@ class TraceWriter:
                  evals: list[str], snapshots: dict[str, int], flush_seconds: float = 10.0):
         """``snapshots`` maps each snapshot array (``params``, ...) to its length."""
         self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.partial = partial_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(self.partial, "w")
-        f = self._file
-        f.attrs["devsim_trace_version"] = TRACE_VERSION
-        f.attrs["seed"] = seed
-        f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        f.attrs["complete"] = False
-        f.attrs["versions"] = json.dumps(_versions())
-        f.create_dataset("config_yaml", data=config_yaml, dtype=h5py.string_dtype())
-        self.scalars = _Table(f.create_group("scalars"), scalars)
-        self.evals = _Table(f.create_group("evals"), evals)
-        self.snapshots = _Table(f.create_group("snapshots"), snapshots)
+        try:
+            f = self._file
+            f.attrs["devsim_trace_version"] = TRACE_VERSION
+            f.attrs["seed"] = seed
+            f.attrs["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f.attrs["complete"] = False
+            f.attrs["stop_reason"] = ""
+            f.attrs["versions"] = json.dumps(_versions())
+            f.create_dataset("config_yaml", data=config_yaml, dtype=h5py.string_dtype())
+            self.scalars = _Table(f.create_group("scalars"), scalars)
+            self.evals = _Table(f.create_group("evals"), evals)
+            self.snapshots = _Table(f.create_group("snapshots"), snapshots)
+            f.flush()
+        except BaseException:
+            self.discard()
+            raise
         self.flush_seconds = flush_seconds
         self._last_flush = time.monotonic()
+        self._failed = False
 
     @classmethod
     def reopen(cls, path: str | Path, rows: dict[str, int],
@@ -123,12 +219,14 @@ class TraceWriter:
         first ``rows[group]`` rows of each group (what its checkpoint had flushed)."""
         writer = cls.__new__(cls)
         writer.path = Path(path)
-        writer.partial = writer.path.with_name(writer.path.name + ".partial")
+        writer.partial = partial_path(writer.path)
         writer._file = h5py.File(writer.partial, "a")
         for name in ("scalars", "evals", "snapshots"):
             setattr(writer, name, _Table.reopen(writer._file[name], rows[name]))
+        writer._file.attrs["stop_reason"] = ""
         writer.flush_seconds = flush_seconds
         writer._last_flush = time.monotonic()
+        writer._failed = False
         return writer
 
     def row_counts(self) -> dict[str, int]:
@@ -150,31 +248,70 @@ class TraceWriter:
         self.snapshots.append(step, {k: np.asarray(v, dtype=float) for k, v in arrays.items()})
         self._maybe_flush()
 
+    def record_data(self, method: str, **arrays: np.ndarray):
+        """Store what the data set records (``/data/<name>``, ``method`` as an attribute)."""
+        group = self._file.require_group("data")
+        group.attrs["method"] = method
+        for name, values in arrays.items():
+            group.create_dataset(name, data=np.asarray(values, dtype=float))
+
     def _maybe_flush(self):
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self):
-        for table in (self.scalars, self.evals, self.snapshots):
-            table.flush()
-        self._file.flush()
+        """Write the buffered rows, if the file has room for the most they may take."""
+        tables = (self.scalars, self.evals, self.snapshots)
+        need = sum(t.flush_bound() for t in tables)
+        if need:
+            room = _room(self.partial)
+            if room < need + _METADATA_ROOM:
+                self._failed = True
+                raise WriteError(f"{self.partial}: no room to write the trace ({room / 1e6:.2f} "
+                                 f"MB free, a flush may need {(need + _METADATA_ROOM) / 1e6:.2f} "
+                                 f"MB); it keeps {self._kept()}")
+        try:
+            for table in tables:
+                table.flush()
+            self._file.flush()
+        except OSError as exc:
+            self._failed = True
+            raise WriteError(f"{self.partial}: writing the trace failed "
+                             f"({str(exc).splitlines()[0]}); rows after {self._kept()} "
+                             f"may be lost") from None
         self._last_flush = time.monotonic()
 
-    def close(self, summary: dict | None = None):
-        """Flush, mark complete and move the file to its final name."""
+    def _kept(self) -> str:
+        step = self.scalars.last_step
+        return "no rows" if step is None else f"every row up to step {step:,} (its last flush)"
+
+    def close(self, summary: dict | None = None, stop_reason: str = ""):
+        """Flush and move the file to its final name: ``complete`` unless a
+        ``stop_reason`` says why the run ended early."""
         self.flush()
         if summary is not None:
             self._file.attrs["summary_json"] = json.dumps(summary)
-        self._file.attrs["complete"] = True
+        self._file.attrs["stop_reason"] = stop_reason
+        self._file.attrs["complete"] = not stop_reason
         self._file.close()
         os.replace(self.partial, self.path)
 
-    def abort(self):
-        """Flush what there is and leave it under the ``.partial`` name."""
+    def abort(self, stop_reason: str = ""):
+        """Flush what there is (unless writing already failed) and leave it under the
+        ``.partial`` name, with ``stop_reason`` where one is given."""
         try:
-            self.flush()
+            if not self._failed:
+                if stop_reason:
+                    self._file.attrs["stop_reason"] = stop_reason
+                self.flush()
         finally:
             self._file.close()
+
+    def discard(self):
+        """Close and remove the ``.partial`` file (a run that failed before training)."""
+        if self._file.id.valid:
+            self._file.close()
+        self.partial.unlink(missing_ok=True)
 
     def __enter__(self):
         return self
@@ -194,6 +331,8 @@ class Trace:
     scalars: dict[str, np.ndarray] = field(default_factory=dict)
     evals: dict[str, np.ndarray] = field(default_factory=dict)
     snapshots: dict[str, np.ndarray] = field(default_factory=dict)
+    data: dict[str, np.ndarray | str] = field(default_factory=dict)
+    """What the data set recorded (``feature_offset``, ``feature_scale``, ``method``)."""
 
     @property
     def complete(self) -> bool:
@@ -211,18 +350,24 @@ class Trace:
                             index=pd.Index(table["step"], name="step"))
 
 
-class TraceError(ValueError):
-    """A file that is not a readable devsim trace."""
+def _open(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except (OSError, FileNotFoundError) as exc:
+        reason = "no such file" if not path.exists() else f"not a readable HDF5 file ({exc})"
+        raise TraceError(f"{path}: {reason}") from None
+
+
+def trace_attrs(path: str | Path) -> dict:
+    """The attributes of the trace at ``path`` (``complete``, ``stop_reason``, ...)."""
+    with _open(Path(path)) as f:
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
 
 
 def read_trace(path: str | Path) -> Trace:
     """Read a trace (complete, or a ``.partial`` left by a killed run)."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except (OSError, FileNotFoundError) as exc:
-        reason = "no such file" if not path.exists() else f"not a readable HDF5 file ({exc})"
-        raise TraceError(f"{path}: {reason}") from None
+    f = _open(path)
     with f:
         if "devsim_trace_version" not in f.attrs:
             raise TraceError(f"{path}: not a devsim trace (no devsim_trace_version attribute)")
@@ -231,4 +376,6 @@ def read_trace(path: str | Path) -> Trace:
         trace = Trace(path, attrs, config.decode() if isinstance(config, bytes) else config)
         for name in ("scalars", "evals", "snapshots"):
             setattr(trace, name, {k: ds[()] for k, ds in f[name].items()})
+        if "data" in f:
+            trace.data = {**dict(f["data"].attrs), **{k: ds[()] for k, ds in f["data"].items()}}
     return trace

@@ -65,7 +65,7 @@ def main():
             for seed in args.seeds:
                 config = load_config(BASE, overrides + [f"seed={seed}",
                                      f"trace.path={out}/{knob}_{value}_s{seed}.h5"])
-                accs.append(run(config)["final"]["test_accuracy"])
+                accs.append(run(config, overwrite=True)["final"]["test_accuracy"])
             results.setdefault(knob, []).append((value, accs))
             print(f"| {knob} | {value or 'off'} | {np.mean(accs):.3f} | "
                   f"{', '.join(f'{a:.3f}' for a in accs)} | `{' '.join(overrides[:2])}` |",
@@ -93,7 +93,7 @@ def presets(args, out: Path):
                                         f"train.steps={args.steps}",
                                         f"train.eval_every={args.steps}", f"seed={seed}",
                                         f"trace.path={out}/preset_{tag}_s{seed}.h5"])
-            summary = run(config)
+            summary = run(config, overwrite=True)
             accs.append(summary["final"]["test_accuracy"])
             pulses.append(summary["device"]["pulses"])
         print(f"| {label} | {np.mean(accs):.3f} | {', '.join(f'{a:.3f}' for a in accs)} | "

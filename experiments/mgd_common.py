@@ -72,7 +72,7 @@ def run_controller(name: str, overrides, seed: int, out_dir: Path) -> dict:
     from devsim.runner import run
     cfg = config(name, *overrides, f"seed={seed}")
     tag = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:10]
-    return run(cfg, out=out_dir / f"{Path(name).stem}_{tag}_s{seed}.h5")
+    return run(cfg, out=out_dir / f"{Path(name).stem}_{tag}_s{seed}.h5", overwrite=True)
 
 
 def sweep_arguments(description: str, name: str, argv=None):

@@ -148,7 +148,7 @@ def test_a_killed_run_resumes_to_the_same_trace(tmp_path, monkeypatch):
         return real_update(self)
 
     monkeypatch.setattr(TrainingLoop, "update", dying_update)
-    assert main(args) == 2
+    assert main(args) == 130
     monkeypatch.setattr(TrainingLoop, "update", real_update)
     assert not out.exists() and (tmp_path / "killed.h5.ckpt").exists()
     assert main(args + ["--resume"]) == 0
@@ -164,4 +164,4 @@ def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(tmp_path, capsy
     args = ["run", str(ROOT / "configs/quickstart.yaml"), "--out", str(tmp_path / "r.h5"), "-q",
             "--resume"]
     assert main(args) == 2
-    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert "no run to resume here" in capsys.readouterr().err

@@ -22,27 +22,16 @@ request and receives its result; the base class turns it into ask/tell.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Generator, Mapping, NamedTuple
 
 import numpy as np
 
 from devsim.hardware import Hardware, Request, Result
-from devsim.params import Params, param
+from devsim.training import EstimatorParams, Footprint, Timescales
 
-
-@dataclass(frozen=True)
-class Timescales(Params):
-    """The clocks of perturbative training, in hardware steps (McCaughan et al.'s
-    tau_x, tau_p and tau_theta)."""
-
-    tau_x: int = param(1, ge=1)
-    """Steps each input sample is held."""
-    tau_p: int = param(1, ge=1)
-    """Steps each perturbation code is held (multiplexed gradient descent)."""
-    tau_theta: int = param(100, ge=1)
-    """Steps per update window: parameters are written once per window."""
+__all__ = ["Estimate", "Estimator", "EstimatorParams", "Footprint", "Setup", "Timescales",
+           "Window", "layer_gradient"]
 
 
 class Window(NamedTuple):
@@ -67,15 +56,6 @@ class Estimate(NamedTuple):
     """Extra diagnostic scalars, named as in :meth:`EstimatorParams.diagnostics`."""
 
 
-class Footprint(NamedTuple):
-    """How an estimator trains each layer, in the terms of device memory accounts."""
-
-    methods: tuple[str | None, ...]
-    """Per layer: ``"zo_weight"``, ``"zo_node"``, ``"bp"``, or None for a frozen layer."""
-    queries: int = 1
-    """Perturbations per zeroth-order step whose losses are kept."""
-
-
 class Setup(NamedTuple):
     """What an estimator is built with."""
 
@@ -87,30 +67,8 @@ class Setup(NamedTuple):
     """The loop's clocks."""
     bench: object | None = None
     """The experimenter's :class:`~devsim.bench.Bench`, for estimators outside the rule
-    (:attr:`EstimatorParams.outside_the_rule`) only; None for every other."""
-
-
-@dataclass(frozen=True)
-class EstimatorParams(Params, family="estimator"):
-    """Base of the gradient estimators; select one with ``type:``."""
-
-    outside_the_rule = False
-    """True for a baseline that uses what no chip offers (exact gradients): it is
-    handed the bench, and never counts as a hardware method."""
-
-    def build(self, setup: Setup) -> "Estimator":
-        raise NotImplementedError
-
-    def footprint(self, n_layers: int) -> Footprint | None:
-        """What training keeps in the chip's memory, for devices that account memory
-        (an MCU): each layer's method and the queries per zeroth-order step; None where
-        this estimator is not modelled (counted as inference only)."""
-        return None
-
-    def diagnostics(self) -> tuple[str, ...]:
-        """Names of the extra scalars every :class:`Estimate` of this estimator reports
-        in ``info`` (the trace declares its columns from them up front)."""
-        return ()
+    (:attr:`~devsim.training.EstimatorParams.outside_the_rule`) only; None for every
+    other."""
 
 
 class Estimator:

@@ -7,6 +7,7 @@ step is written to the devices.
 """
 from __future__ import annotations
 
+import math
 from types import MappingProxyType
 from typing import Callable, Mapping, NamedTuple
 
@@ -30,8 +31,8 @@ class UpdateStats(NamedTuple):
     update_norm: float
     info: Mapping[str, float] = MappingProxyType({})
     """The estimator's extra diagnostic scalars (and the loop's, see ``diagnose``)."""
-    nonfinite: int = 0
-    """Entries of the estimate that were not finite (the update skipped them)."""
+    skipped: bool = False
+    """The cost, the estimate or the step was not finite, so nothing was written."""
 
 
 class TrainingLoop:
@@ -56,19 +57,19 @@ class TrainingLoop:
         return Window(self.x[idx], self.y[idx], new)
 
     def update(self) -> UpdateStats:
-        """Run one window and write its update."""
+        """Run one window and write its update, unless something in it is not finite."""
         window = self.next_window()
         with parallel.single_threaded_blas():
             estimate = self.executor.window(self.estimator, window)
-            gradient = estimate.gradient
-            finite = np.isfinite(gradient)
-            nonfinite = int(gradient.size - np.count_nonzero(finite))
-            if nonfinite:
-                gradient = np.where(finite, gradient, 0.0)
-            step, self.opt_state = self.optimizer.update(gradient, self.opt_state)
-            self.chip.write(step)
-        info = estimate.info
-        if self.diagnose is not None:
-            info = {**info, **self.diagnose(window, gradient)}
-        return UpdateStats(estimate.cost, float(np.linalg.norm(gradient)),
-                           float(np.linalg.norm(step)), info, nonfinite)
+            estimate_norm = float(np.linalg.norm(estimate.gradient))
+            info = estimate.info
+            if self.diagnose is not None:
+                info = {**info, **self.diagnose(window, estimate.gradient)}
+            if math.isfinite(estimate.cost) and math.isfinite(estimate_norm):
+                step, opt_state = self.optimizer.update(estimate.gradient, self.opt_state)
+                update_norm = float(np.linalg.norm(step))
+                if math.isfinite(update_norm):
+                    self.opt_state = opt_state
+                    self.chip.write(step)
+                    return UpdateStats(estimate.cost, estimate_norm, update_norm, info)
+        return UpdateStats(estimate.cost, estimate_norm, math.nan, info, skipped=True)

@@ -27,7 +27,9 @@ by K/T (by K) so the estimate is about grad C and learning rates transfer across
 network sizes.
 
 Controller-side imperfections: Gaussian read-out noise on every cost (``cost_noise``),
-clipping of C~ (``cost_change_clip``), and non-finite C~ set to zero.
+clipping of C~ (``cost_change_clip``). A non-finite C~ is not hidden: it makes the
+window's estimate non-finite, the training loop skips that window and the trace counts
+it (the low-pass integral keeps its value from before the window).
 
 A window is one request: its T perturbed probes, followed by the baseline probes
 (discrete mode) with no perturbation.
@@ -167,7 +169,6 @@ class MGD(Estimator):
             change = highpass(costs, window.new_sample, p.tau_hp / (p.tau_hp + 1.0),
                               self._filter)
             mean_cost = float(costs.mean())
-        change = np.where(np.isfinite(change), change, 0.0)
         if p.cost_change_clip:
             change = np.clip(change, -p.cost_change_clip, p.cost_change_clip)
         if p.integrator == "window":
@@ -183,8 +184,9 @@ class MGD(Estimator):
         else:
             gradient = signal.sum(axis=0)
         if p.integrator == "lowpass":
-            self._integral = decay * self._integral + gradient
-            gradient = self._integral.copy()
+            gradient = decay * self._integral + gradient
+            if np.isfinite(gradient).all():
+                self._integral = gradient.copy()
         if p.normalize:
             gradient = gradient * scale
         return Estimate(gradient, mean_cost)

@@ -12,7 +12,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from devsim.params import ParamError, Params, param
+from devsim.params import param
+from devsim.training import OptimizerParams
 
 
 class Transform(NamedTuple):
@@ -119,23 +120,9 @@ def chain(*transforms: Transform) -> Transform:
 
 
 @dataclass(frozen=True)
-class OptimizerParams(Params, family="optimizer"):
-    """Base of the optimizers; select one with ``type:``."""
-
-    lr: float = param(0.1, gt=0.0)
-    """Learning rate."""
-    clip_norm: float = param(0.0, ge=0.0)
-    """Clip each gradient estimate to this global L2 norm first (0: no clipping)."""
-    schedule: str = param("constant", choices=("constant", "cosine", "linear"))
-    """Learning-rate schedule over updates: constant, or a cosine/linear decay."""
-    decay_updates: int = param(0, ge=0)
-    """Updates (windows) over which a decaying schedule falls to its final value."""
-    final_lr_fraction: float = param(0.0, ge=0.0, le=1.0)
-    """Final learning rate of a decaying schedule, as a fraction of ``lr``."""
-
-    def validate(self):
-        if self.schedule != "constant" and self.decay_updates == 0:
-            raise ParamError(("decay_updates",), f"must be >= 1 for schedule {self.schedule!r}")
+class ScheduledOptimizer(OptimizerParams):
+    """An optimizer made of a core transform (``_core(lr)``) with the base's clipping
+    and learning-rate schedule composed around it."""
 
     def build(self) -> Transform:
         if self.schedule == "constant":
@@ -150,7 +137,7 @@ class OptimizerParams(Params, family="optimizer"):
 
 
 @dataclass(frozen=True)
-class SGDParams(OptimizerParams, kind="sgd"):
+class SGDParams(ScheduledOptimizer, kind="sgd"):
     """Plain gradient descent."""
 
     def _core(self, lr):
@@ -158,7 +145,7 @@ class SGDParams(OptimizerParams, kind="sgd"):
 
 
 @dataclass(frozen=True)
-class MomentumParams(OptimizerParams, kind="momentum"):
+class MomentumParams(ScheduledOptimizer, kind="momentum"):
     """Heavy-ball (or Nesterov) momentum."""
 
     beta: float = param(0.9, ge=0.0, lt=1.0)
@@ -171,7 +158,7 @@ class MomentumParams(OptimizerParams, kind="momentum"):
 
 
 @dataclass(frozen=True)
-class AdamParams(OptimizerParams, kind="adam"):
+class AdamParams(ScheduledOptimizer, kind="adam"):
     """Adam with bias correction."""
 
     lr: float = param(1e-3, gt=0.0)

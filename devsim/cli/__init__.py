@@ -2,22 +2,37 @@
 
 Each command module offers ``register(subparsers)``, which adds its subcommands with
 their handlers. Handlers are plain functions returning an exit code, so tests call them
-directly. Bad input (a config error, a missing file, a file that is not a trace, a
-plugin that fails to load) prints one line per problem on stderr and exits with
-status 2, without a traceback.
+directly. Every failure prints one line per problem on stderr, without a traceback,
+and exits with its status:
+
+- 0: done;
+- 2: bad input (a config error, a data file that fails its checks, a missing file, a
+  file that is not a trace, a trace already at the output path, an output folder that
+  cannot be written, a plugin that fails to load); nothing was trained or written over;
+- 3: the run diverged (past ``train.divergence.max_nonfinite`` non-finite update
+  windows); its trace, under the final name, keeps every row before the stop;
+- 4: writing the trace or a checkpoint failed during the run (a full disk); the
+  ``.partial`` trace keeps every row up to its last flush;
+- 128 + N: stopped by signal N (130 for SIGINT, 143 for SIGTERM) after flushing the
+  trace and, where checkpoints are on, writing one for ``--resume``.
+
+Warnings (data that will probably train badly) print as one ``devsim: warning:`` line.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import warnings
 
 from devsim.cli import docs, runs, traces, tune
-from devsim.cli.common import EXIT_BAD_INPUT, fail
+from devsim.cli.common import (EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_SIGNAL_BASE,
+                               EXIT_WRITE_FAILED, fail)
 
 COMMANDS = (runs, traces, tune, docs)
 """Command modules, in the order ``devsim --help`` lists them."""
 
-__all__ = ["main", "parser", "EXIT_BAD_INPUT"]
+__all__ = ["main", "parser", "EXIT_BAD_INPUT", "EXIT_DIVERGED", "EXIT_WRITE_FAILED"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,20 +48,34 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from devsim.config import ConfigError
     from devsim.registry import PluginError
-    from devsim.trace import TraceError
+    from devsim.stopping import Diverged, Interrupted
+    from devsim.trace import OutputError, TraceError, WriteError
     args = parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            return args.handler(args)
     except ConfigError as exc:
         return fail(exc.messages)
     except PluginError as exc:
         return fail(str(exc))
-    except TraceError as exc:
+    except (TraceError, OutputError) as exc:
         return fail(str(exc))
+    except Diverged as exc:
+        return fail(exc.message, EXIT_DIVERGED)
+    except WriteError as exc:
+        return fail(str(exc), EXIT_WRITE_FAILED)
     except OSError as exc:
         return fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    except Interrupted as exc:
+        return fail(exc.message, EXIT_SIGNAL_BASE + exc.signum)
     except KeyboardInterrupt:
-        return fail("interrupted; the partial trace keeps every flushed row")
+        return fail("interrupted; the partial trace keeps every flushed row",
+                    EXIT_SIGNAL_BASE + signal.SIGINT)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    print(f"devsim: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ def cmd_run(args) -> int:
     from devsim.runner import run
     config = load_run_config(args)
     summary = run(config, out=args.out, progress=not args.quiet, source=Path(args.config).name,
-                  resume=args.resume)
+                  resume=args.resume, overwrite=args.overwrite)
     final = summary["final"]
     metric = (f"test accuracy {final['test_accuracy']:.4f} (best {summary['best_test_accuracy']:.4f})"
               if "test_accuracy" in final else f"test cost {final['test_cost']:.4g}")
@@ -33,6 +33,8 @@ def register(sub) -> None:
     sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sp.add_argument("--resume", action="store_true",
                     help="continue a killed run from its checkpoint (same config and --set)")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace a trace already at the output path (refused otherwise)")
     sp.set_defaults(handler=cmd_run)
 
     sp = sub.add_parser("validate", help="check a config and report every problem")

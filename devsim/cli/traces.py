@@ -9,7 +9,8 @@ def trace_summary(path) -> dict:
     from devsim.trace import read_trace
     trace = read_trace(path)
     ev = trace.evals
-    info = {"path": str(path), "complete": trace.complete, "seed": trace.attrs.get("seed"),
+    info = {"path": str(path), "complete": trace.complete,
+            "stop_reason": trace.attrs.get("stop_reason", ""), "seed": trace.attrs.get("seed"),
             "created_utc": trace.attrs.get("created_utc"),
             "versions": json.loads(trace.attrs.get("versions", "{}")),
             "hardware_steps": int(trace.scalars["step"][-1]) if len(trace.scalars["step"]) else 0,
@@ -29,7 +30,8 @@ def cmd_inspect(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"trace      {info['path']} ({'complete' if info['complete'] else 'INCOMPLETE'})")
+    state = "complete" if info["complete"] else f"INCOMPLETE: {info['stop_reason'] or 'unfinished'}"
+    print(f"trace      {info['path']} ({state})")
     print(f"created    {info['created_utc']}  seed {info['seed']}  "
           f"devsim {info['versions'].get('devsim')}")
     print(f"hardware   {info['hardware_steps']:,} steps; {info['scalar_rows']} scalar rows, "
