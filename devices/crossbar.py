@@ -1007,6 +1007,11 @@ class Crossbar(RowSplitArray, ClockedArray):
                   self._adc_step, self._adc_bound, self._alpha)
         return ints, floats, arrays
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_buffers"] = {}  # work arrays, keyed by this process's threads
+        return state
+
     def forked(self, stream):
         """A copy in the present state whose reads (and ADC rounding) draw from streams
         of their own, numbered from ``stream``, starting at their first draw."""

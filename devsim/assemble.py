@@ -32,8 +32,10 @@ class Built(NamedTuple):
         return self.bench.chip
 
 
-def build(config: RunConfig, source: str = "<config>") -> Built:
-    """Construct data, hardware and training loop (raises ConfigError on mismatch)."""
+def build(config: RunConfig, source: str = "<config>", restore=None) -> Built:
+    """Construct data, hardware and training loop (raises ConfigError on mismatch);
+    ``restore`` (a :class:`devsim.checkpoint.TrainingState`) puts a saved run's
+    training state in place of a fresh one."""
     from trainer.base import Setup
     from trainer.executors import select
     from trainer.loop import TrainingLoop
@@ -50,19 +52,24 @@ def build(config: RunConfig, source: str = "<config>") -> Built:
     if config.network.loss == "cross_entropy" and n_out < 2:
         raise ConfigError([f"{source}: network.loss: cross_entropy needs at least 2 "
                            f"outputs; use mse for a single output"])
-    network = Network(config.network, data.n_inputs, rngs["init"], rngs["device"])
-    bench = Bench(network, config.network.loss)
     train = config.train
-    setup = Setup(bench.chip, rngs["estimator"], train.timescales,
-                  bench if train.estimator.outside_the_rule else None)
-    try:
-        estimator = train.estimator.build(setup)
-    except ParamError as exc:
-        raise ConfigError([f"{source}: {exc.under(('train', 'estimator'))}"]) from None
+    if restore is None:
+        network = Network(config.network, data.n_inputs, rngs["init"], rngs["device"])
+        bench = Bench(network, config.network.loss)
+        setup = Setup(bench.chip, rngs["estimator"], train.timescales,
+                      bench if train.estimator.outside_the_rule else None)
+        try:
+            estimator = train.estimator.build(setup)
+        except ParamError as exc:
+            raise ConfigError([f"{source}: {exc.under(('train', 'estimator'))}"]) from None
+    else:
+        bench, estimator = restore.bench, restore.estimator
     diagnose = cosine_diagnostic(bench) if train.diagnose_cosine else None
     loop = TrainingLoop(bench.chip, data.x_train, data.y_train, estimator,
                         train.optimizer.build(), train.timescales, rngs["sampler"],
                         executor=select(bench, estimator, train.executor), diagnose=diagnose)
+    if restore is not None:
+        loop.opt_state, loop.stream = restore.optimizer_state, restore.stream
     return Built(data, bench, loop, _check_memory(config, bench.chip, source))
 
 

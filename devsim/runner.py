@@ -1,8 +1,8 @@
 """One run: a validated config in, a trained hardware model and an HDF5 trace out."""
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from devsim import checkpoint
 from devsim import config as cfg
 from devsim.assemble import Built, build
 from devsim.config import ConfigError
@@ -119,10 +120,11 @@ class _Row:
 
 @dataclass
 class RunState:
-    """Everything a run carries from one update window to the next; a checkpoint is
-    this object, pickled, so a resumed run continues exactly where it stopped."""
+    """Everything a run carries from one update window to the next: the built run and
+    the runner's bookkeeping (a checkpoint saves the bookkeeping with the built run's
+    training state, :mod:`devsim.checkpoint`)."""
 
-    built: Built
+    built: Built | None
     log_due: _Every
     eval_due: _Every
     snapshot_due: _Every
@@ -136,39 +138,28 @@ class RunState:
     """Wall-clock seconds spent before the latest checkpoint."""
 
 
-def checkpoint_path(trace: Path) -> Path:
-    """Where a run writing ``trace`` keeps its checkpoint."""
-    return trace.with_name(trace.name + ".ckpt")
-
-
 def _save_checkpoint(path: Path, config: RunConfig, state: RunState, writer: TraceWriter):
-    import cloudpickle
     writer.flush()  # the checkpoint must not be ahead of the trace on disk
-    blob = cloudpickle.dumps({"config_yaml": cfg.dump(config), "state": state,
-                              "rows": writer.row_counts()})
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
+        checkpoint.save(path, cfg.dump(config), checkpoint.capture(state.built),
+                        dataclasses.replace(state, built=None), writer.row_counts())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise WriteError(f"{path}: writing the checkpoint failed ({exc.strerror or exc}); "
                          f"the previous one, if any, is kept") from None
 
 
-def _load_checkpoint(path: Path, config: RunConfig, trace: Path) -> tuple[RunState, dict]:
-    import pickle
+def _load_checkpoint(path: Path, config: RunConfig, trace: Path,
+                     source: str) -> tuple[RunState, dict]:
     try:
-        saved = pickle.loads(path.read_bytes())
+        training, state, rows = checkpoint.load(path, cfg.dump(config))
     except FileNotFoundError:
         raise OutputError(_nothing_to_resume(trace, path)) from None
-    if saved["config_yaml"] != cfg.dump(config):
-        raise ConfigError([f"{path}: the config differs from the one the checkpoint was "
-                           f"written with; resume with the same config and --set values"])
+    except checkpoint.CheckpointMismatch as exc:
+        raise ConfigError([str(exc)]) from None
     if not partial_path(trace).exists():
         raise OutputError(f"{partial_path(trace)}: the interrupted run's trace is gone; "
                           f"its checkpoint cannot continue it")
-    return saved["state"], saved["rows"]
+    return dataclasses.replace(state, built=build(config, source, restore=training)), rows
 
 
 def _nothing_to_resume(trace: Path, checkpoint: Path) -> str:
@@ -197,7 +188,8 @@ def _start(config: RunConfig, path: Path, source: str) -> tuple[RunState, TraceW
     state = RunState(built, _Every(config.trace.log_every), _Every(config.train.eval_every),
                      _Every(config.trace.snapshot_every), _Every(config.trace.checkpoint_every),
                      DivergenceGuard(config.train.divergence))
-    checkpoint_path(path).unlink(missing_ok=True)  # a stale one must not pair with this trace
+    checkpoint.checkpoint_path(path).unlink(missing_ok=True)  # a stale one must not pair
+    # with this trace
     classification = built.data.is_classification
     writer = TraceWriter(
         path, cfg.dump(config), config.seed,
@@ -223,9 +215,9 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
     the trace written so far (:mod:`devsim.stopping`).
     """
     path = trace_path(config, out)
-    checkpoint = checkpoint_path(path)
+    ckpt = checkpoint.checkpoint_path(path)
     if resume:
-        state, rows_written = _load_checkpoint(checkpoint, config, path)
+        state, rows_written = _load_checkpoint(ckpt, config, path, source)
         writer = TraceWriter.reopen(path, rows_written, config.trace.flush_seconds)
     else:
         check_output(path, overwrite)
@@ -281,33 +273,33 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                 writer.snapshot(hw.steps, **bench.state())
             if state.checkpoint_due(hw.steps) and not done:
                 state.elapsed = time.perf_counter() - t0
-                _save_checkpoint(checkpoint, config, state, writer)
+                _save_checkpoint(ckpt, config, state, writer)
             bar.update(hw.steps - before, cost=f"{stats.cost:.4g}")
         bar.close()
         if signals.requested and hw.steps < budget:
             state.elapsed = time.perf_counter() - t0
-            raise _interrupted(signals.signum, config, state, writer, checkpoint)
+            raise _interrupted(signals.signum, config, state, writer, ckpt)
         writer.snapshot(hw.steps, **bench.state())
         summary = _summary(config, state, path, resume, time.perf_counter() - t0)
         stop_reason = state.guard.reason(hw.steps) if state.guard.exceeded else ""
         if stop_reason:
             summary["stop_reason"] = stop_reason
         writer.close(summary, stop_reason)
-    checkpoint.unlink(missing_ok=True)
+    ckpt.unlink(missing_ok=True)
     if stop_reason:
         raise Diverged(f"{stop_reason}; the trace {path} keeps every row up to the stop", summary)
     return summary
 
 
 def _interrupted(signum: int, config: RunConfig, state: RunState, writer: TraceWriter,
-                 checkpoint: Path) -> Interrupted:
+                 ckpt: Path) -> Interrupted:
     """Leave a signalled run resumable: its checkpoint (where checkpoints are on) and its
     flushed ``.partial`` trace; the exception that says so."""
     if config.trace.checkpoint_every:
-        _save_checkpoint(checkpoint, config, state, writer)
+        _save_checkpoint(ckpt, config, state, writer)
     name = signal_name(signum)
     writer.abort(stop_reason=f"interrupted by {name}")
-    how = (f"continue it with --resume (checkpoint {checkpoint.name})"
+    how = (f"continue it with --resume (checkpoint {ckpt.name})"
            if config.trace.checkpoint_every else
            "set trace.checkpoint_every to make a run resumable")
     return Interrupted(signum, f"interrupted by {name} at step {state.built.hardware.steps:,}; "
