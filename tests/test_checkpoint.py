@@ -25,12 +25,16 @@ CASES = [
 
 
 def _holds_rows_of(obj, data: np.ndarray) -> bool:
-    """Whether any array reachable from ``obj`` has the data set's rows."""
+    """Whether any array reachable from ``obj`` (through objects and containers, not
+    through functions' or modules' globals) has the data set's rows."""
     import gc
+    import types
+    skip = (str, bytes, int, float, type, types.ModuleType, types.FunctionType,
+            types.BuiltinFunctionType)
     seen, todo = set(), [obj]
     while todo:
         item = todo.pop()
-        if id(item) in seen or isinstance(item, (str, bytes, int, float, type)):
+        if id(item) in seen or isinstance(item, skip):
             continue
         seen.add(id(item))
         if isinstance(item, np.ndarray):
