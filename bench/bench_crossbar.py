@@ -50,7 +50,8 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")  # before NumPy loads Ope
 import numpy as np  # noqa: E402
 
 from bench.timing import race  # noqa: E402
-from devices.crossbar import CrossbarParams, quant_step  # noqa: E402
+from devices.crossbar import CrossbarParams  # noqa: E402
+from devices.crossbar_periphery import quant_step  # noqa: E402
 from devsim.activations import Identity, Sigmoid  # noqa: E402
 from devsim.network import LayerParams, Network, NetworkParams  # noqa: E402
 

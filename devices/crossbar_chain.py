@@ -6,9 +6,9 @@ as in them: DAC, column noise and ADC, activations (one core), and about 10 us o
 Python per layer. Splitting the rows across threads pays only from a few hundred
 probes, because waking a sleeping thread costs 30-70 us here
 (:mod:`devsim.parallel`). :class:`Chain` runs every layer of a pass, for a contiguous
-part of the rows, in one compiled call: the DAC (:func:`~devices.crossbar.dac_kernel`),
+part of the rows, in one compiled call: the DAC (:func:`~devices.crossbar_periphery.dac_kernel`),
 NumPy's own GEMM (:func:`devsim.blas.matmul`, so the products round as
-``numpy.matmul``'s), the readout (:func:`~devices.crossbar.readout_rows`) and the
+``numpy.matmul``'s), the readout (:func:`~devices.crossbar_periphery.readout_rows`) and the
 activation (:func:`devsim.activations.apply_in_place`). The other parts run on the
 helpers of :mod:`devsim.spin`, reached in about a microsecond.
 
@@ -30,7 +30,8 @@ import numba
 import numpy as np
 from numba import carray, njit
 
-from devices.crossbar import Crossbar, dac_kernel, readout_rows
+from devices.crossbar import Crossbar
+from devices.crossbar_periphery import dac_kernel, readout_rows
 from devsim import blas, parallel, spin
 from devsim.activations import apply_in_place
 from devsim.native import pointer

@@ -1,7 +1,7 @@
 """Assembly: a validated run config becomes data, hardware and a training loop."""
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from devsim.params import ParamError
 from devsim.rng import streams
 from devsim.runconfig import RunConfig
 
+if TYPE_CHECKING:  # imported where a run is built: devsim's API loads before the trainer
+    from trainer.loop import TrainingLoop
+
 
 class Built(NamedTuple):
     """Everything a run needs, constructed from its config."""
@@ -21,7 +24,7 @@ class Built(NamedTuple):
     data: Dataset
     bench: Bench
     """The network on the experimenter's bench; ``bench.chip`` is the controller's side."""
-    loop: "TrainingLoop"
+    loop: TrainingLoop
     memory: object | None = None
     """The memory the run needs where a device accounts it (an MCU's SRAM and flash,
     :meth:`devsim.device.DeviceParams.memory`; None elsewhere)."""

@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from devsim.runconfig import RunConfig, load_config
 from devsim.stopping import Diverged, DivergenceGuard, Interrupted, StopSignals, signal_name
 from devsim.trace import (OutputError, TraceWriter, WriteError, check_output, partial_path,
                           trace_attrs)
+
+if TYPE_CHECKING:
+    from trainer.loop import UpdateStats
 
 __all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target",
            "Diverged", "Interrupted"]

@@ -83,3 +83,12 @@ def test_bulk_float32_normals_are_standard_normal():
     assert abs(np.corrcoef(z0, z1)[0, 1]) < 5 / np.sqrt(m)
     assert abs(np.corrcoef(z0 ** 2, z1 ** 2)[0, 1]) < 5 / np.sqrt(m)
     assert np.abs(z).max() < 6.67  # u1 >= 2^-32 bounds the radius
+
+
+def test_fill_signs_equals_counter_stream_at_any_offset():
+    """Whole-word and bit-by-bit parts of fill_signs give crng.sign_np's signs exactly."""
+    key = np.uint64(0xC0FFEE)
+    for first, n in [(0, 0), (0, 64), (5, 3), (60, 10), (63, 130), (128 * 7 + 1, 2410)]:
+        out = np.full(n, np.nan)
+        crng.fill_signs(key, first, out)
+        np.testing.assert_array_equal(out, crng.sign_np(key, np.arange(first, first + n)))

@@ -11,9 +11,13 @@ import pytest
 import yaml
 
 from devsim.device import DeviceParams
-from devices.crossbar import (
-    CrossbarParams, add_tile_perturbation, add_tile_perturbation_np, dac_kernel, dac_np,
-    normal, normal_np, pulse_kernel, pulse_np, quant_step, readout_np, readout_rows)
+from devices.crossbar import CrossbarParams
+from devices.crossbar_periphery import (add_tile_perturbation, add_tile_perturbation_np,
+                                        dac_kernel, dac_np, quant_step, readout_np,
+                                        readout_rows)
+from devices.crossbar_writes import pulse_kernel, pulse_np
+from devsim.crng import ziggurat_normal as normal
+from devsim.crng import ziggurat_normal_np as normal_np
 from devices.ideal import IdealParams
 from devsim.config import from_data
 from devsim.params import ParamError
@@ -368,7 +372,7 @@ def test_programming_noise_sigma(model):
     n = 40_000
     target = np.full(n, 0.4)  # mid-range: clipping at the bounds is > 5 sigma away
     bounds = (np.zeros(n), np.ones(n))
-    u = xbar._programmed(target, *bounds, (np.zeros(n, dtype=np.int8), np.zeros(n)))
+    u = xbar.cells.programmed(target, *bounds, (np.zeros(n, dtype=np.int8), np.zeros(n)))
     g = 2.0 + 23.0 * 0.4  # uS
     want = {"constant": 0.03, "proportional": 0.03 * g / 23.0,
             "pcm": (0.26348 + 1.9650 * g / 25 - 1.1731 * (g / 25) ** 2) / 23.0}[model]

@@ -87,14 +87,3 @@ def test_unsupported_estimators_and_chips_are_refused_with_the_reason():
     est = build_estimator(MGDParams(), hw, 0)
     assert isinstance(select(lab(hw), est), OnChipMGD)
     assert isinstance(select(lab(hw), est, "plain"), Plain)
-
-
-def test_fill_signs_equals_counter_stream_at_any_offset():
-    """Whole-word and bit-by-bit parts of fill_signs give crng.sign_np's signs exactly."""
-    from devsim import crng
-    from trainer.onchip import fill_signs
-    key = np.uint64(0xC0FFEE)
-    for first, n in [(0, 0), (0, 64), (5, 3), (60, 10), (63, 130), (128 * 7 + 1, 2410)]:
-        out = np.full(n, np.nan)
-        fill_signs(key, first, out)
-        np.testing.assert_array_equal(out, crng.sign_np(key, np.arange(first, first + n)))

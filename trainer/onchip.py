@@ -98,36 +98,6 @@ def _window_cost(cb, new):
 
 
 @njit(cache=True)
-def fill_signs(key, first, out):
-    """out[k] = +-1.0 from sign bit (first + k) of the counter-based stream (64 per hash).
-
-    Whole words go through a fixed 64-step loop of selects, which LLVM vectorises (3x
-    the speed of extracting each bit on its own); partial words at either end bit by bit.
-    """
-    n = out.shape[0]
-    k = 0
-    while k < n and (first + k) & 63:
-        out[k] = _sign(key, first + k)
-        k += 1
-    while k + 64 <= n:
-        word = crng.bits(key, np.uint64((first + k) >> 6))
-        block = out[k:k + 64]
-        for b in range(64):
-            block[b] = -1.0 if (word >> np.uint64(b)) & np.uint64(1) else 1.0
-        k += 64
-    while k < n:
-        out[k] = _sign(key, first + k)
-        k += 1
-
-
-@njit(cache=True)
-def _sign(key, index):
-    """Sign ``index`` of the stream: bit ``index % 64`` of word ``index // 64``."""
-    word = crng.bits(key, np.uint64(index >> 6))
-    return -1.0 if (word >> np.uint64(index & 63)) & np.uint64(1) else 1.0
-
-
-@njit(cache=True)
 def node_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, tau_p,
                 epsilon, scale, codes, grad):
     """One window of node-perturbation MGD on samples xw (T, n_in): writes the scaled
@@ -140,7 +110,7 @@ def node_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, tau_
         if t > 0 and c == (first_step + t - 1) // tau_p:
             codes[t] = codes[t - 1]
         else:
-            fill_signs(key, c * n_nodes, codes[t])
+            crng.fill_signs(key, c * n_nodes, codes[t])
             codes[t] *= epsilon / np.sqrt(n_nodes)
     hb, z0 = _baseline(theta, shapes, offsets, acts, xw)
     cb = _mse_rows(hb, yw)
@@ -198,7 +168,7 @@ def weight_window(theta, shapes, offsets, acts, xw, yw, new, key, first_step, ta
                 for k in range(n_params):  # in place: no temporary of length P
                     grad[k] += held * signs[k]
             held, code = 0.0, c
-            fill_signs(key, c * n_params, signs)
+            crng.fill_signs(key, c * n_params, signs)
         h[:shapes[0, 1]] = xw[t]
         for l in range(n_layers):
             n_out, n_in = shapes[l, 0], shapes[l, 1]

@@ -44,13 +44,9 @@ def rademacher_codes(key, first_step, tau_p, amplitude, out):
         if t > 0 and code == (first_step + t - 1) // tau_p:
             out[t, :] = out[t - 1, :]
             continue
-        base = np.uint64(code) * np.uint64(channels)
+        crng.fill_signs(key, code * channels, out[t])
         for k in range(channels):
-            index = base + np.uint64(k)
-            if k == 0 or (index & np.uint64(63)) == 0:
-                word = crng.bits(key, index >> np.uint64(6))
-            bit = (word >> (index & np.uint64(63))) & np.uint64(1)
-            out[t, k] = amplitude * (1.0 - 2.0 * float(bit))
+            out[t, k] *= amplitude
 
 
 def rademacher_codes_np(key, first_step, steps, tau_p, channels, amplitude):
