@@ -1,4 +1,4 @@
-"""Shared fixtures: small networks on ideal hardware."""
+"""Shared fixtures: small networks on ideal hardware, the tflite-micro oracle."""
 import numpy as np
 import pytest
 
@@ -14,6 +14,15 @@ def make_hardware(widths=(5, 4, 3), activations=None, loss="mse", seed=0, **netw
     rng = np.random.default_rng(seed)
     net = Network(NetworkParams(layers=layers, loss=loss, **network), widths[0], rng, rng)
     return Hardware(net, loss)
+
+
+@pytest.fixture(scope="module")
+def tflm():
+    """The tflite-micro oracle (:mod:`tflm_oracle`); skips where the wheel is missing."""
+    pytest.importorskip("tflite_micro", reason="tflite-micro (the test extra; wheels for "
+                        "Linux x86_64 only) is not installed")
+    from tflm_oracle import TFLM
+    return TFLM()
 
 
 @pytest.fixture
