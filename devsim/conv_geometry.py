@@ -162,7 +162,7 @@ class ConvGeometry:
 
 
 @njit(cache=True)
-def _window_row(y, x0, in_h, in_w, kernel_w):
+def window_row(y, x0, in_h, in_w, kernel_w):
     """The taps [dx0, dx1) of one window row (input row ``y``, first column ``x0``) that
     fall inside the map; an empty range where the row is outside."""
     if y < 0 or y >= in_h:
@@ -187,7 +187,7 @@ def im2col_kernel(x, in_h, in_w, in_c, kernel_h, kernel_w, stride_h, stride_w, p
                 x0 = ox * stride_w - pad_left
                 for dy in range(kernel_h):
                     y = oy * stride_h - pad_top + dy
-                    dx0, dx1 = _window_row(y, x0, in_h, in_w, kernel_w)
+                    dx0, dx1 = window_row(y, x0, in_h, in_w, kernel_w)
                     base = dy * run
                     for k in range(dx0 * in_c):
                         out[t, p, base + k] = pad_value
@@ -212,7 +212,7 @@ def col2im_kernel(cols, in_h, in_w, in_c, kernel_h, kernel_w, stride_h, stride_w
                 x0 = ox * stride_w - pad_left
                 for dy in range(kernel_h):
                     y = oy * stride_h - pad_top + dy
-                    dx0, dx1 = _window_row(y, x0, in_h, in_w, kernel_w)
+                    dx0, dx1 = window_row(y, x0, in_h, in_w, kernel_w)
                     src = dy * run + dx0 * in_c
                     dst = (y * in_w + x0 + dx0) * in_c
                     for k in range((dx1 - dx0) * in_c):
