@@ -675,9 +675,13 @@ class MCUDense(IntegerArray):
         q = round_half_away(np.asarray(perturbation, dtype=np.float64) / lsb)
         return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int64)
 
+    @property
+    def macs_per_probe(self) -> int:
+        """Multiply-accumulates of one inference of this layer."""
+        return self.shape[0] * self.shape[1]
+
     def _count(self, n_probe: int) -> None:
-        macs = n_probe * self.shape[0] * self.shape[1]
-        cycles = macs * self._timing.cycles_per_mac
+        cycles = n_probe * self.macs_per_probe * self._timing.cycles_per_mac
         self.meter.reads += n_probe
         self.meter.time_s += cycles / self._timing.clock_hz
         if self._timing.energy_per_cycle_j is not None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: small networks on ideal hardware."""
+"""Shared fixtures: small networks on ideal hardware, the tflite-micro oracle."""
 import weakref
 
 import numpy as np
@@ -50,6 +50,15 @@ def build_estimator(params, chip, seed=0, bench=None, **timescales):
 def estimate(estimator, chip, window):
     """One window of ``estimator`` on ``chip`` by the plain ask/tell loop."""
     return Plain(chip).window(estimator, window)
+
+
+@pytest.fixture(scope="module")
+def tflm():
+    """The tflite-micro oracle (:mod:`tflm_oracle`); skips where the wheel is missing."""
+    pytest.importorskip("tflite_micro", reason="tflite-micro (the test extra; wheels for "
+                        "Linux x86_64 only) is not installed")
+    from tflm_oracle import TFLM
+    return TFLM()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import yaml
 
 from devsim.device import DeviceParams
 from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUParams, QuantParams,
-                         activation_bounds, bias_scales, choose_quant_params, dequantize,
+                         activation_bounds, choose_quant_params, dequantize,
                          fully_connected, fully_connected_perturbed,
                          fully_connected_perturbed_reference, fully_connected_rademacher,
                          fully_connected_reference,
@@ -242,109 +242,6 @@ def test_seeded_rademacher_kernel_matches_its_twin():
 
 
 # ------------------------------------------------------------------ the oracle: tflite-micro
-@pytest.fixture(scope="module")
-def tflm():
-    """Builds and runs .tflite models in the TFLM interpreter (pinned in the test extra)."""
-    pytest.importorskip("tflite_micro", reason="tflite-micro (the test extra; wheels for "
-                        "Linux x86_64 only) is not installed")
-    return TFLM()
-
-
-class TFLM:
-    """Minimal .tflite writer (the schema module tflite-micro ships) and runner."""
-
-    def __init__(self):
-        import flatbuffers
-        from tflite_micro import runtime
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
-        self.flatbuffers, self.runtime, self.sch = flatbuffers, runtime, sch
-
-    def _tensor(self, shape, dtype, buffer, scales=None, zero_points=None):
-        sch = self.sch
-        t = sch.TensorT()
-        t.shape, t.buffer = list(shape), buffer
-        t.type = {"int8": sch.TensorType.INT8, "int32": sch.TensorType.INT32,
-                  "float32": sch.TensorType.FLOAT32}[dtype]
-        if scales is not None:
-            q = sch.QuantizationParametersT()
-            q.scale = [float(v) for v in np.atleast_1d(scales)]
-            q.zeroPoint = [int(v) for v in np.atleast_1d(zero_points)]
-            q.quantizedDimension = 0
-            t.quantization = q
-        return t
-
-    def model(self, n_probe, layers, float_io=False, n_in=None, q_in=None):
-        """A graph of FULLY_CONNECTED layers, each (w_q, b_q, w_scales, q_in, q_out, fused);
-        with ``float_io``, QUANTIZE in front and DEQUANTIZE behind. With no layers it is
-        the QUANTIZE op alone, to int8 with ``q_in``, for ``n_in`` inputs."""
-        sch = self.sch
-        buffers, tensors, ops = [sch.BufferT()], [], []
-        codes = {"fc": sch.BuiltinOperator.FULLY_CONNECTED,
-                 "quantize": sch.BuiltinOperator.QUANTIZE,
-                 "dequantize": sch.BuiltinOperator.DEQUANTIZE}
-        code_index = {name: i for i, name in enumerate(codes)}
-
-        def constant(array, dtype, scales):
-            buf = sch.BufferT()
-            buf.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), dtype=np.uint8)
-            buffers.append(buf)
-            tensors.append(self._tensor(array.shape, dtype, len(buffers) - 1, scales,
-                                        np.zeros(len(scales), np.int64)))
-            return len(tensors) - 1
-
-        def op(name, inputs, output, fused=None):
-            o = sch.OperatorT()
-            o.opcodeIndex, o.inputs, o.outputs = code_index[name], list(inputs), [output]
-            if name == "fc":
-                o.builtinOptionsType = sch.BuiltinOptions.FullyConnectedOptions
-                opt = sch.FullyConnectedOptionsT()
-                opt.fusedActivationFunction = {"none": sch.ActivationFunctionType.NONE,
-                                               "relu": sch.ActivationFunctionType.RELU,
-                                               "relu6": sch.ActivationFunctionType.RELU6}[fused]
-                o.builtinOptions = opt
-            ops.append(o)
-
-        if layers:
-            n_in, q_in = layers[0][0].shape[1], layers[0][3]
-        if float_io:
-            tensors.append(self._tensor((n_probe, n_in), "float32", 0))
-        tensors.append(self._tensor((n_probe, n_in), "int8", 0, q_in[0], q_in[1]))
-        if float_io:
-            op("quantize", [0], 1)
-        current = len(tensors) - 1
-        for w_q, b_q, w_scales, q_in, q_out, fused in layers:
-            wi = constant(w_q.astype(np.int8), "int8", w_scales)
-            bi = constant(b_q.astype(np.int32), "int32", bias_scales(q_in[0], w_scales))
-            tensors.append(self._tensor((n_probe, w_q.shape[0]), "int8", 0, q_out[0], q_out[1]))
-            op("fc", [current, wi, bi], len(tensors) - 1, fused)
-            current = len(tensors) - 1
-        if float_io and layers:
-            tensors.append(self._tensor((n_probe, layers[-1][0].shape[0]), "float32", 0))
-            op("dequantize", [current], len(tensors) - 1)
-            current = len(tensors) - 1
-        graph = sch.SubGraphT()
-        graph.tensors, graph.operators = tensors, ops
-        graph.inputs, graph.outputs = [0], [current]
-        opcodes = []
-        for name in codes:
-            c = sch.OperatorCodeT()
-            c.builtinCode = codes[name]
-            c.deprecatedBuiltinCode = min(codes[name], 127)
-            c.version = 1
-            opcodes.append(c)
-        m = sch.ModelT()
-        m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, opcodes, [graph], buffers
-        builder = self.flatbuffers.Builder(1024)
-        builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
-
-    def run(self, model, x):
-        interpreter = self.runtime.Interpreter.from_bytes(model, arena_size=10 * len(model) + 65536)
-        interpreter.set_input(x, 0)
-        interpreter.invoke()
-        return interpreter.get_output(0)
-
-
 def oracle_case(rng, kind):
     """One random or adversarial single-layer case: (x, w, b, w_scales, q_in, q_out, fused)."""
     n_in, n_out = int(rng.integers(1, 49)), int(rng.integers(1, 17))

@@ -1,9 +1,12 @@
-"""The MCU memory accountant against sizes computed by hand for a 3 -> 4 -> 2 network."""
+"""The MCU memory accountant against sizes computed by hand for a 3 -> 4 -> 2 network
+and a small CNN."""
 from __future__ import annotations
 
 import pytest
 
-from devices.mcu_memory import MemoryBudgetError, memory_report
+from devices.mcu_memory import (MemoryBudgetError, conv_footprint, depthwise_footprint,
+                                memory_report, pool_footprint)
+from devsim.conv_geometry import ConvGeometry
 
 SHAPES = [(4, 3), (2, 4)]   # (n_out, n_in): 3 inputs -> 4 hidden -> 2 outputs
 
@@ -81,3 +84,51 @@ def test_rejects_unknown_method_and_length_mismatch():
         memory_report(SHAPES, ["bp"])
     with pytest.raises(ValueError, match="n_queries"):
         memory_report(SHAPES, n_queries=0)
+
+
+# a CNN for 8x8 digits: conv 3x3 'same' 1 -> 8, depthwise 3x3 stride 2 (8x8 -> 4x4),
+# average pool 2x2 stride 2 (-> 2x2), dense 32 -> 10
+CNN = [conv_footprint(ConvGeometry(8, 8, 1, 3, 3), 8),
+       depthwise_footprint(ConvGeometry(8, 8, 8, 3, 3, 2, 2), 1),
+       pool_footprint("avg_pool", ConvGeometry(4, 4, 8, 2, 2, 2, 2)),
+       (10, 32)]
+
+
+def test_cnn_inference_by_hand():
+    # activations + scratch: conv 64 + 512 + 2*2*ceil4(9) = 624; depthwise 512 + 128
+    # (3x3 with padding <= 1: CMSIS-NN's own kernel, no scratch) = 640; pool 128 + 32 +
+    # 4*8 = 192; dense 32 + 10
+    assert [f.scratch for f in CNN[:3]] == [48, 0, 32]
+    r = memory_report(CNN)
+    assert r.flash == {"weights (int8)": 72 + 72 + 320, "biases (int32)": 4 * 26,
+                       "weight scales (float32)": 4 * 26}
+    assert r.sram == {"activation arena": 640, "requantization params": 8 * 26}
+    # per-tensor weights: one scale per layer; TFLM's conv kernels keep a pair per
+    # channel regardless, the dense layer one pair
+    r = memory_report(CNN, per_channel=False)
+    assert r.flash["weight scales (float32)"] == 4 * 3
+    assert r.sram["requantization params"] == 8 * (8 + 8 + 1)
+
+
+@pytest.mark.parametrize("footprint, scratch", [
+    (conv_footprint(ConvGeometry(6, 6, 4, 3, 3), 2), 2 * 2 * 36),
+    (conv_footprint(ConvGeometry(6, 6, 3, 1, 2), 2), 2 * 2 * 8),       # 6 taps -> 8
+    (conv_footprint(ConvGeometry(6, 6, 5, 1, 1, 2, 2), 2), 0),         # 1x1
+    (depthwise_footprint(ConvGeometry(9, 9, 4, 5, 5), 1), 2 * 4 * 25),
+    (depthwise_footprint(ConvGeometry(9, 9, 4, 5, 5), 2), 0),          # generic kernel
+    (depthwise_footprint(ConvGeometry(9, 9, 4, 3, 3, 1, 1, "valid"), 1), 0),
+    (pool_footprint("max_pool", ConvGeometry(4, 4, 8, 2, 2, 2, 2)), 0),
+])
+def test_cmsis_nn_scratch(footprint, scratch):
+    assert footprint.scratch == scratch
+
+
+def test_cnn_training_buffers():
+    # node perturbation on the conv layer: parameters 72 + 4*8, cached input/output
+    # 64 + 512, node gradient 4*512, weight gradient 4*(72 + 8)
+    r = memory_report(CNN, ["zo_node", None, None, None])
+    assert r.sram_bytes == 640 + 208 + 104 + 576 + 2048 + 320
+    with pytest.raises(ValueError, match="layer 2: has no parameters"):
+        memory_report(CNN, [None, None, "bp", None])
+    with pytest.raises(ValueError, match="pool kind"):
+        pool_footprint("sum", ConvGeometry(4, 4, 1, 2, 2))
