@@ -68,10 +68,12 @@ def train_on_chip(cfg, target: str, steps: int, eval_every: int, accuracy_target
 
 
 def run_controller(name: str, overrides, seed: int, out_dir: Path) -> dict:
-    """``devsim run configs/<name>`` with ``--set`` overrides and a seed (the controller
-    path, traces under out_dir); returns the run summary."""
+    """``devsim run configs/<name>`` with ``--set`` overrides and a seed through the
+    controller path (``train.executor: plain``: every window asked and told in Python,
+    never the compiled on-chip engine, which agrees only to float rounding; traces under
+    out_dir); returns the run summary."""
     from devsim.runner import run
-    cfg = config(name, *overrides, f"seed={seed}")
+    cfg = config(name, "train.executor=plain", *overrides, f"seed={seed}")
     tag = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:10]
     return run(cfg, out=out_dir / f"{Path(name).stem}_{tag}_s{seed}.h5", overwrite=True)
 
