@@ -6,11 +6,14 @@ per call). Measured in the same run, best of ``--repeat`` after a warm-up:
 
 * node perturbation of layer l: ``full`` re-runs the whole network with the
   perturbation in the flat node vector (``Hardware.cost``); ``suffix`` runs layers
-  l.. from the cached layer input (``Hardware.probe_suffix``). Costs are checked equal.
+  l.. from the cached layer input (``Hardware.run`` of a ``Request`` with ``start=l``,
+  zeros on the later layers' nodes). Costs are checked equal.
 * weight perturbation of layer 0: ``passed`` draws the directions with
   ``trainer.qzo.weight_directions`` and sends them as whole-LSB float perturbations
-  (``probe_suffix``); ``seeded`` lets the kernel draw them from the key
-  (``Hardware.cost_seeded``). Costs are checked equal.
+  (``Hardware.run``; a request's perturbation covers every layer it runs, so the later
+  layers get zero rows and run through the per-probe perturbed kernels too, as in the
+  central differences of ``trainer.qzo``); ``seeded`` lets the kernel draw them from
+  the key (``Request.seeded``). Costs are checked equal.
 
     python -m bench.bench_qzo [--repeat 5]
 """
@@ -23,7 +26,8 @@ import platform
 import numpy as np
 
 from devsim.activations import Identity, ReLU
-from devsim.hardware import Hardware
+from devsim.bench import Bench
+from devsim.hardware import Hardware, Request, Seeded
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.quantize import quantize_network
 from trainer.qzo import weight_directions
@@ -40,7 +44,7 @@ def hardware(rng) -> tuple[Hardware, np.ndarray]:
                            loss="cross_entropy", init="he_normal")
     net = Network(params, WIDTHS[0], rng, rng)
     x = rng.uniform(0, 1, (256, WIDTHS[0]))
-    return Hardware(quantize_network(net, x), "cross_entropy"), x
+    return Bench(quantize_network(net, x), "cross_entropy").chip, x
 
 
 def main(argv=None):
@@ -57,17 +61,17 @@ def main(argv=None):
           f"network {'-'.join(map(str, WIDTHS))}, {B} samples x {N} queries = {B * N} probes\n")
     print("| probe | baseline ms | ours ms | baseline / ours |")
     print("|---|---|---|---|")
+    lsb = hw.capabilities.integer
     for layer in range(len(WIDTHS) - 1):
         lo, hi = hw.node_offsets[layer], hw.node_offsets[layer + 1]
-        node = rng.integers(-5, 6, (B * N, hi - lo)) * hw.node_lsb[lo:hi]
         flat = np.zeros((B * N, hw.n_nodes))
-        flat[:, lo:hi] = node
-        inputs = np.repeat(clean.inputs[layer], N, axis=0)
+        flat[:, lo:hi] = rng.integers(-5, 6, (B * N, hi - lo)) * lsb.node_lsb[lo:hi]
+        suffix_request = Request(np.repeat(clean.inputs[layer], N, axis=0), targets,
+                                 node_perturbation=flat[:, lo:], start=layer)
         assert np.array_equal(hw.cost(rows, targets, node_perturbation=flat),
-                              hw.probe_suffix(layer, inputs, targets, node_perturbation=node))
+                              hw.run(suffix_request).costs)
         full = best_time(lambda: hw.cost(rows, targets, node_perturbation=flat), args.repeat)
-        suffix = best_time(lambda: hw.probe_suffix(layer, inputs, targets,
-                                                   node_perturbation=node), args.repeat)
+        suffix = best_time(lambda: hw.run(suffix_request), args.repeat)
         print(f"| node, layer {layer}: full vs suffix | {full * 1e3:.2f} | {suffix * 1e3:.2f} | "
               f"{full / suffix:.1f}x |")
     key, shape = np.uint64(7), hw.layer_shapes[0]
@@ -76,12 +80,13 @@ def main(argv=None):
     def passed():
         u = weight_directions(key, 0, N, shape)
         mu = np.where(np.arange(u.shape[1]) < shape[0] * shape[1], 1, 100)
-        step = np.tile(u * mu * hw.param_lsb[span], (B, 1))
-        return hw.probe_suffix(0, np.repeat(clean.inputs[0], N, axis=0), targets,
-                               weight_perturbation=step)
+        step = np.zeros((B * N, hw.n_params))
+        step[:, span] = np.tile(u * mu * lsb.param_lsb[span], (B, 1))
+        return hw.run(Request(np.repeat(clean.inputs[0], N, axis=0), targets,
+                              weight_perturbation=step)).costs
 
     def seeded():
-        return hw.cost_seeded(0, clean.inputs[0], y, key, 0, N, 1, 100)
+        return hw.run(Request(clean.inputs[0], y, seeded=Seeded(key, 0, N, 1, 100))).costs
 
     assert np.array_equal(passed(), seeded().ravel())
     t_passed, t_seeded = best_time(passed, args.repeat), best_time(seeded, args.repeat)

@@ -32,11 +32,12 @@ import numpy as np
 from devices.mcu import MCUParams
 from devices.mcu_memory import MemoryBudgetError, MemoryReport, memory_report
 from devsim.activations import Identity, ReLU
+from devsim.bench import Bench
 from devsim.data import Digits
-from devsim.hardware import Hardware
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.quantize import quantize_network
 from trainer.backprop import BackpropParams
+from trainer.base import Setup
 from trainer.loop import Timescales, TrainingLoop
 from trainer.optim import SGDParams
 from trainer.qzo import QZOParams
@@ -84,15 +85,18 @@ def network_params() -> NetworkParams:
                                       for w, a in zip(WIDTHS, acts)), loss=LOSS, init="he_normal")
 
 
-def accuracy(hw: Hardware, x, labels) -> float:
-    return float((hw.outputs(x).argmax(axis=1) == labels).mean())
+def accuracy(bench: Bench, x, labels) -> float:
+    return float((bench.outputs(x).argmax(axis=1) == labels).mean())
 
 
-def train(hw: Hardware, x, y, estimator, lr: float, epochs: int, seed: int) -> float:
+def train(bench: Bench, x, y, estimator, lr: float, epochs: int, seed: int) -> float:
     """``epochs`` passes over (x, y) in minibatches of BATCH; returns wall seconds."""
     rng = np.random.default_rng(seed)
-    loop = TrainingLoop(hw, x, y, estimator.build(hw, rng), SGDParams(lr=lr).build(),
-                        Timescales(tau_x=1, tau_theta=BATCH), rng)
+    timescales = Timescales(tau_x=1, tau_theta=BATCH)
+    setup = Setup(bench.chip, rng, timescales,
+                  bench if estimator.outside_the_rule else None)
+    loop = TrainingLoop(bench.chip, x, y, estimator.build(setup), SGDParams(lr=lr).build(),
+                        timescales, rng)
     t0 = time.perf_counter()
     for _ in range(epochs * len(x) // BATCH):
         loop.update()
@@ -102,7 +106,7 @@ def train(hw: Hardware, x, y, estimator, lr: float, epochs: int, seed: int) -> f
 def float_model(data, seed: int, epochs: int) -> Network:
     rng = np.random.default_rng(seed)
     net = Network(network_params(), data.n_inputs, rng, rng)
-    train(Hardware(net, LOSS), data.x_train, data.y_train, BackpropParams(), 0.1, epochs, seed)
+    train(Bench(net, LOSS), data.x_train, data.y_train, BackpropParams(), 0.1, epochs, seed)
     return net
 
 
@@ -120,20 +124,21 @@ def main(argv=None):
     for seed in args.seeds:
         data = Digits().load(np.random.default_rng(seed))
         net = float_model(data, seed, args.pretrain_epochs)
-        clean["float"].append(accuracy(Hardware(net, LOSS), data.x_test, data.labels_test))
+        clean["float"].append(accuracy(Bench(net, LOSS), data.x_test, data.labels_test))
         mcu = MCUParams(core="cortex-m4")
-        int8 = Hardware(quantize_network(net, data.x_train, mcu), LOSS)
+        int8 = Bench(quantize_network(net, data.x_train, mcu), LOSS)
         clean["int8"].append(accuracy(int8, data.x_test, data.labels_test))
         for c_name, corrupt in CORRUPTIONS.items():
             rng = np.random.default_rng(1000 + seed)
             x_tr, x_te = corrupt(data.x_train, rng), corrupt(data.x_test, rng)
             results.setdefault((c_name, "none"), []).append(accuracy(int8, x_te, data.labels_test))
             for m_name, (estimator, lr) in METHODS.items():
-                hw = Hardware(quantize_network(net, data.x_train, mcu), LOSS)
-                seconds = train(hw, x_tr, data.y_train, estimator, lr, args.epochs, seed)
+                bench = Bench(quantize_network(net, data.x_train, mcu), LOSS)
+                seconds = train(bench, x_tr, data.y_train, estimator, lr, args.epochs, seed)
                 results.setdefault((c_name, m_name), []).append(
-                    accuracy(hw, x_te, data.labels_test))
-                steps[m_name], wall[m_name] = hw.steps, wall.get(m_name, 0.0) + seconds
+                    accuracy(bench, x_te, data.labels_test))
+                steps[m_name] = bench.chip.steps
+                wall[m_name] = wall.get(m_name, 0.0) + seconds
     elapsed = time.perf_counter() - t_start
 
     shapes = Network(network_params(), 64, np.random.default_rng(0),

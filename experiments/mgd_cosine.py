@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from devsim.activations import Identity
-from devsim.hardware import Hardware
+from devsim.bench import Bench
 from devsim.network import LayerParams, Network, NetworkParams
-from trainer.base import Window
+from trainer.base import Setup, Timescales, Window
+from trainer.executors import Plain
 from trainer.mgd import MGDParams
 
 KS = (16, 64, 256, 1024)
@@ -34,22 +35,23 @@ def _problem(K, seed):
     rng = np.random.default_rng(seed)
     net = Network(NetworkParams(layers=(LayerParams(units=1, activation=Identity()),)),
                   K - 1, rng, rng)
-    hw = Hardware(net, "mse")
+    bench = Bench(net, "mse")
     x, y = rng.normal(size=K - 1), rng.normal(size=1)
-    return hw, x, y, hw.reference().gradient(hw.read_params(), x[None], y[None])
+    return bench.chip, x, y, bench.reference().gradient(bench.read_params(), x[None], y[None])
 
 
 def cosines(K, T, kind, seed=0):
-    hw, x, y, g = _problem(K, seed)
+    chip, x, y, g = _problem(K, seed)
     est = MGDParams(target="weights", perturbation=kind, epsilon=1e-4).build(
-        hw, np.random.default_rng(seed))
+        Setup(chip, np.random.default_rng(seed), Timescales(tau_p=1)))
+    executor = Plain(chip)
     new = np.zeros(T, bool)
     new[0] = True
     window = Window(np.repeat(x[None], T, 0), np.repeat(y[None], T, 0), new)
     trials = int(np.clip(BUDGET / (T * K), 8, 200))
     out = []
     for _ in range(trials):
-        G = est.estimate(hw, window).gradient
+        G = executor.window(est, window).gradient
         out.append(G @ g / np.linalg.norm(G) / np.linalg.norm(g))
     return float(np.mean(out)), float(np.std(out) / np.sqrt(trials))
 

@@ -39,16 +39,16 @@ def method_config(config, method: str, lr: float, decorrelation_lr: float, **est
 def train_and_evaluate(config, epochs: float) -> dict:
     """Train for ``epochs`` passes over the training set; final train and test accuracy."""
     built = build(config)
-    hw, data = built.hardware, built.data
+    bench, data = built.bench, built.data
     updates = int(round(epochs * len(data.x_train) / config.train.timescales.tau_theta))
     t0 = time.perf_counter()
     for _ in range(updates):
         built.loop.update()
     seconds = time.perf_counter() - t0
-    train = evaluate(hw, data.x_train, data.y_train, data.labels_train)
-    test = evaluate(hw, data.x_test, data.y_test, data.labels_test)
+    train = evaluate(bench, data.x_train, data.y_train, data.labels_train)
+    test = evaluate(bench, data.x_test, data.y_test, data.labels_test)
     return {"train": train["accuracy"], "test": test["accuracy"], "seconds": seconds,
-            "steps": hw.steps}
+            "steps": bench.chip.steps}
 
 
 def run_methods(config, methods: dict, epochs: float, seeds) -> dict:

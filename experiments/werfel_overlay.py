@@ -43,13 +43,13 @@ def simulate(config, estimator, lr: float, updates: int, seeds: range) -> np.nda
     errors = np.empty((updates + 1, len(seeds)))
     for j, seed in enumerate(seeds):
         built = build(config.replace(seed=seed))
-        hw = built.hardware
-        n_out, n_in = hw.layer_shapes[0]
+        bench = built.bench
+        n_out, n_in = bench.chip.layer_shapes[0]
         if updates > len(built.data.x_train):
             raise ValueError("more updates than training samples: samples would repeat")
         w_star = teacher_weights(built.data)
         for t in range(updates + 1):
-            w = hw.read_params()[: n_out * n_in].reshape(n_out, n_in)
+            w = bench.read_params()[: n_out * n_in].reshape(n_out, n_in)
             errors[t, j] = np.sum((w - w_star) ** 2)
             if t < updates:
                 built.loop.update()
