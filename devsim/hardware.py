@@ -34,7 +34,8 @@ class Request(NamedTuple):
     ``x`` holds the inputs of layer ``start`` (0: the network's inputs; a later layer:
     the suffix of the network runs from that layer's recorded input); ``y`` the targets.
     Perturbations have one row per probe and, as columns, the nodes or parameters of the
-    layers that run (the chip's flat layouts from layer ``start`` on). ``noisy`` lets the
+    layers that run (the chip's flat layouts from layer ``start`` on), or of the first
+    of them only (whole layers: the later ones run unperturbed). ``noisy`` lets the
     chip's intrinsic node noise act; ``record`` asks for each layer's input and
     pre-activation, the local signals of its synapse and neuron circuits. ``seeded``
     (integer chips) runs every row ``count`` times with integer directions drawn in the
@@ -149,15 +150,17 @@ class Hardware:
         if not 0 <= start < len(self.layer_shapes):
             raise ValueError(f"start layer {start} is not a layer of this chip")
         nodes = self.n_nodes - self.node_offsets[start]
-        params = self.n_params - self.param_offsets[start]
-        _check_rows(x, request.node_perturbation, nodes, "node_perturbation")
-        _check_rows(x, request.weight_perturbation, params, "weight_perturbation")
+        _check_rows(x, request.node_perturbation, self.node_offsets[start:], "node_perturbation")
+        _check_rows(x, request.weight_perturbation, self.param_offsets[start:],
+                    "weight_perturbation")
         node = request.node_perturbation
         if request.noisy:
             if self._network.node_noise is None:
                 raise ValueError("noisy pass requested but network.node_noise is not set")
             noise = self._network.node_noise.sample(x.shape[0])[:, self.n_nodes - nodes:]
-            node = noise if node is None else noise + node
+            if node is not None:
+                noise[:, :node.shape[1]] += node
+            node = noise
         if request.seeded is not None and self.capabilities.integer is None:
             raise ValueError("seeded directions need a chip whose layers are all integer")
         out = self._network.run(x, node, request.weight_perturbation, record=request.record,
@@ -210,7 +213,14 @@ class Hardware:
                              "(set network.decorrelation: true)")
 
 
-def _check_rows(x, perturbation, width, name):
-    if perturbation is not None and perturbation.shape != (x.shape[0], width):
-        raise ValueError(f"{name} has shape {perturbation.shape}, "
-                         f"expected ({x.shape[0]}, {width})")
+def _check_rows(x, perturbation, offsets, name):
+    """A perturbation must have a row per probe and cover whole layers from the first
+    one run (``offsets``: its layers' starts in the flat layout, and the end)."""
+    if perturbation is None:
+        return
+    widths = [int(o - offsets[0]) for o in offsets[1:]]
+    if (perturbation.ndim != 2 or perturbation.shape[0] != x.shape[0]
+            or perturbation.shape[1] not in widths):
+        raise ValueError(f"{name} has shape {perturbation.shape}, expected "
+                         f"({x.shape[0]}, {widths[-1]}) (or the width of the first "
+                         f"layers run: {', '.join(map(str, widths[:-1])) or 'none'})")

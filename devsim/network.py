@@ -209,15 +209,10 @@ class Network:
             if self.decorrelation is not None:
                 h = parallel.matmul(h, self.decorrelation[i].T,
                                     np.empty((len(h), self.shapes[i][1])), first)
-            node = wgt = None
-            if node_perturbation is not None:
-                node = node_perturbation[first:first + rows,
-                                         self.node_offsets[i] - node0:
-                                         self.node_offsets[i + 1] - node0]
-            if weight_perturbation is not None:
-                wgt = weight_perturbation[first:first + rows,
-                                          self.param_offsets[i] - param0:
-                                          self.param_offsets[i + 1] - param0]
+            node = _columns(node_perturbation, first, rows, self.node_offsets[i] - node0,
+                            self.node_offsets[i + 1] - node0)
+            wgt = _columns(weight_perturbation, first, rows, self.param_offsets[i] - param0,
+                           self.param_offsets[i + 1] - param0)
             if i == start and seeded is not None:
                 bias = self.params.layers[i].bias  # an absent bias is never perturbed
                 a = self._seeded_layer(device, h, seeded if bias else seeded._replace(mu_bias=0))
@@ -311,3 +306,11 @@ class Network:
                 raise ValueError(f"decorrelation update has shape {delta.shape}, "
                                  f"expected {matrix.shape}")
             matrix += delta
+
+
+def _columns(perturbation, first, rows, lo, hi):
+    """Rows ``first .. first + rows`` and columns ``lo .. hi`` of a perturbation, or None
+    where there is none or it ends before ``hi`` (it covers only earlier layers)."""
+    if perturbation is None or perturbation.shape[1] < hi:
+        return None
+    return perturbation[first:first + rows, lo:hi]

@@ -132,3 +132,16 @@ def test_bernoulli_noise_levels():
     assert set(np.unique(s)) == {-1.0, -0.5}
     n = s.size
     assert abs((s == -0.5).mean() - 0.25) < 5 * np.sqrt(0.25 * 0.75 / n)
+
+
+def test_perturbations_cover_whole_layers_from_the_first_run(rng):
+    hw = make_hardware((5, 4, 3, 2))
+    x, y = rng.normal(size=(6, 5)), rng.random((6, 2))
+    node = rng.normal(size=(6, hw.n_nodes))
+    first_only = node.copy()
+    first_only[:, 4:] = 0.0
+    np.testing.assert_array_equal(hw.cost(x, y, node_perturbation=node[:, :4]),
+                                  hw.cost(x, y, node_perturbation=first_only))
+    with pytest.raises(ValueError, match=r"expected \(6, 9\) \(or the width of the first "
+                                         r"layers run: 4, 7\)"):
+        hw.cost(x, y, node_perturbation=node[:, :5])

@@ -41,12 +41,14 @@ def quantized_hardware(widths=(4, 3, 2), seed=0, loss="mse"):
     return chip_of(quantize_network(net, x), loss), net, x
 
 
-def suffix_costs(hw, layer, inputs, y, node_perturbation=None, weight_perturbation=None):
+def suffix_costs(hw, layer, inputs, y, node_perturbation=None, weight_perturbation=None,
+                 padded=False):
     """Costs of the network run from layer ``layer``'s recorded ``inputs``, perturbing
-    that layer only (its nodes or parameters, padded to the suffix's layouts)."""
+    that layer only: its nodes or parameters (``padded``: with zero columns for the
+    later layers, the full width of the suffix)."""
     def pad(part, offsets):
-        if part is None:
-            return None
+        if part is None or not padded:
+            return part
         out = np.zeros((len(part), offsets[-1] - offsets[layer]))
         out[:, :part.shape[1]] = part
         return out
@@ -106,6 +108,9 @@ def test_suffix_probe_equals_full_probe_and_counts_steps():
         suffix = suffix_costs(hw, layer, clean.inputs[layer], y, node_perturbation=node[:, lo:hi])
         assert np.array_equal(suffix, full)
         assert hw.steps == steps + 16
+        padded = suffix_costs(hw, layer, clean.inputs[layer], y, padded=True,
+                              node_perturbation=node[:, lo:hi])
+        assert np.array_equal(padded, full)  # the layer's own columns, or the suffix's
         lo, hi = hw.param_offsets[layer], hw.param_offsets[layer + 1]
         wgt = np.zeros((16, hw.n_params))
         wgt[:, lo:hi] = rng.integers(-3, 4, (16, hi - lo)) * hw.capabilities.integer.param_lsb[lo:hi]

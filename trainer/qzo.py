@@ -143,17 +143,6 @@ class QZO(Estimator):
                 gradient[span] = yield from self._node_estimate(layer, clean, y)
         return Estimate(gradient, float(clean.costs.mean()))
 
-    def _suffix(self, layer: int, rows: int, nodes=None, params=None):
-        """Perturbation rows of layer ``layer``'s own nodes or parameters, in the layout of
-        the layers a suffix run from it covers (later layers unperturbed)."""
-        if nodes is not None:
-            out = np.zeros((rows, self.node_offsets[-1] - self.node_offsets[layer]))
-            out[:, :nodes.shape[1]] = nodes
-        else:
-            out = np.zeros((rows, self.param_offsets[-1] - self.param_offsets[layer]))
-            out[:, :params.shape[1]] = params
-        return out
-
     def _weight_estimate(self, layer, clean, y):
         """The layer's estimate in LSB units from n shared directions over the batch."""
         p, n = self.params, self.params.queries
@@ -169,10 +158,8 @@ class QZO(Estimator):
         else:
             span = slice(self.param_offsets[layer], self.param_offsets[layer + 1])
             minus_step = -(u * mu) * self.param_lsb[span]  # whole LSBs: land exactly
-            rows = len(inputs) * n
             minus = (yield Request(np.repeat(inputs, n, axis=0), np.repeat(y, n, axis=0),
-                                   weight_perturbation=self._suffix(
-                                       layer, rows, params=np.tile(minus_step, (len(inputs), 1))),
+                                   weight_perturbation=np.tile(minus_step, (len(inputs), 1)),
                                    start=layer)).costs.reshape(-1, n)
             change = (plus - minus).mean(axis=0) / 2.0
         g = change @ u / (n * mu)
@@ -194,13 +181,12 @@ class QZO(Estimator):
         lsb = self.node_lsb[self.node_offsets[layer]:self.node_offsets[layer + 1]]
         rows, targets = np.repeat(inputs, n, axis=0), np.repeat(y, n, axis=0)
         step = (p.mu_node * u * lsb).reshape(batch * n, n_out)  # whole LSBs: land exactly
-        plus = (yield Request(rows, targets, node_perturbation=self._suffix(
-            layer, len(rows), nodes=step), start=layer)).costs
+        plus = (yield Request(rows, targets, node_perturbation=step, start=layer)).costs
         if p.difference == "forward":
             change = plus.reshape(batch, n) - clean.costs[:, None]
         else:
-            minus = (yield Request(rows, targets, node_perturbation=self._suffix(
-                layer, len(rows), nodes=-step), start=layer)).costs
+            minus = (yield Request(rows, targets, node_perturbation=-step,
+                                   start=layer)).costs
             change = (plus - minus).reshape(batch, n) / 2.0
         g_nodes = np.einsum("bq,bqk->bk", change, u) / (n * p.mu_node)
         if p.scale_correction:
