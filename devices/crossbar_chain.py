@@ -1,21 +1,19 @@
-"""A network of crossbar layers run as one compiled pass, its probe rows shared with
-spinning helper threads.
+"""A network of crossbar layers run as one compiled pass per part of its probe rows.
 
 At 64 probes a noisy 64-256-256-10 crossbar network spends as long outside its GEMMs
-as in them: DAC, column noise and ADC, activations (one core), and about 10 us of
-Python per layer. Splitting the rows across threads pays only from a few hundred
-probes, because waking a sleeping thread costs 30-70 us here
-(:mod:`devsim.parallel`). :class:`Chain` runs every layer of a pass, for a contiguous
-part of the rows, in one compiled call: the DAC (:func:`~devices.crossbar_periphery.dac_kernel`),
-NumPy's own GEMM (:func:`devsim.blas.matmul`, so the products round as
-``numpy.matmul``'s), the readout (:func:`~devices.crossbar_periphery.readout_rows`) and the
-activation (:func:`devsim.activations.apply_in_place`). The other parts run on the
-helpers of :mod:`devsim.spin`, reached in about a microsecond.
+as in them: DAC, column noise and ADC, activations, and about 10 us of Python per
+layer. :class:`Chain` runs every layer of a pass, for a contiguous part of the rows, in
+one compiled call: the DAC (:func:`~devices.crossbar_periphery.dac_kernel`), NumPy's
+own GEMM (:func:`devsim.blas.matmul`, so the products round as ``numpy.matmul``'s),
+the readout (:func:`~devices.crossbar_periphery.readout_rows`) and the activation
+(:func:`devsim.activations.apply_in_place`). Calls of many probes are cut into parts of
+whole blocks that run on :mod:`devsim.parallel`'s threads, which sleep between passes.
 
 A pass computes what the layer-by-layer path (:meth:`devsim.network.Network.run`)
 computes, bit for bit: the same kernels, the same noise draws (indexed by probe), and
-products by the same BLAS calls. As there, BLAS is held to one thread while the rows
-are split, and products agree to the last bit only between equal splits.
+products by the same BLAS calls on the same canonical blocks of rows, BLAS held to one
+thread. Where NumPy's CBLAS entry points cannot be found (:data:`devsim.blas.AVAILABLE`)
+networks keep to the layer-by-layer path.
 
 Chains cover layers of one row tile with uniform read noise (a differential pair, or
 a reference column without read noise), of one precision, with sigmoid, ReLU or
@@ -26,25 +24,20 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 from numba import carray, njit
 
 from devices.crossbar import Crossbar
 from devices.crossbar_periphery import dac_kernel, readout_rows
-from devsim import blas, parallel, spin
+from devsim import blas, parallel
 from devsim.activations import apply_in_place
 from devsim.native import pointer
 
-MIN_ROWS_PER_PART = parallel.BLOCK_ROWS
-"""Fewest probe rows worth a part of their own (a part is made of whole canonical
-blocks, :mod:`devsim.parallel`)."""
-MAX_LAYERS, MAX_PARTS = 64, 64
+MAX_LAYERS = 64
 
 # the integer arguments: a header, then one group per layer; floats: one group per layer
 _LAYERS, _ROWS, _X, _OUT, _NODE, _NODE_COLS, _WORK, _MAX_IN, _MAX_OUT, _BLOCK = range(10)
-_BOUNDS = 10                     # part p has rows _BOUNDS + p .. _BOUNDS + p + 1
-_CBLAS = _BOUNDS + MAX_PARTS + 1  # devsim.blas.entry_points()
+_CBLAS = 10                      # devsim.blas.entry_points()
 _HEAD = _CBLAS + 8
 _LAYER_INTS, _LAYER_FLOATS = 16, 8
 # per layer: Crossbar.chain_layer's ints, then the activation, the call's first draw,
@@ -139,47 +132,33 @@ def _pass(ai, af, t0, t1, real):
 
 
 @njit(cache=True, nogil=True)
-def _part(ai, af, part, real):
-    """Part ``part`` of the pass, in precision ``real``; whether it raised."""
+def _rows(ai, af, t0, t1, precision):
+    """Rows t0 <= t < t1 of the pass, in the precision of the empty array ``precision``
+    (a dtype-class argument would cost 11 us of dispatch a call); whether it raised."""
     try:
-        _pass(ai, af, ai[_BOUNDS + part], ai[_BOUNDS + part + 1], real)
+        _pass(ai, af, t0, t1, precision.dtype.type)
     except Exception:  # noqa: BLE001 (reported to the caller, which raises)
         return True
     return False
 
 
-@njit(cache=True, nogil=True)
-def _serve(ctrl, k, budget_ns, ai, af, precision):
-    """Part 0 for the caller (k = -1), or helper k's loop (see :class:`devsim.spin.Team`);
-    the pass's precision is the dtype of the empty array ``precision`` (a dtype-class
-    argument would cost 11 us of dispatch a call)."""
-    real = precision.dtype.type
-    if k < 0:
-        return _part(ai, af, 0, real)
-    while True:
-        part = spin.await_job(ctrl, k, budget_ns)
-        if part == 0:
-            return False
-        spin.finish(ctrl, k, _part(ai, af, part, real))
+_arguments: dict = {}
+_owners: dict = {}  # precision -> the chain whose layers the argument arrays describe
+_arguments_lock = threading.Lock()
 
 
-_teams: dict = {}
-_teams_lock = threading.Lock()
-
-
-def _team(precision: str) -> spin.Team:
-    """The process's helpers and argument arrays for chains of one precision (each
-    precision compiles its own pass, on first use)."""
-    with _teams_lock:
-        team = _teams.get(precision)
-        if team is None:
+def _shared_arguments(precision: str):
+    """The process's argument arrays (ints, floats, precision, lock) for chains of one
+    precision (each precision compiles its own pass, on first use)."""
+    with _arguments_lock:
+        args = _arguments.get(precision)
+        if args is None:
             ai = np.zeros(_HEAD + _LAYER_INTS * MAX_LAYERS, dtype=np.int64)
             af = np.zeros(_LAYER_FLOATS * MAX_LAYERS)
             ai[_CBLAS:_CBLAS + 5] = blas.entry_points()
-            n_helpers = max(0, min(numba.config.NUMBA_NUM_THREADS, MAX_PARTS) - 1)
-            team = _teams[precision] = spin.Team(_serve, n_helpers, ai, af,
-                                                 np.empty(0, dtype=precision))
-        return team
+            args = _arguments[precision] = (ai, af, np.empty(0, dtype=precision),
+                                            threading.Lock())
+        return args
 
 
 class Chain:
@@ -198,8 +177,8 @@ class Chain:
     @classmethod
     def of(cls, devices, activations) -> "Chain | None":
         """A chain of these layers, or None where one of them cannot be compiled (or
-        this platform lacks NumPy's CBLAS entry points or spinning helpers)."""
-        if not (blas.AVAILABLE and spin.AVAILABLE) or not 0 < len(devices) <= MAX_LAYERS:
+        this platform lacks NumPy's CBLAS entry points)."""
+        if not blas.AVAILABLE or not 0 < len(devices) <= MAX_LAYERS:
             return None
         if not all(isinstance(d, Crossbar) and d.chain_layer() is not None
                    for d in devices):
@@ -219,14 +198,9 @@ class Chain:
         if node_perturbation is not None:
             node_perturbation = np.ascontiguousarray(node_perturbation, dtype=np.float64)
         bases = [d.begin_forward(n_rows) for d in self.devices]
-        team = _team(self._precision)
-        parts = 1
-        if n_rows >= 2 * MIN_ROWS_PER_PART and team.n_helpers:
-            parts = min(team.n_helpers + 1, numba.get_num_threads(),
-                        n_rows // MIN_ROWS_PER_PART)
-        with team.lock:
-            ai, af, _ = team.args
-            self._describe(team, ai, af)
+        ai, af, precision, lock = _shared_arguments(self._precision)
+        with lock:
+            self._describe(ai, af, precision.dtype.name)
             for index, base in enumerate(bases):
                 ai[_HEAD + _LAYER_INTS * index + _BASE] = base
             ai[_ROWS], ai[_X], ai[_OUT] = n_rows, x.ctypes.data, out.ctypes.data
@@ -238,9 +212,13 @@ class Chain:
                 ai[_NODE_COLS] = node_perturbation.shape[1]
                 for index, offset in enumerate(node_offsets[:-1]):
                     ai[_HEAD + _LAYER_INTS * index + _NODE_OFFSET] = offset
-            ai[_BOUNDS:_BOUNDS + parts + 1] = parallel.part_bounds(n_rows, parts)
+
+            def rows(t0, t1):
+                if _rows(ai, af, t0, t1, precision):
+                    raise RuntimeError("a compiled crossbar pass raised an error")
+
             with parallel.single_threaded_blas():
-                team.run(parts)
+                parallel.run_split(rows, n_rows, parallel.row_threads(n_rows))
         return out
 
     def _work_space(self, n_rows):
@@ -253,11 +231,11 @@ class Chain:
             self._work = np.empty(size)
         return self._work
 
-    def _describe(self, team, ai, af):
-        """Put the layers' parameters into the team's arrays, unless this chain put them
-        there last and no device has changed since."""
+    def _describe(self, ai, af, precision):
+        """Put the layers' parameters into the shared argument arrays, unless this chain
+        put them there last and no device has changed since."""
         versions = [d.version for d in self.devices]
-        if team.owner is self and versions == self._versions:
+        if _owners.get(precision) is self and versions == self._versions:
             return
         if versions != self._versions:
             self._layers = [d.chain_layer() for d in self.devices]
@@ -270,4 +248,4 @@ class Chain:
             ai[b:b + len(ints)] = ints
             ai[b + _ACT] = code
             af[_LAYER_FLOATS * index:_LAYER_FLOATS * index + len(floats)] = floats
-        team.owner = self
+        _owners[precision] = self

@@ -1,12 +1,10 @@
-"""Low-level pieces for compiled code that shares memory between threads and calls C.
+"""Low-level pieces for compiled code that calls C and views arrays passed by address.
 
-Numba has no atomics and calls C functions only through ctypes objects fixed at
-compile time (which keep a function from being cached). These intrinsics fill the gap:
+Numba calls C functions only through ctypes objects fixed at compile time (which keep
+a function from being cached). These intrinsics (Numba's public extension API) fill the
+gap:
 
-* :func:`load_acquire`, :func:`store_release`, :func:`store_seq_cst`: an int64 array
-  element read or written as an atomic, so that a loop waiting for another thread's
-  store reloads it every time and sees the data written before it;
-* :func:`call_void`, :func:`call_int`: call a C function through its address (an
+* :func:`call_void`: call a C function returning void through its address (an
   argument, so the caller stays cacheable), with arrays passed as their data pointers;
 * :func:`pointer`: an address as a typed pointer, to view an array passed by address.
 
@@ -16,50 +14,10 @@ globals (which a cached function would keep from the process that compiled it).
 from __future__ import annotations
 
 import ctypes
-import sys
 
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
-
-
-def _element_pointer(context, builder, array_type, array, index):
-    ary = context.make_array(array_type)(context, builder, array)
-    return cgutils.get_item_pointer(context, builder, array_type, ary, [index])
-
-
-@intrinsic
-def load_acquire(typingctx, array, index):
-    """``array[index]`` (int64) read atomically with acquire ordering."""
-    if not (isinstance(array, types.Array) and array.dtype == types.int64):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
-        return builder.load_atomic(ptr, "acquire", 8)
-    return types.int64(array, types.intp), codegen
-
-
-def _store(ordering):
-    def store(typingctx, array, index, value):
-        if not (isinstance(array, types.Array) and array.dtype == types.int64):
-            return None
-
-        def codegen(context, builder, signature, args):
-            ptr = _element_pointer(context, builder, signature.args[0], args[0], args[1])
-            value = context.cast(builder, args[2], signature.args[2], types.int64)
-            builder.store_atomic(value, ptr, ordering, 8)
-            return context.get_dummy_value()
-        return types.void(array, types.intp, types.int64), codegen
-    store.__name__ = store.__qualname__ = f"store_{ordering}"
-    store.__doc__ = f"``array[index] = value`` (int64) stored atomically, {ordering} ordering."
-    return intrinsic(store)
-
-
-store_release = _store("release")
-store_seq_cst = _store("seq_cst")
-"""Sequentially consistent: a later load of another element is not moved before it
-(what a flag handshake between two threads needs, a full fence on x86)."""
 
 
 def _llvm_argument(context, builder, numba_type, value):
@@ -94,8 +52,6 @@ def _caller(return_type):
 
 call_void = intrinsic(_caller(types.void))
 call_void.__doc__ = """``f(*args)`` for the C function at ``address`` returning void."""
-call_int = intrinsic(_caller(types.int32))
-call_int.__doc__ = """``f(*args)`` for the C function at ``address`` returning int."""
 
 
 def c_address(library: ctypes.CDLL, name: str) -> int:
@@ -104,19 +60,6 @@ def c_address(library: ctypes.CDLL, name: str) -> int:
         return ctypes.cast(getattr(library, name), ctypes.c_void_p).value or 0
     except AttributeError:
         return 0
-
-
-try:
-    _LIBC = ctypes.CDLL(None)  # the C library of this process (POSIX)
-except OSError:  # Windows: no spinning helpers
-    _LIBC = None
-SCHED_YIELD = c_address(_LIBC, "sched_yield") if _LIBC is not None else 0
-"""``sched_yield``: a spinning thread's pause, which lets the core go to a runnable
-thread (a BLAS worker, the main thread) at once; 0 where the C library has none."""
-CLOCK_GETTIME = c_address(_LIBC, "clock_gettime") if _LIBC is not None else 0
-"""``clock_gettime``, with which a spinning thread keeps to its time budget."""
-CLOCK_MONOTONIC = 6 if sys.platform == "darwin" else 1  # the clock id of clock_gettime
-
 
 
 @intrinsic

@@ -1,7 +1,6 @@
 """Compiled crossbar passes (devices.crossbar_chain) against the layer-by-layer path,
 NumPy's BLAS called from compiled code, and the compiled activations."""
 import pickle
-import time
 
 import numba
 import numpy as np
@@ -9,11 +8,11 @@ import pytest
 
 from devices.crossbar import CrossbarParams
 from devices.crossbar_chain import Chain
-from devsim import blas, spin
+from devsim import blas
 from devsim.activations import RELU, SIGMOID, Identity, ReLU, Sigmoid, Tanh, apply_in_place
 from devsim.network import LayerParams, Network, NetworkParams
 
-pytestmark = pytest.mark.skipif(not (blas.AVAILABLE and spin.AVAILABLE),
+pytestmark = pytest.mark.skipif(not blas.AVAILABLE,
                                 reason="no NumPy CBLAS entry points or no sched_yield")
 
 NOISY = dict(read_noise=0.01, dac_bits=7, input_range=1.0, adc_bits=9, output_range=12.0,
@@ -90,11 +89,17 @@ def test_chain_sees_writes_and_new_read_times():
     assert_same_passes(chained, layered, batch=20)
 
 
-def test_helpers_that_fell_asleep_are_woken():
-    chained, layered = networks(**NOISY)
-    assert_same_passes(chained, layered, batch=64, calls=1)
-    time.sleep(3 * spin.SPIN_S)
-    assert_same_passes(chained, layered, batch=64, calls=1)
+def test_without_numpys_cblas_networks_keep_to_the_layer_path(monkeypatch):
+    """Where NumPy's CBLAS entry points cannot be found, no chain is built and passes
+    give the same results through the layer-by-layer path."""
+    chained, _ = networks(**NOISY)
+    monkeypatch.setattr(blas, "AVAILABLE", False)
+    layers = (LayerParams(units=20, activation=Sigmoid()), LayerParams(units=7, activation=Sigmoid()))
+    fallback = Network(NetworkParams(layers=layers, device=CrossbarParams(**NOISY)), 12,
+                       np.random.default_rng(0), np.random.default_rng(1))
+    assert fallback._chain is None and chained._chain is not None
+    x = np.random.default_rng(3).uniform(-1, 1, (40, 12))
+    np.testing.assert_array_equal(fallback.run(x).outputs, chained.run(x).outputs)
 
 
 def test_pickled_network_rebuilds_its_chain():
