@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from devsim.cli import docs, runs, traces, tune
+from devsim.cli import analysis, docs, runs, traces, tune
 from devsim.cli.common import EXIT_BAD_INPUT, fail
 
-COMMANDS = (runs, traces, tune, docs)
+COMMANDS = (runs, traces, tune, analysis, docs)
 """Command modules, in the order ``devsim --help`` lists them."""
 
 __all__ = ["main", "parser", "EXIT_BAD_INPUT"]
