@@ -103,7 +103,7 @@ def test_activity_and_analyse_find_the_drifted_neurons(trace, tmp_path, capsys):
     assert main(["analyse", str(fresh), str(faulty), "--json", "--png", str(png)]) == 0
     info = json.loads(capsys.readouterr().out)
     assert {row["node"] for row in info["ranking"][:2]} == {"L0.2", "L0.5"}
-    assert info["converged"] and info["criterion"] == "bic"
+    assert info["converged"] and info["criterion"] == "ebic"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["analyse", str(fresh), str(faulty), "--method", "fused", "--lambda2", "0.05",
                  "--png", str(png)]) == 0

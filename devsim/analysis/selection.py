@@ -109,7 +109,9 @@ class LambdaPath(NamedTuple):
     def ranking(self) -> np.ndarray:
         """Nodes in the order they enter the path as lambda2 falls, ties (including
         the nodes that never enter) by decreasing score in the fit at the smallest
-        lambda2."""
+        lambda2, the least shrunk. (Breaking ties at the lambda2 where they enter
+        instead ranks worse for the group lasso, whose nodes all enter at once: top-k
+        precision 0.47 against 0.67 in the hardest synthetic case.)"""
         last = self.results[int(np.argmin(self.lambda2s))]
         return np.lexsort((-last.node_scores, -self.entry))
 

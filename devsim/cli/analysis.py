@@ -98,11 +98,11 @@ def register(sub) -> None:
     sp.add_argument("--method", choices=("pnjgl", "fused", "group"), default="pnjgl",
                     help="perturbed-node joint graphical lasso, or a joint graphical lasso "
                          "baseline")
-    sp.add_argument("--lambda1", type=float, default=0.1,
+    sp.add_argument("--lambda1", type=float, default=0.3,
                     help="l1 weight per sample (on standardised activity)")
     sp.add_argument("--lambda2", type=float,
                     help="difference weight per sample (default: chosen on a path)")
-    sp.add_argument("--criterion", choices=("bic", "ebic", "aic"), default="bic",
+    sp.add_argument("--criterion", choices=("bic", "ebic", "aic"), default="ebic",
                     help="information criterion that chooses lambda2")
     sp.add_argument("--path-points", type=int, default=12, help="lambda2 values on the path")
     sp.add_argument("--top", type=int, default=10, help="ranked nodes to list")
