@@ -5,6 +5,7 @@ import json
 import typing
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -13,6 +14,7 @@ from devsim.analysis.records import ActivityRecord, read_activity, write_activit
 from devsim.cli import main
 from devsim.config import ConfigError, loads
 from devsim.params import invalid_values
+from devsim.trace import TraceError
 
 ROOT = Path(__file__).parents[1]
 SMALL = ["train.steps=30000", "train.eval_every=30000", "network.layers[0].units=8"]
@@ -79,6 +81,15 @@ def test_activity_record_round_trip(tmp_path):
     np.testing.assert_array_equal(back.activity, record.activity)
     assert back.names == ["L0.0", "L0.1", "L1.0"] and back.condition == "fresh"
     assert back.attrs["chip_seed"] == 3 and not (tmp_path / "a.h5.partial").exists()
+    with h5py.File(tmp_path / "a.h5", "a") as f:
+        del f["neuron"]
+        f["neuron"] = np.arange(4)
+    with pytest.raises(TraceError, match="shape \\(4, 3\\) does not match its 3 layer and 4"):
+        read_activity(tmp_path / "a.h5")
+    with h5py.File(tmp_path / "a.h5", "a") as f:
+        del f["layer"]
+    with pytest.raises(TraceError, match="activity record without layer$"):
+        read_activity(tmp_path / "a.h5")
 
 
 def test_activity_and_analyse_find_the_drifted_neurons(trace, tmp_path, capsys):

@@ -84,4 +84,12 @@ def read_activity(path: str | Path) -> ActivityRecord:
                     "TRACE --out FILE'" if "devsim_trace_version" in f.attrs else "")
             raise TraceError(f"{path}: not an activity record{hint}")
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-        return ActivityRecord(f["activity"][()], f["layer"][()], f["neuron"][()], attrs)
+        missing = [name for name in ("activity", "layer", "neuron") if name not in f]
+        if missing:
+            raise TraceError(f"{path}: activity record without {', '.join(missing)}")
+        activity, layer, neuron = (f[name][()] for name in ("activity", "layer", "neuron"))
+    if (activity.ndim != 2 or layer.shape != activity.shape[1:]
+            or neuron.shape != activity.shape[1:]):
+        raise TraceError(f"{path}: activity of shape {activity.shape} does not match its "
+                         f"{len(layer)} layer and {len(neuron)} neuron indices")
+    return ActivityRecord(activity, layer, neuron, attrs)
