@@ -12,6 +12,7 @@ from devsim import config as cfg
 from devsim.data import DataParams, Digits
 from devsim.network import NetworkParams
 from devsim.params import Params, param
+from devsim.tune.params import TuneParams
 from trainer.base import EstimatorParams
 from trainer.loop import Timescales
 from trainer.mgd import MGDParams
@@ -71,6 +72,9 @@ class RunConfig(Params):
     """Training controller."""
     trace: TraceParams = field(default_factory=TraceParams)
     """Trace output."""
+    tune: TuneParams | None = None
+    """A study over this config (``devsim tune``): search space, objectives, trials;
+    ignored by ``devsim run``."""
 
 
 def load_config(path, overrides=()) -> RunConfig:

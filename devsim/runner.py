@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -17,7 +18,13 @@ from devsim.hardware import Hardware
 from devsim.runconfig import RunConfig, load_config
 from devsim.trace import TraceWriter
 
-__all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target"]
+__all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target", "StopRun"]
+
+
+class StopRun(Exception):
+    """Raised by an ``on_evaluation`` callback of :func:`run` to end the run early (a
+    tuning trial its pruner gave up on): the run stops after that evaluation, its trace
+    is closed as usual, and the summary's ``stopped`` holds the exception's message."""
 
 
 def evaluate(hardware: Hardware, x: np.ndarray, y: np.ndarray,
@@ -147,12 +154,15 @@ def _load_checkpoint(path: Path, config: RunConfig) -> tuple[RunState, dict]:
 
 
 def run(config: RunConfig, out: str | Path | None = None, progress: bool = False,
-        source: str = "<config>", resume: bool = False) -> dict:
+        source: str = "<config>", resume: bool = False,
+        on_evaluation: Callable[[int, dict], None] | None = None) -> dict:
     """Train as configured, write the trace, and return the run summary.
 
     With ``resume=True`` the run continues from its checkpoint (``<trace>.ckpt``,
     written every ``trace.checkpoint_every`` steps) and produces the same trace an
-    uninterrupted run would, wall times aside.
+    uninterrupted run would, wall times aside. ``on_evaluation(step, metrics)`` is
+    called after every evaluation (step 0 included) with the metrics written to the
+    trace; if it raises :class:`StopRun`, the run ends there as that class describes.
     """
     path = Path(out or config.trace.path or f"runs/{config.name}.h5")
     checkpoint = checkpoint_path(path)
@@ -176,6 +186,7 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
     train_rows = np.random.default_rng(0).permutation(len(data.x_train))[:config.train.eval_train_samples]
     budget, t0 = config.train.steps, time.perf_counter() - state.elapsed
     bar = _Progress(budget, progress, initial=hw.steps)
+    stopped = []  # the message of the StopRun that on_evaluation raised, if any
 
     def record_eval():
         test = evaluate(hw, data.x_test, data.y_test, data.labels_test)
@@ -189,12 +200,17 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
             state.eval_accuracy.append(test["accuracy"])
         writer.evaluation(hw.steps, **row)
         state.last_eval = row
+        if on_evaluation is not None:
+            try:
+                on_evaluation(hw.steps, dict(row))
+            except StopRun as stop:
+                stopped.append(str(stop) or "stopped")
 
     with writer:
         if not resume:
             writer.snapshot(0, **chip_state(hw))
             record_eval()
-        while hw.steps < budget:
+        while hw.steps < budget and not stopped:
             before = hw.steps
             stats = loop.update()
             state.rows.add({"cost": stats.cost, "estimate_norm": stats.estimate_norm,
@@ -217,6 +233,8 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                    "eval_reads": hw.eval_reads, "wall_seconds": wall,
                    "steps_per_second": hw.steps / wall, "final": state.last_eval,
                    "trace": str(path), "device": hw.meter(), "resumed": resume}
+        if stopped:
+            summary["stopped"] = stopped[0]
         if state.built.memory is not None:
             summary["memory"] = state.built.memory.to_dict()
         if state.eval_accuracy:
