@@ -122,6 +122,24 @@ def test_conditional_keys_are_checked_with_their_conditions(tmp_path):
         assert ("network.device.output_range" in t.params) == crossbar
 
 
+def test_readme_excerpt_is_the_shipped_study():
+    import re
+    readme = (ROOT / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if b.startswith("tune:")]
+    shipped = yaml.safe_load((ROOT / "configs/tune_crossbar.yaml").read_text())["tune"]
+    assert yaml.safe_load(block)["tune"] == shipped
+    assert loads((ROOT / "configs/tune_crossbar.yaml").read_text(), RunConfig, "tune_crossbar.yaml",
+                 base_dir=ROOT / "configs").tune.trials == 200
+
+
+def test_one_worker_on_a_new_study_is_reproducible(tmp_path):
+    space = LR_SPACE + [{"key": "network.layers[0].units", "type": "int", "low": 2, "high": 6}]
+    config = write_config(tmp_path, {"space": space, "trials": 3, "seed": 5,
+                                     "sampler": {"type": "tpe", "startup_trials": 1}})
+    a, b = (optimize(config, tmp_path / name, log=lambda line: None) for name in "ab")
+    assert [(t.params, t.values) for t in a.trials] == [(t.params, t.values) for t in b.trials]
+
+
 def test_folder_of_another_study_is_refused_in_one_line(tmp_path, capsys):
     config = write_config(tmp_path, {"space": LR_SPACE, "trials": 1})
     out = tmp_path / "study"
@@ -300,6 +318,8 @@ def test_two_workers_complete_the_trials_between_them_once_each(tmp_path):
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.params["train.optimizer.lr"] for t in trials}) == 8
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers ran trials
+    share = max(1, len(os.sched_getaffinity(0)) // 2)  # cores each worker holds to
+    assert all(t.user_attrs["threads"] == {"numba": share, "blas": share} for t in trials)
     traces = sorted((out / "trials").iterdir())
     assert traces == sorted(Path(t.user_attrs["traces"][0]) for t in trials)
     assert sum(line.startswith("[") for line in text.splitlines()) == 8

@@ -21,22 +21,24 @@ class Metric(NamedTuple):
     direction: str
     """``maximize`` or ``minimize``: which way is better."""
     label: str
-    """Axis label, unit included."""
+    """Axis label, without the unit."""
+    unit: str = ""
+    """Unit: an SI symbol (``J``, ``s``: axes then read 12 uJ, 3 ms) or a word."""
 
 
 METRICS = {
     "final_test_accuracy": Metric("maximize", "final test accuracy"),
     "best_test_accuracy": Metric("maximize", "best test accuracy"),
     "final_train_accuracy": Metric("maximize", "final train accuracy"),
-    "final_test_cost": Metric("minimize", "final test cost (loss)"),
-    "steps_to_target": Metric("minimize", "hardware steps to target accuracy"),
-    "energy_j": Metric("minimize", "device energy per training run (J)"),
-    "hardware_time_s": Metric("minimize", "device time per training run (s)"),
+    "final_test_cost": Metric("minimize", "final test cost", "loss"),
+    "steps_to_target": Metric("minimize", "time to target accuracy", "hardware steps"),
+    "energy_j": Metric("minimize", "device energy per training run", "J"),
+    "hardware_time_s": Metric("minimize", "device time per training run", "s"),
     "pulses": Metric("minimize", "programming pulses per training run"),
     "reads": Metric("minimize", "device reads per training run"),
-    "sram_bytes": Metric("minimize", "SRAM (bytes)"),
-    "flash_bytes": Metric("minimize", "flash (bytes)"),
-    "wall_seconds": Metric("minimize", "simulation wall time (s)"),
+    "sram_bytes": Metric("minimize", "SRAM", "bytes"),
+    "flash_bytes": Metric("minimize", "flash", "bytes"),
+    "wall_seconds": Metric("minimize", "simulation wall time", "s"),
 }
 """Metrics read from a run's summary."""
 
@@ -104,15 +106,15 @@ def unit(config: Params, path: tuple) -> str | None:
     return None
 
 
-def label(name: str, config: Params | None = None) -> str:
-    """Axis label of metric ``name`` (a config key's unit from its schema, if given)."""
+def label(name: str, config: Params | None = None) -> tuple[str, str]:
+    """Axis label and unit of metric ``name`` (a config key's unit from its schema, if
+    ``config`` is given)."""
     if name in METRICS:
-        return METRICS[name].label
+        return METRICS[name].label, METRICS[name].unit
     kind, rest = name.split(":", 1)
     if kind == "scalar":
-        return f"last logged {rest.replace('_', ' ')}"
-    found = unit(config, key_path(rest)) if config is not None else None
-    return f"{rest} ({found})" if found else rest
+        return f"last logged {rest.replace('_', ' ')}", ""
+    return rest, (unit(config, key_path(rest)) or "") if config is not None else ""
 
 
 def value(name: str, summary: dict, config: Params, trace_path=None) -> float:

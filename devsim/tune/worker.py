@@ -61,6 +61,14 @@ def limit_threads(n: int) -> None:
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
+def thread_counts() -> dict[str, int]:
+    """This process's Numba threads and the most threads of its BLAS libraries."""
+    import numba
+    from threadpoolctl import threadpool_info
+    blas = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return {"numba": numba.get_num_threads(), "blas": max(blas, default=0)}
+
+
 def sampler_seed(spec: WorkerSpec, trials) -> int:
     """The seed of this worker's sampler. Samplers draw from their own generator, so
     workers must not share a seed: it derives from the study seed, the trials already
@@ -116,6 +124,7 @@ def _take(study, target: int):
         return None
     trial = study.ask()
     trial.set_user_attr("worker", bookkeeping.identity())
+    trial.set_user_attr("threads", thread_counts())
     ahead = sum(1 for t in study.get_trials(deepcopy=False)
                 if bookkeeping.counts(t) and t.number < trial.number)
     if ahead >= target:  # another machine took the last one first
@@ -229,7 +238,7 @@ def _measure(trial, spec: WorkerSpec, point: dict) -> tuple[str, list[float], di
     attrs["metrics"] = means
     attrs["per_seed"] = per_seed
     attrs["spread"] = {name: float(np.std(v, ddof=1)) for name, v in per_seed.items()
-                       if len(v) > 1}
+                       if len(v) > 1 and not name.startswith("config:")}
     if tune.constraints:
         attrs["constraints"] = [x for c in tune.constraints for x in c.violations(means[c.metric])]
     values = [means[o.metric] for o in tune.objectives]
