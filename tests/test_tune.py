@@ -291,6 +291,28 @@ def study_tune(study):
     return study_config(study).tune
 
 
+def test_a_trial_taken_after_the_last_one_is_surplus_not_lost():
+    from devsim.tune import study as bookkeeping
+    from devsim.tune.worker import _take
+    study = optuna.create_study()
+    study.tell(study.ask(), 1.0)
+
+    class Racing:  # another machine asks for the last trial between our count and our ask
+        def __getattr__(self, name):
+            return getattr(study, name)
+
+        def ask(self):
+            study.ask()
+            return study.ask()
+
+    assert _take(Racing(), 2) is None
+    first, theirs, mine = study.get_trials(deepcopy=False)
+    assert theirs.state == TrialState.RUNNING and mine.state == TrialState.FAIL
+    assert "surplus" in mine.user_attrs and not bookkeeping.counts(mine)
+    assert not bookkeeping.is_lost(mine) and bookkeeping.recover(study, local_only=False) == []
+    assert _take(study, 2) is None and len(study.trials) == 3
+
+
 def test_pareto_front_agrees_with_optunas_own(tmp_path):
     rng = np.random.default_rng(0)
     study = optuna.create_study(directions=["maximize", "minimize"])
@@ -308,7 +330,7 @@ def test_pareto_front_agrees_with_optunas_own(tmp_path):
 # ---------------------------------------------------------------- processes, resume, CLI
 def test_two_workers_complete_the_trials_between_them_once_each(tmp_path):
     config = write_config(tmp_path, {"space": LR_SPACE, "trials": 8, "seeds": 1},
-                          train__steps=20000, train__eval_every=10000)
+                          train__steps=300000, train__eval_every=100000)
     out = tmp_path / "study"
     proc = devsim("tune", config, "--workers", 2, "--out", out)
     text, _ = proc.communicate(timeout=300)
@@ -327,29 +349,30 @@ def test_two_workers_complete_the_trials_between_them_once_each(tmp_path):
 
 def test_a_killed_study_resumes_and_completes_its_count(tmp_path):
     config = write_config(tmp_path, {"space": LR_SPACE, "trials": 3},
-                          train__steps=400000, train__eval_every=100000)
+                          train__steps=600000, train__eval_every=200000)
     out = tmp_path / "study"
     proc = devsim("tune", config, "--out", out, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # kill it in the middle of its second trial
-        time.sleep(0.2)
+    deadline, killed = time.monotonic() + 120, None
+    while killed is None and time.monotonic() < deadline:  # kill it in the middle of a trial
+        time.sleep(0.1)
         trials = trials_of(out) if (out / "journal.log").exists() else []
-        if [t.state for t in trials] == [TrialState.COMPLETE, TrialState.RUNNING]:
-            break
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.params]
+        if running and any(t.state == TrialState.COMPLETE for t in trials):
+            killed = running[0]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-    killed = trials_of(out)[1]
-    assert killed.state == TrialState.RUNNING  # nobody told the storage
+    assert killed is not None and trials_of(out)[killed.number].state == TrialState.RUNNING
+    done = sum(t.state == TrialState.COMPLETE for t in trials_of(out))
     again = devsim("tune", config, "--out", out)
     text, _ = again.communicate(timeout=300)
     assert again.returncode == 0, text
-    assert "1 of 3 trials done, 1 lost to run again" in text
+    assert f"{done} of 3 trials done, 1 lost to run again" in text
     trials = trials_of(out)
     states = [t.state for t in trials]
     assert states.count(TrialState.COMPLETE) == 3 and states.count(TrialState.FAIL) == 1
-    lost = trials[1]
+    lost = trials[killed.number]
     assert lost.state == TrialState.FAIL and "died" in lost.user_attrs["lost"]
-    retry = next(t for t in trials if t.user_attrs.get("retry_of") == 1)
+    retry = next(t for t in trials if t.user_attrs.get("retry_of") == killed.number)
     assert retry.params == killed.params and retry.state == TrialState.COMPLETE
 
 
@@ -391,6 +414,26 @@ def test_tune_report_writes_labelled_plots(tmp_path, capsys):
     for name in ("history.png", "params.png", "pareto.png"):
         assert (out / name).stat().st_size > 10000
     assert main(["tune-report", str(tmp_path)]) == 2
+
+
+def test_an_rdb_storage_keeps_the_study_and_records_heartbeats(tmp_path):
+    from devsim.tune import study as bookkeeping
+    url = f"sqlite:///{tmp_path / 'studies.db'}"  # any Optuna RDB URL; SQLite needs no server
+    config = write_config(tmp_path, {"space": LR_SPACE, "trials": 2})
+    optimize(config, tmp_path / "study", storage=url, log=lambda line: None)
+    assert json.loads((tmp_path / "study" / "study.json").read_text())["storage"] == url
+    study = load_study(tmp_path / "study")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    import sqlite3
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Optuna: heartbeats outside optimize()
+        trial = study.ask()
+    beat = bookkeeping.Heartbeat(study, trial)
+    beat.close()
+    with sqlite3.connect(tmp_path / "studies.db") as db:
+        rows = db.execute("select trial_id from trial_heartbeats").fetchall()
+    assert sorted(rows) == [(t._trial_id,) for t in study.get_trials()]  # the two run, and this
 
 
 # ---------------------------------------------------------------- PostgreSQL

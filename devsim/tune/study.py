@@ -305,7 +305,7 @@ def recover(study, local_only: bool) -> list[int]:
     retried = {t.user_attrs.get("retry_of") for t in trials}
     lost = [t for t in trials if is_lost(t)]
     for t in lost:
-        if t.number not in retried:
+        if t.params and t.number not in retried:  # (no values yet: nothing to repeat)
             study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number},
                                 skip_if_exists=False)
     return [t.number for t in lost]

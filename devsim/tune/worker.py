@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -122,7 +123,9 @@ def _take(study, target: int):
     """A new trial, or None once the study holds ``target`` trials that count."""
     if sum(map(bookkeeping.counts, study.get_trials(deepcopy=False))) >= target:
         return None
-    trial = study.ask()
+    with warnings.catch_warnings():  # Optuna expects heartbeats from optimize(); Heartbeat does it
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        trial = study.ask()
     trial.set_user_attr("worker", bookkeeping.identity())
     trial.set_user_attr("threads", thread_counts())
     ahead = sum(1 for t in study.get_trials(deepcopy=False)
