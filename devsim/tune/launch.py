@@ -54,9 +54,12 @@ def optimize(config, out: str | Path | None = None, *, tune: TuneParams | None =
     folder = Path(out) if out is not None else DEFAULT_ROOT / name
     label = bookkeeping.storage_label(storage)
     sha = bookkeeping.fingerprint(base, tune)
-    bookkeeping.claim(folder, name, label, sha)
     op = bookkeeping.optuna()
-    handle = bookkeeping.open_storage(storage, folder)
+    # a database that cannot be opened is refused before the folder is claimed; the
+    # journal lives in the folder, so it opens after
+    handle = bookkeeping.open_storage(storage, folder) if storage is not None else None
+    bookkeeping.claim(folder, name, label, sha)
+    handle = handle or bookkeeping.open_storage(None, folder)
     opened = op.create_study(storage=handle, study_name=name, directions=tune.directions,
                              load_if_exists=True)
     known = opened.user_attrs.get("config_sha256")

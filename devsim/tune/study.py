@@ -282,7 +282,7 @@ def _alive(pid: int) -> bool:
 
 def recover(study, local_only: bool) -> list[int]:
     """Fail the running trials whose worker died, and queue the values of every lost
-    trial not yet retried; the numbers of the trials found lost. Call under the folder
+    trial not yet retried; the numbers of the trials queued again. Call under the folder
     lock: on the journal storage (``local_only``) a running trial with no worker yet
     recorded is then one whose worker died between taking it and recording itself."""
     op = optuna()
@@ -296,19 +296,20 @@ def recover(study, local_only: bool) -> list[int]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker")
         if (worker is None and local_only) or (worker is not None and _dead_here(worker)):
-            storage.set_trial_user_attr(t._trial_id, "lost", f"worker {worker} died")
-            try:
+            try:  # (Optuna's storage API: Study offers no way to fail another's trial)
+                storage.set_trial_user_attr(t._trial_id, "lost", f"worker {worker or '?'} died")
                 storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             except op.exceptions.UpdateFinishedTrialError:
                 pass  # it finished meanwhile after all
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
-    lost = [t for t in trials if is_lost(t)]
-    for t in lost:
+    queued = []
+    for t in filter(is_lost, trials):
         if t.params and t.number not in retried:  # (no values yet: nothing to repeat)
             study.enqueue_trial(dict(t.params), user_attrs={"retry_of": t.number},
                                 skip_if_exists=False)
-    return [t.number for t in lost]
+            queued.append(t.number)
+    return queued
 
 
 class Heartbeat:

@@ -85,23 +85,17 @@ def sampler_seed(spec: WorkerSpec, trials) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def open_study(spec: WorkerSpec, sampler_seed: int | None = None):
-    """The study of ``spec``, with its sampler (seeded) and pruner."""
-    op = bookkeeping.optuna()
-    storage = bookkeeping.open_storage(spec.storage, Path(spec.folder))
-    seed = 0 if sampler_seed is None else sampler_seed
-    return op.load_study(study_name=spec.study_name, storage=storage,
-                         sampler=bookkeeping.sampler(spec.tune, seed),
-                         pruner=bookkeeping.pruner(spec.tune))
-
-
 def work(spec: WorkerSpec, log: Callable[[str], None] = print) -> int:
     """Run trials until the study holds its count; the number this worker ran."""
     if spec.threads:
         limit_threads(spec.threads)
     folder = Path(spec.folder)
-    seed = sampler_seed(spec, open_study(spec).get_trials(deepcopy=False))
-    study = open_study(spec, seed)
+    op = bookkeeping.optuna()
+    storage = bookkeeping.open_storage(spec.storage, folder)
+    there = op.load_study(study_name=spec.study_name, storage=storage).get_trials(deepcopy=False)
+    study = op.load_study(study_name=spec.study_name, storage=storage,
+                          sampler=bookkeeping.sampler(spec.tune, sampler_seed(spec, there)),
+                          pruner=bookkeeping.pruner(spec.tune))
     ran = 0
     while True:
         with bookkeeping.folder_lock(folder):
