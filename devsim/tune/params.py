@@ -141,13 +141,14 @@ class Constraint(Params):
         if self.max is None and self.min is None:
             raise ParamError(("max",), "give max, min or both")
 
-    def violations(self, measured: float) -> list[float]:
-        """Optuna's constraint values for ``measured``: <= 0 where the bound holds."""
-        out = []
+    def violations(self, measured: float) -> dict[str, float]:
+        """Optuna's constraint values for ``measured``, by name: <= 0 where the bound
+        holds."""
+        out = {}
         if self.max is not None:
-            out.append(measured - self.max)
+            out[f"{self.metric} <= {self.max:g}"] = measured - self.max
         if self.min is not None:
-            out.append(self.min - measured)
+            out[f"{self.metric} >= {self.min:g}"] = self.min - measured
         return out
 
 

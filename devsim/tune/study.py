@@ -158,8 +158,14 @@ def folder_lock(folder: Path):
 
 
 # ---------------------------------------------------------------- samplers and pruners
+def trial_constraints() -> bool:
+    """Whether Optuna takes constraints from each trial (``Trial.set_constraint``, from
+    Optuna 5) rather than from a sampler's ``constraints_func`` (Optuna 4)."""
+    return hasattr(optuna().trial.Trial, "set_constraint")
+
+
 def constraint_values(trial) -> list[float]:
-    """Optuna's ``constraints_func``: the values a worker stored with the trial."""
+    """Optuna 4's ``constraints_func``: the values a worker stored with the trial."""
     return list(trial.user_attrs.get("constraints", [0.0]))
 
 
@@ -168,7 +174,7 @@ def sampler(tune: TuneParams, seed: int):
     op = optuna()
     p: SamplerParams = tune.sampler
     kind = p.type if p.type != "auto" else ("tpe" if len(tune.objectives) == 1 else "nsga2")
-    constraints = constraint_values if tune.constraints else None
+    constraints = constraint_values if tune.constraints and not trial_constraints() else None
     import warnings
     with warnings.catch_warnings():  # multivariate TPE is "experimental" to Optuna
         warnings.simplefilter("ignore", op.exceptions.ExperimentalWarning)

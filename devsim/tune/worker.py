@@ -237,7 +237,11 @@ def _measure(trial, spec: WorkerSpec, point: dict) -> tuple[str, list[float], di
     attrs["spread"] = {name: float(np.std(v, ddof=1)) for name, v in per_seed.items()
                        if len(v) > 1 and not name.startswith("config:")}
     if tune.constraints:
-        attrs["constraints"] = [x for c in tune.constraints for x in c.violations(means[c.metric])]
+        named = {k: v for c in tune.constraints for k, v in c.violations(means[c.metric]).items()}
+        attrs["constraints"] = list(named.values())
+        if bookkeeping.trial_constraints():
+            for name, value in named.items():
+                trial.set_constraint(name, value)
     values = [means[o.metric] for o in tune.objectives]
     if any(math.isnan(v) for v in values):
         raise _Failed("an objective is nan: " + ", ".join(f"{k} {v}" for k, v in means.items()))
