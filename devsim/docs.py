@@ -12,6 +12,8 @@ import typing
 from dataclasses import MISSING, fields
 from functools import lru_cache
 
+import yaml
+
 from devsim.params import Params
 from devsim.registry import provider
 
@@ -60,6 +62,8 @@ def _default(f) -> str:
         value = f.default_factory()
         if isinstance(value, Params):
             return f"`{value.kind}`" if value.kind else "(see below)"
+        if isinstance(value, tuple) and value and all(isinstance(v, Params) for v in value):
+            return "`" + yaml.safe_dump([v.to_dict() for v in value], default_flow_style=True, sort_keys=False).strip() + "`"
     else:
         return "required"
     return f"`{value!r}`" if not isinstance(value, Params) else f"`{value.kind}`"

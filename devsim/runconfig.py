@@ -14,6 +14,7 @@ from devsim.network import NetworkParams
 from devsim.params import Params, param
 from devsim.stopping import DivergenceParams
 from devsim.training import EstimatorParams, OptimizerParams, Timescales
+from devsim.tune.params import TuneParams
 
 
 def _default(base, kind: str):
@@ -86,6 +87,9 @@ class RunConfig(Params):
     """Training controller."""
     trace: TraceParams = field(default_factory=TraceParams)
     """Trace output."""
+    tune: TuneParams | None = None
+    """A study over this config (``devsim tune``): search space, objectives, trials;
+    ignored by ``devsim run``."""
 
 
 def load_config(path, overrides=()) -> RunConfig:

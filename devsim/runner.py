@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from trainer.loop import UpdateStats
 
 __all__ = ["run", "build", "load_config", "RunConfig", "evaluate", "steps_to_target",
-           "Diverged", "Interrupted"]
+           "Diverged", "Interrupted", "StopRun"]
 
 SCALARS = ("cost", "estimate_norm", "update_norm", "skipped_updates", "nonfinite_costs",
            "nonfinite_params", "wall_time")
@@ -33,6 +33,12 @@ SCALARS = ("cost", "estimate_norm", "update_norm", "skipped_updates", "nonfinite
 row's update windows where it was finite; the windows skipped because their cost,
 estimate or step was not finite, and those with a non-finite cost; the parameters
 that are not finite at the row's end."""
+
+
+class StopRun(Exception):
+    """Raised by an ``on_evaluation`` callback of :func:`run` to end the run early (a
+    tuning trial its pruner gave up on): the run stops after that evaluation, its trace
+    is closed as usual, and the summary's ``stopped`` holds the exception's message."""
 
 
 def evaluate(bench: Bench, x: np.ndarray, y: np.ndarray, labels: np.ndarray | None) -> dict:
@@ -205,7 +211,8 @@ def _start(config: RunConfig, path: Path, source: str) -> tuple[RunState, TraceW
 
 
 def run(config: RunConfig, out: str | Path | None = None, progress: bool = False,
-        source: str = "<config>", resume: bool = False, overwrite: bool = False) -> dict:
+        source: str = "<config>", resume: bool = False, overwrite: bool = False,
+        on_evaluation: Callable[[int, dict], None] | None = None) -> dict:
     """Train as configured, write the trace, and return the run summary.
 
     The trace goes to :func:`trace_path`; a path that already holds a trace (or the
@@ -216,7 +223,9 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
     times aside. A run stops early by raising :class:`Diverged` (too many non-finite
     update windows), :class:`Interrupted` (a signal) or
     :class:`~devsim.trace.WriteError` (the trace could not be written), each keeping
-    the trace written so far (:mod:`devsim.stopping`).
+    the trace written so far (:mod:`devsim.stopping`). ``on_evaluation(step, metrics)``
+    is called after every evaluation (step 0 included) with the metrics written to the
+    trace; if it raises :class:`StopRun`, the run ends there as that class describes.
     """
     path = trace_path(config, out)
     ckpt = checkpoint.checkpoint_path(path)
@@ -232,6 +241,7 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
     train_rows = np.random.default_rng(0).permutation(len(data.x_train))[:config.train.eval_train_samples]
     budget, t0 = config.train.steps, time.perf_counter() - state.elapsed
     bar = _Progress(budget, progress, initial=hw.steps)
+    stopped = []  # the message of the StopRun that on_evaluation raised, if any
 
     def record_eval():
         test = evaluate(bench, data.x_test, data.y_test, data.labels_test)
@@ -245,6 +255,11 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
             state.eval_accuracy.append(test["accuracy"])
         writer.evaluation(hw.steps, **row)
         state.last_eval = row
+        if on_evaluation is not None:
+            try:
+                on_evaluation(hw.steps, dict(row))
+            except StopRun as stop:
+                stopped.append(str(stop) or "stopped")
 
     if not resume:
         try:
@@ -260,7 +275,7 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
     # tolerance, so NumPy's floating-point warnings would only repeat it.
     with writer, StopSignals() as signals, np.errstate(over="ignore", invalid="ignore",
                                                        divide="ignore"):
-        while hw.steps < budget and not signals.requested:
+        while hw.steps < budget and not signals.requested and not stopped:
             before = hw.steps
             stats = loop.update()
             state.rows.add(stats, extra)
@@ -285,6 +300,8 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
             raise _interrupted(signals.signum, config, state, writer, ckpt)
         writer.snapshot(hw.steps, **bench.state())
         summary = _summary(config, state, path, resume, time.perf_counter() - t0)
+        if stopped:
+            summary["stopped"] = stopped[0]
         stop_reason = state.guard.reason(hw.steps) if state.guard.exceeded else ""
         if stop_reason:
             summary["stop_reason"] = stop_reason

@@ -25,6 +25,10 @@ from devsim.trace import TraceWriter
 ROOT = Path(__file__).parents[1]
 BASE = {"network": {"layers": [{"units": 10}]}}
 """The smallest valid run config: every other key takes its default."""
+TUNE = {"objectives": [{"metric": "final_test_accuracy"}],
+        "space": [{"key": "train.optimizer.lr", "type": "float", "low": 0.1, "high": 1.0}],
+        "constraints": [{"metric": "sram_bytes", "max": 65536}]}
+"""A valid ``tune`` section (its lists need a valid first entry to put a field into)."""
 
 
 class Case(NamedTuple):
@@ -72,13 +76,17 @@ def _config(slot: tuple, kind: str | None, key: str, value) -> dict:
     """The base config with ``value`` at ``slot.key``; ``kind``: the family member chosen
     at ``slot`` by ``type`` (None for a section)."""
     data = copy.deepcopy(BASE)
+    if slot[:1] == ("tune",):
+        data["tune"] = copy.deepcopy(TUNE)
     node = data
-    for part in slot:
+    for part, following in zip(slot, slot[1:] + (None,)):
         if isinstance(part, int):
+            while len(node) <= part:
+                node.append({})
             node = node[part]
         else:
             if not isinstance(node.get(part), (dict, list)):
-                node[part] = {}
+                node[part] = [] if isinstance(following, int) else {}
             node = node[part]
     if kind is not None and node.get("type") != kind:
         node.clear()
