@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
-from devsim import parallel
+from devsim.dense import forward as dense_forward
 from devsim.device import DeviceArray, DeviceParams, Meter, split_flat
 
 
@@ -20,42 +19,6 @@ class IdealParams(DeviceParams, kind="ideal"):
 
     def build(self, weights, bias, rng):
         return IdealDense(weights, bias)
-
-
-@njit(cache=True)
-def add_weight_perturbation(x, perturbation, n_out, out):
-    """out[t] += dW_t @ x[t] + db_t, with (dW_t, db_t) row t of the flat ``perturbation``.
-
-    The per-probe part of (W + dW_t) x_t: the shared ``W x`` is one GEMM outside.
-    """
-    n_probe, n_in = x.shape
-    bias0 = n_out * n_in
-    for t in range(n_probe):
-        for j in range(n_out):
-            acc = perturbation[t, bias0 + j]
-            row = j * n_in
-            for i in range(n_in):
-                acc += perturbation[t, row + i] * x[t, i]
-            out[t, j] += acc
-
-
-def add_weight_perturbation_np(x, perturbation, n_out, out):
-    """NumPy twin of :func:`add_weight_perturbation`."""
-    n_probe, n_in = x.shape
-    dw = perturbation[:, : n_out * n_in].reshape(n_probe, n_out, n_in)
-    out += np.einsum("tji,ti->tj", dw, x) + perturbation[:, n_out * n_in:]
-
-
-def dense_forward(w, b, x, node_perturbation, weight_perturbation):
-    """Batched affine map with optional per-probe weight and node perturbations (the
-    product made in canonical blocks of probes, :func:`devsim.parallel.matmul`)."""
-    out = parallel.matmul(x, w.T, np.empty((x.shape[0], w.shape[0])))
-    out += b
-    if weight_perturbation is not None:
-        add_weight_perturbation(x, np.ascontiguousarray(weight_perturbation), w.shape[0], out)
-    if node_perturbation is not None:
-        out += node_perturbation
-    return out
 
 
 class IdealDense(DeviceArray):
@@ -86,3 +49,6 @@ class IdealDense(DeviceArray):
 
     def read(self):
         return self._flat.copy()
+
+    def exact_parameters(self):
+        return self._flat

@@ -70,7 +70,8 @@ def build(config: RunConfig, source: str = "<config>", restore=None) -> Built:
     diagnose = cosine_diagnostic(bench) if train.diagnose_cosine else None
     loop = TrainingLoop(bench.chip, data.x_train, data.y_train, estimator,
                         train.optimizer.build(), train.timescales, rngs["sampler"],
-                        executor=select(bench, estimator, train.executor), diagnose=diagnose)
+                        executor=select(bench, estimator, train.optimizer, train.executor),
+                        diagnose=diagnose)
     if restore is not None:
         loop.opt_state, loop.stream = restore.optimizer_state, restore.stream
     return Built(data, bench, loop, _check_memory(config, bench.chip, source))

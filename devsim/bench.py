@@ -47,6 +47,19 @@ class Bench:
         """The parameters the devices hold now (flat layout)."""
         return self._network.read()
 
+    def exact_layers(self) -> tuple[np.ndarray, ...] | None:
+        """Every layer's live parameters where every layer is an exact float array
+        (:meth:`devsim.device.DeviceArray.exact_parameters`), for executors that run the
+        chip's windows in compiled form; None otherwise."""
+        flats = tuple(d.exact_parameters() for d in self._network.devices)
+        return None if any(f is None for f in flats) else flats
+
+    def count_reads(self, probes: int) -> None:
+        """Meter ``probes`` reads on every layer: what the layers' forward calls would
+        have metered for probes a compiled executor ran on :meth:`exact_layers`."""
+        for device in self._network.devices:
+            device.meter.reads += probes
+
     def state(self) -> dict[str, np.ndarray]:
         """What a trace snapshot stores: the parameters and, if present, the decorrelation
         matrices R_l (flattened and concatenated)."""

@@ -276,6 +276,11 @@ class SampleStream:
             self._held += head
         return idx, new
 
+    def peek_new(self, steps: int) -> np.ndarray:
+        """The ``new`` flags :meth:`next` would give for the next ``steps`` steps, without
+        advancing (they depend on the position within the held sample only)."""
+        return (self._held + np.arange(steps)) % self.tau_x == 0
+
     def _advance(self, n: int) -> np.ndarray:
         """The next ``n`` samples in epoch order, reshuffling at each epoch's end."""
         parts = []

@@ -138,6 +138,14 @@ class DeviceArray(abc.ABC):
         (0: equal up to float rounding)."""
         return 0.0
 
+    def exact_parameters(self) -> np.ndarray | None:
+        """The live float64 parameters [W.ravel(), b] when this array's forward is exactly
+        :func:`devsim.dense.forward` of them, it meters one read per probe and nothing
+        else, and a write lands as ``flat += delta`` (the ideal device); None otherwise.
+        Compiled executors run the windows of such layers in their own kernels
+        (:mod:`trainer.compiled`), writing these parameters in place."""
+        return None
+
 
 class RowSplitArray(DeviceArray):
     """An array whose forward call can be cut into parts of probe rows that run at the

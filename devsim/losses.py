@@ -1,18 +1,76 @@
 """Per-probe costs: the scalar the hardware reports for each inference.
 
 Targets are float rows (one-hot for classification), so every loss takes
-``(outputs (T, n), targets (T, n))`` and returns ``(T,)`` costs. ``gradient``
-(d cost / d outputs) serves the reference backpropagation baseline only.
+``(outputs (T, n), targets (T, n))`` and returns ``(T,)`` float64 costs. The costs are
+compiled kernels (:func:`mse_rows`, :func:`cross_entropy_rows`, dispatched by
+:func:`loss_rows`) that the chip and compiled executors share, each row summed in
+order; ``*_np`` are their NumPy twins. ``gradient`` (d cost / d outputs) serves the
+reference backpropagation baseline only.
 """
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 LOSSES = ("mse", "cross_entropy")
+"""Loss names; a loss's index here is its code in :func:`loss_rows`."""
+
+
+@njit(cache=True, nogil=True)
+def mse_rows(outputs, targets, costs):
+    """``costs[t]`` = mean over j of (outputs[t, j] - targets[t, j])^2."""
+    n = outputs.shape[1]
+    for t in range(outputs.shape[0]):
+        acc = 0.0
+        for j in range(n):
+            d = np.float64(outputs[t, j]) - targets[t, j]
+            acc += d * d
+        costs[t] = acc / n
+
+
+@njit(cache=True, nogil=True)
+def cross_entropy_rows(outputs, targets, costs):
+    """``costs[t]`` = -sum_j targets[t, j] log softmax(outputs[t])_j."""
+    n = outputs.shape[1]
+    for t in range(outputs.shape[0]):
+        top = np.float64(outputs[t, 0])
+        for j in range(1, n):
+            top = max(top, np.float64(outputs[t, j]))
+        total = 0.0
+        for j in range(n):
+            total += np.exp(np.float64(outputs[t, j]) - top)
+        log_total = np.log(total)
+        acc = 0.0
+        for j in range(n):
+            acc += targets[t, j] * ((np.float64(outputs[t, j]) - top) - log_total)
+        costs[t] = -acc
+
+
+@njit(cache=True, nogil=True)
+def loss_rows(code, outputs, targets, costs):
+    """Loss ``LOSSES[code]`` of every row into ``costs``."""
+    if code == 0:
+        mse_rows(outputs, targets, costs)
+    else:
+        cross_entropy_rows(outputs, targets, costs)
 
 
 def mse(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Mean squared error over the outputs of each probe."""
+    costs = np.empty(len(outputs))
+    mse_rows(outputs, np.ascontiguousarray(targets, dtype=np.float64), costs)
+    return costs
+
+
+def cross_entropy(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Softmax cross-entropy of the outputs (taken as logits) against target rows."""
+    costs = np.empty(len(outputs))
+    cross_entropy_rows(outputs, np.ascontiguousarray(targets, dtype=np.float64), costs)
+    return costs
+
+
+def mse_np(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """NumPy twin of :func:`mse`."""
     d = outputs - targets
     return np.einsum("ti,ti->t", d, d) / outputs.shape[1]
 
@@ -22,8 +80,8 @@ def _log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def cross_entropy(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Softmax cross-entropy of the outputs (taken as logits) against target rows."""
+def cross_entropy_np(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """NumPy twin of :func:`cross_entropy`."""
     return -np.einsum("ti,ti->t", targets, _log_softmax(outputs))
 
 

@@ -43,10 +43,10 @@ class TrainParams(Params):
     target_accuracy: float = param(0.0, ge=0.0, le=1.0)
     """Report time to this test accuracy (last evaluated step still below it); 0: off."""
     executor: str = param("auto", choices=("auto", "plain"))
-    """Who runs the estimator's windows: ``auto``, a compiled executor where one covers
-    the estimator and chip (:mod:`trainer.onchip`: MGD with random codes on ideal
-    devices, the same estimates to float rounding), else the ask/tell loop; ``plain``:
-    always the ask/tell loop."""
+    """Who runs the update windows: ``auto``, a compiled executor where one covers the
+    estimator, optimizer and chip (:mod:`trainer.compiled`: MGD with random codes on
+    ideal devices, many windows per call, the same bits), else the ask/tell loop;
+    ``plain``: always the ask/tell loop, one window at a time."""
     diagnose_cosine: bool = False
     """Log the cosine of each estimate to the ideal model's exact gradient (a diagnostic
     outside the rule, from the bench; costs a reference backward pass per window)."""

@@ -147,6 +147,12 @@ class RunState:
     elapsed: float = 0.0
     """Wall-clock seconds spent before the latest checkpoint."""
 
+    def next_due(self, budget: int) -> int:
+        """The hardware step at which the runner next has something to do (a row, an
+        evaluation, a snapshot, a checkpoint, the budget's end)."""
+        return int(min(budget, self.log_due.next, self.eval_due.next,
+                       self.snapshot_due.next, self.checkpoint_due.next))
+
 
 def _save_checkpoint(path: Path, config: RunConfig, state: RunState, writer: TraceWriter):
     writer.flush()  # the checkpoint must not be ahead of the trace on disk
@@ -277,9 +283,9 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                                                        divide="ignore"):
         while hw.steps < budget and not signals.requested and not stopped:
             before = hw.steps
-            stats = loop.update()
-            state.rows.add(stats, extra)
-            state.guard.observe(stats.skipped)
+            for stats in loop.advance(state.next_due(budget)):  # windows up to the next
+                state.rows.add(stats, extra)                      # row, evaluation, ...
+                state.guard.observe(stats.skipped)
             done = hw.steps >= budget
             if state.log_due(hw.steps) or done or state.guard.exceeded:
                 writer.scalar(hw.steps, wall_time=time.perf_counter() - t0,

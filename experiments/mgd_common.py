@@ -1,7 +1,7 @@
 """Shared pieces of the MGD experiments: on-chip training runs with evaluations.
 
-``train_on_chip`` trains a config's network with :class:`trainer.onchip.OnChipMGD`
-(discrete MGD, random +-codes, SGD: the config's estimator, optimizer and timescales)
+``train_on_chip`` trains a config's network with :class:`trainer.compiled.CompiledMGD`
+(MGD with random +-codes: the config's estimator, optimizer and timescales)
 and evaluates test accuracy every ``eval_every`` hardware steps, returning the curve
 and the time to target with the MGD papers' definition
 (:func:`devsim.runner.steps_to_target`).
@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from devsim.data import SampleStream
 from devsim.runner import build, evaluate, load_config, steps_to_target
 from trainer.base import Setup
-from trainer.onchip import OnChipMGD
+from trainer.compiled import CompiledMGD
+from trainer.loop import TrainingLoop
 
 ROOT = Path(__file__).parents[1]
 
@@ -40,26 +40,26 @@ def config(name: str, *overrides: str):
 def train_on_chip(cfg, target: str, steps: int, eval_every: int, accuracy_target: float,
                   hold: int = 0) -> Curve:
     """Train cfg's network on chip for ``steps`` hardware steps, or (``hold`` > 0) until
-    ``hold`` successive evaluations are at or above the target."""
+    ``hold`` successive evaluations are at or above the target: the compiled executor
+    (:class:`trainer.compiled.CompiledMGD`) runs the windows between evaluations in one
+    call each."""
     built = build(cfg)
     bench, chip, data = built.bench, built.hardware, built.data
     ts = cfg.train.timescales
     estimator = cfg.train.estimator.replace(target=target).build(
         Setup(chip, np.random.default_rng([cfg.seed, 1]), ts))
-    engine = OnChipMGD(bench, estimator)
-    stream = SampleStream(len(data.x_train), ts.tau_x, np.random.default_rng([cfg.seed, 2]))
-    # about half an evaluation interval in counted steps (two per sample when tau_x = 1)
-    chunk = max(ts.tau_theta, eval_every // 4 // ts.tau_theta * ts.tau_theta)
+    loop = TrainingLoop(chip, data.x_train, data.y_train, estimator,
+                        cfg.train.optimizer.build(), ts, np.random.default_rng([cfg.seed, 2]),
+                        executor=CompiledMGD(bench, estimator, cfg.train.optimizer))
     t0 = time.perf_counter()
     at, acc = [0], [evaluate(bench, data.x_test, data.y_test, data.labels_test)["accuracy"]]
     next_eval = eval_every
     while chip.steps < steps:
-        idx, new = stream.next(chunk)
-        engine.train(data.x_train, data.y_train, idx, new, ts.tau_theta, cfg.train.optimizer.lr)
+        loop.advance(min(steps, next_eval))
         if chip.steps >= next_eval:
             at.append(chip.steps)
             acc.append(evaluate(bench, data.x_test, data.y_test, data.labels_test)["accuracy"])
-            next_eval += eval_every
+            next_eval = (chip.steps // eval_every + 1) * eval_every
             if hold and len(acc) >= hold and min(acc[-hold:]) >= accuracy_target:
                 break
     at, acc = np.array(at), np.array(acc)
@@ -69,9 +69,9 @@ def train_on_chip(cfg, target: str, steps: int, eval_every: int, accuracy_target
 
 def run_controller(name: str, overrides, seed: int, out_dir: Path) -> dict:
     """``devsim run configs/<name>`` with ``--set`` overrides and a seed through the
-    controller path (``train.executor: plain``: every window asked and told in Python,
-    never the compiled on-chip engine, which agrees only to float rounding; traces under
-    out_dir); returns the run summary."""
+    controller path (``train.executor: plain``: every window asked and told in Python;
+    the compiled executor gives the same bits; traces under out_dir); returns the run
+    summary."""
     from devsim.runner import run
     cfg = config(name, "train.executor=plain", *overrides, f"seed={seed}")
     tag = hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:10]

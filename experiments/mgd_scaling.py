@@ -11,7 +11,7 @@ other setting held (normalised estimates, so one learning rate serves all sizes)
 - parity: ``configs/parity.yaml`` (4-bit parity, 4-h-1 tanh/sigmoid, eps 0.05,
   tau_theta 32) with SGD lr 1, target 100 %, budget 3 M steps.
 
-Training runs on chip (:class:`trainer.onchip.OnChipMGD`) until three successive
+Training runs on chip (:class:`trainer.compiled.CompiledMGD`) until three successive
 evaluations hold the target, or the budget ends. Time to target is the MGD papers'
 definition: the last evaluated hardware step with accuracy below the target (baseline
 inferences count as steps). Usage::

@@ -139,17 +139,16 @@ def test_a_killed_run_resumes_to_the_same_trace(tmp_path, monkeypatch):
     args = ["run", str(ROOT / "configs/quickstart.yaml"), "--out", str(out), "-q"]
     for s in SMALL + extra[1::2]:
         args += ["--set", s]
-    real_update, calls = TrainingLoop.update, []
+    real_advance = TrainingLoop.advance
 
-    def dying_update(self):
-        calls.append(1)
-        if len(calls) == 97:  # 97 windows of 200 steps: past the checkpoint at 16,000
+    def dying_advance(self, until):
+        if self.chip.steps >= 17000:  # past the checkpoint at 16,000
             raise KeyboardInterrupt
-        return real_update(self)
+        return real_advance(self, until)
 
-    monkeypatch.setattr(TrainingLoop, "update", dying_update)
+    monkeypatch.setattr(TrainingLoop, "advance", dying_advance)
     assert main(args) == 130
-    monkeypatch.setattr(TrainingLoop, "update", real_update)
+    monkeypatch.setattr(TrainingLoop, "advance", real_advance)
     assert not out.exists() and (tmp_path / "killed.h5.ckpt").exists()
     assert main(args + ["--resume"]) == 0
     resumed = read_trace(out)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from conftest import make_bench, make_hardware
-from devices.ideal import add_weight_perturbation, add_weight_perturbation_np
+from devsim.dense import add_weight_perturbation, add_weight_perturbation_np
 from devices.noise import BernoulliNoiseParams, GaussianNoiseParams
 from devsim.activations import LeakyReLU, Logistic, ReLU
 

@@ -124,25 +124,26 @@ def test_a_healthy_run_counts_no_nonfinite_windows(tmp_path):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from trainer.loop import TrainingLoop
-    real, calls = TrainingLoop.update, [0]
+    real, fired = TrainingLoop.advance, []
 
-    def update(self):
-        calls[0] += 1
-        if calls[0] == {window}:
+    def advance(self, until):
+        if not fired and self.chip.steps >= {step}:
+            fired.append(True)
             for _ in range({times}):
                 os.kill(os.getpid(), signal.{signal})
-        return real(self)
+        return real(self, until)
 
-    TrainingLoop.update = update
+    TrainingLoop.advance = advance
     from devsim.cli import main
     sys.exit(main({args!r}))
 """)
 
 
-def _signalled(args, window, sig, times=1):
-    """Run ``devsim`` in a subprocess that sends itself ``sig`` (``times`` times) as
-    update window number ``window`` starts."""
-    code = KILLER.format(window=window, times=times, signal=sig, args=args)
+def _signalled(args, step, sig, times=1):
+    """Run ``devsim`` in a subprocess that sends itself ``sig`` (``times`` times) as the
+    first update windows from hardware step ``step`` on start (the windows up to the
+    runner's next row, evaluation or checkpoint run in one call)."""
+    code = KILLER.format(step=step, times=times, signal=sig, args=args)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
 
 
@@ -161,13 +162,15 @@ RESUMABLE = ["trace.checkpoint_every=8000", "trace.snapshot_every=6000", "trace.
 def test_a_signalled_run_resumes_to_the_same_trace(name, sig, tmp_path, capsys):
     """SIGTERM (graceful: flush, checkpoint at the stop) and SIGKILL (the last periodic
     checkpoint) both resume to the uninterrupted run's trace, on ideal, crossbar and
-    MTJ hardware. The signal arrives as window 61 starts, so SIGTERM stops the run at
-    step 12,200 (24,400 for MTJ, whose windows are twice as long)."""
+    MTJ hardware. The signal arrives as the windows from step 12,000 start, so SIGTERM
+    stops the run after them: at the next row (14,000) where the compiled executor runs
+    the windows up to it in one call (ideal), after one window of 200 steps (crossbar)
+    or 400 (MTJ, whose windows are twice as long) where the plain loop runs them."""
     config, sets = CONFIGS[name]
     sets = sets + RESUMABLE
     assert main(_args(config, tmp_path / "whole.h5", sets)) == 0
     out = tmp_path / "cut.h5"
-    proc = _signalled(_args(config, out, sets), window=61, sig=sig)
+    proc = _signalled(_args(config, out, sets), step=12000, sig=sig)
     partial = read_trace(f"{out}.partial")
     if sig == "SIGTERM":
         assert proc.returncode == 128 + signal.SIGTERM, proc.stderr
@@ -175,7 +178,7 @@ def test_a_signalled_run_resumes_to_the_same_trace(name, sig, tmp_path, capsys):
         assert "interrupted by SIGTERM at step" in proc.stderr and "--resume" in proc.stderr
         assert partial.attrs["stop_reason"] == "interrupted by SIGTERM"
         stop = int(re.search(r"at step ([\d,]+);", proc.stderr).group(1).replace(",", ""))
-        assert stop == 61 * (400 if name == "mtj" else 200)  # baselines count as steps
+        assert stop == {"ideal": 14000, "crossbar": 12200, "mtj": 12400}[name]
         assert partial.scalars["step"][-1] == stop - stop % 2000  # every row, flushed
     else:
         assert proc.returncode == -signal.SIGKILL
@@ -189,7 +192,7 @@ def test_a_signalled_run_resumes_to_the_same_trace(name, sig, tmp_path, capsys):
 
 def test_sigterm_without_checkpoints_keeps_the_partial_trace_and_says_so(tmp_path):
     out = tmp_path / "t.h5"
-    proc = _signalled(_args(QUICK, out, SMALL), window=100, sig="SIGTERM")
+    proc = _signalled(_args(QUICK, out, SMALL), step=17000, sig="SIGTERM")
     assert proc.returncode == 143 and "set trace.checkpoint_every" in proc.stderr
     t = read_trace(f"{out}.partial")  # window 100 ends at step 20,000
     np.testing.assert_array_equal(t.scalars["step"], np.arange(2000, 20001, 2000))
@@ -199,7 +202,7 @@ def test_sigterm_without_checkpoints_keeps_the_partial_trace_and_says_so(tmp_pat
 
 def test_a_second_signal_exits_at_once(tmp_path):
     out = tmp_path / "t.h5"
-    proc = _signalled(_args(QUICK, out, SMALL + RESUMABLE), window=100, sig="SIGINT", times=2)
+    proc = _signalled(_args(QUICK, out, SMALL + RESUMABLE), step=17000, sig="SIGINT", times=2)
     assert proc.returncode == 128 + signal.SIGINT
     assert proc.stderr == ("devsim: second SIGINT: exiting at once; the partial trace keeps "
                            "every flushed row\n")

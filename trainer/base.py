@@ -29,6 +29,7 @@ import numpy as np
 
 from devsim.hardware import Hardware, Request, Result
 from devsim.training import EstimatorParams, Footprint, Timescales
+from trainer.kernels import layer_gradient
 
 __all__ = ["Estimate", "Estimator", "EstimatorParams", "Footprint", "Setup", "Timescales",
            "Window", "layer_gradient"]
@@ -117,19 +118,3 @@ class Estimator:
         except StopIteration as done:  # (a finished window keeps no generator: checkpoints
             self._request, self._estimate = None, done.value  # pickle estimators)
             self._rounds = None
-
-
-def layer_gradient(offsets: np.ndarray, node_signal: np.ndarray,
-                   inputs: list[np.ndarray]) -> np.ndarray:
-    """Each synapse's local estimate from its node's signal and its own input.
-
-    For every layer: dW = node_signal_l^T @ x_l, db = sum_t node_signal_l; the
-    sum over the window's steps of (node estimate) x (presynaptic input); ``offsets``
-    are the chip's node offsets.
-    """
-    parts = []
-    for i, x in enumerate(inputs):
-        g = node_signal[:, offsets[i]:offsets[i + 1]]
-        parts.append((g.T @ x).ravel())
-        parts.append(g.sum(axis=0))
-    return np.concatenate(parts)

@@ -1,10 +1,12 @@
 """Who runs an estimator's window on the chip.
 
 An executor takes an estimator and a window, runs the requests the estimator asks for
-and returns its estimate. :class:`Plain` is the reference: each request through
-:meth:`devsim.hardware.Hardware.run`, one after another, in Python. Compiled executors
-run the same windows faster where they cover the estimator and the chip
-(:mod:`trainer.onchip`); :func:`select` picks one.
+and returns its estimate; :meth:`Executor.advance` runs whole update windows of a
+training loop, optimizer steps and writes included. :class:`Plain` is the reference:
+each request through :meth:`devsim.hardware.Hardware.run`, one after another, in
+Python, one window per ``advance``. Compiled executors run many windows per call, with
+the same bits, where they cover the estimator, the optimizer and the chip
+(:mod:`trainer.compiled`); :func:`select` picks one.
 """
 from __future__ import annotations
 
@@ -19,7 +21,15 @@ class Executor:
         self.chip = chip
 
     def window(self, estimator: Estimator, window: Window) -> Estimate:
+        """One window's estimate."""
         raise NotImplementedError
+
+    def advance(self, loop, until: int) -> list:
+        """Update windows of ``loop`` (:class:`trainer.loop.TrainingLoop`), each with its
+        optimizer step and write, stopping at the first that brings the chip to ``until``
+        steps or is skipped, or earlier (this one: after one window); their
+        :class:`~trainer.loop.UpdateStats` in order."""
+        return [loop.update_window()]
 
 
 class Plain(Executor):
@@ -32,12 +42,14 @@ class Plain(Executor):
         return estimator.result()
 
 
-def select(bench, estimator: Estimator, mode: str = "auto") -> Executor:
-    """The executor for ``estimator`` on the bench's chip: with ``mode`` ``"auto"`` the
-    first compiled executor that covers them (none refuses), else :class:`Plain`."""
-    from trainer.onchip import OnChipMGD
+def select(bench, estimator: Estimator, optimizer=None, mode: str = "auto") -> Executor:
+    """The executor for ``estimator`` and ``optimizer`` (its parameters, an
+    :class:`~trainer.optim.OptimizerParams`) on the bench's chip: with ``mode``
+    ``"auto"`` the first compiled executor that covers them (none refuses), else
+    :class:`Plain`."""
+    from trainer.compiled import CompiledMGD
     if mode == "auto":
-        for executor in (OnChipMGD,):
-            if not executor.refusals(bench, estimator):
-                return executor(bench, estimator)
+        for executor in (CompiledMGD,):
+            if not executor.refusals(bench, estimator, optimizer):
+                return executor(bench, estimator, optimizer)
     return Plain(bench.chip)

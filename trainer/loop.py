@@ -18,6 +18,7 @@ from devsim.data import SampleStream
 from devsim.hardware import Hardware
 from trainer.base import Estimator, Timescales, Window
 from trainer.executors import Executor, Plain
+from trainer.kernels import norm
 from trainer.optim import Transform
 
 __all__ = ["TrainingLoop", "UpdateStats", "Timescales"]
@@ -58,16 +59,28 @@ class TrainingLoop:
 
     def update(self) -> UpdateStats:
         """Run one window and write its update, unless something in it is not finite."""
+        return self.advance(self.chip.steps + 1)[-1]
+
+    def advance(self, until: int) -> list[UpdateStats]:
+        """Run update windows, stopping at the first that brings the chip to ``until``
+        hardware steps or is skipped, or earlier: the executor decides how many it runs
+        per call (:meth:`trainer.executors.Executor.advance`; the same windows either
+        way). Their stats in order."""
+        return self.executor.advance(self, until)
+
+    def update_window(self) -> UpdateStats:
+        """One window through the executor's :meth:`~trainer.executors.Executor.window`,
+        then the optimizer's step and the write (what every executor's windows equal)."""
         window = self.next_window()
         with parallel.single_threaded_blas():
             estimate = self.executor.window(self.estimator, window)
-            estimate_norm = float(np.linalg.norm(estimate.gradient))
+            estimate_norm = float(norm(estimate.gradient))
             info = estimate.info
             if self.diagnose is not None:
                 info = {**info, **self.diagnose(window, estimate.gradient)}
             if math.isfinite(estimate.cost) and math.isfinite(estimate_norm):
                 step, opt_state = self.optimizer.update(estimate.gradient, self.opt_state)
-                update_norm = float(np.linalg.norm(step))
+                update_norm = float(norm(step))
                 if math.isfinite(update_norm):
                     self.opt_state = opt_state
                     self.chip.write(step)

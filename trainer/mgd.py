@@ -44,6 +44,7 @@ from numba import njit
 from devsim.hardware import Request
 from devsim.params import ParamError, param
 from trainer.base import Estimate, Estimator, EstimatorParams, Window, layer_gradient
+from trainer.kernels import column_sums, mean
 from trainer.perturbations import KINDS, Perturbation
 
 
@@ -164,11 +165,11 @@ class MGD(Estimator):
             # because the parameters were just written.
             baseline = self._read(result.costs[steps:])
             change = costs - baseline[np.cumsum(starts) - 1]
-            mean_cost = float(baseline.mean())
+            mean_cost = float(mean(baseline))
         else:
             change = highpass(costs, window.new_sample, p.tau_hp / (p.tau_hp + 1.0),
                               self._filter)
-            mean_cost = float(costs.mean())
+            mean_cost = float(mean(costs))
         if p.cost_change_clip:
             change = np.clip(change, -p.cost_change_clip, p.cost_change_clip)
         if p.integrator == "window":
@@ -182,7 +183,8 @@ class MGD(Estimator):
             gradient = layer_gradient(self.offsets, signal,
                                       [h[:steps] for h in result.inputs])
         else:
-            gradient = signal.sum(axis=0)
+            gradient = np.empty(signal.shape[1])
+            column_sums(signal, gradient)
         if p.integrator == "lowpass":
             gradient = decay * self._integral + gradient
             if np.isfinite(gradient).all():

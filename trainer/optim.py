@@ -14,6 +14,7 @@ import numpy as np
 
 from devsim.params import param
 from devsim.training import OptimizerParams
+from trainer.kernels import norm as _norm
 
 
 class Transform(NamedTuple):
@@ -71,7 +72,7 @@ def clip_by_global_norm(max_norm: float) -> Transform:
     """Rescale the vector to norm ``max_norm`` when it is longer."""
 
     def update(g, state):
-        norm = float(np.linalg.norm(g))
+        norm = float(_norm(g))
         return (g * (max_norm / norm) if norm > max_norm else g), state
 
     return Transform(lambda p: (), update)

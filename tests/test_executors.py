@@ -1,0 +1,279 @@
+"""Contract table of the executors: the compiled windows (:mod:`trainer.compiled`) and the
+plain ask/tell loop give the same bits, for every combination the compiled executor
+covers, at one and two threads; everything else it refuses with its reasons, and the
+run goes through the plain loop."""
+from __future__ import annotations
+
+import copy
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from contracts import ROOT, table
+from conftest import chip_of, lab
+from devsim.activations import ActivationParams
+from devsim.device import DeviceParams
+from devsim.network import LayerParams, Network, NetworkParams
+from devsim.params import ParamError
+from devsim.runner import load_config, run
+from devsim.trace import read_trace
+from devsim.training import EstimatorParams, OptimizerParams, Timescales
+from trainer.base import Setup
+from trainer.compiled import CompiledMGD
+from trainer.executors import Plain, select
+from trainer.loop import TrainingLoop
+from trainer.mgd import MGDParams
+
+MGD_VARIANTS = {
+    "nodes": dict(target="nodes"),
+    "weights": dict(target="weights", epsilon=0.05),
+    "nodes-analog": dict(target="nodes", mode="analog"),
+    "weights-analog-lowpass": dict(target="weights", mode="analog", integrator="lowpass",
+                                   tau_lp=30.0, epsilon=0.05),
+    "nodes-lowpass-clipped": dict(target="nodes", integrator="lowpass", cost_change_clip=0.002,
+                                  normalize=False),
+}
+SCHEDULES = {"constant": {}, "cosine-clipped": dict(schedule="cosine", decay_updates=8,
+                                                     final_lr_fraction=0.1, clip_norm=0.3)}
+LR = {"sgd": 0.5, "momentum": 0.2, "adam": 0.02}
+OPTIMIZER_ROWS = [pytest.param(kind, schedule, id=f"{kind}-{schedule}")
+                  for kind in sorted(OptimizerParams.members()) for schedule in SCHEDULES]
+
+
+def _optimizer(kind, schedule):
+    cls = OptimizerParams.members()[kind]
+    extra = dict(nesterov=True) if kind == "momentum" and schedule != "constant" else {}
+    return cls(lr=LR.get(kind, 0.1), **SCHEDULES[schedule], **extra)
+
+
+def _network(acts=("relu", "sigmoid"), widths=(6, 5, 3), loss="mse", device=None, seed=3):
+    members = ActivationParams.members()
+    layers = tuple(LayerParams(units=w, activation=members[a]())
+                   for w, a in zip(widths[1:], acts))
+    params = NetworkParams(layers=layers, loss=loss,
+                           **({"device": device} if device is not None else {}))
+    rng = np.random.default_rng(seed)
+    return Network(params, widths[0], rng, rng)
+
+
+def _data(n_in, n_out, n=37, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, n_in)), np.eye(n_out)[rng.integers(0, n_out, n)]
+
+
+def _loop(network, estimator_params, optimizer, scales, executor, seed=11):
+    chip = chip_of(network, network.params.loss)
+    x, y = _data(network.shapes[0][1], network.shapes[-1][0])
+    estimator = estimator_params.build(Setup(chip, np.random.default_rng(seed), scales,
+                                             lab(chip) if estimator_params.outside_the_rule
+                                             else None))
+    chosen = select(lab(chip), estimator, optimizer, executor)
+    return TrainingLoop(chip, x, y, estimator, optimizer.build(), scales,
+                        np.random.default_rng(seed + 1), executor=chosen)
+
+
+def _flat(tree) -> list:
+    """Every number of a nested state, in order (arrays as bytes)."""
+    if isinstance(tree, np.ndarray):
+        return [tree.tobytes()]
+    if isinstance(tree, (tuple, list)):
+        return [v for item in tree for v in _flat(item)]
+    if isinstance(tree, dict):
+        return [v for key in sorted(tree) for v in _flat(tree[key])]
+    return [repr(tree)]
+
+
+def _trajectory(loop, stops):
+    """Advance the loop to each step in ``stops``; everything it leaves behind."""
+    stats = []
+    for stop in stops:
+        while loop.chip.steps < stop:
+            stats += [(s.cost, s.estimate_norm, s.update_norm, s.skipped)
+                      for s in loop.advance(stop)]
+    est = loop.estimator
+    return dict(params=lab(loop.chip).read_params().tobytes(), stats=repr(stats),
+                steps=loop.chip.steps, meter=lab(loop.chip).meter(),
+                estimator=_flat([est.step, est._filter, est._integral]),
+                optimizer=_flat(loop.opt_state), stream=loop.stream.next(7)[0].tobytes())
+
+
+def _both(make, stops, threads=(1,)):
+    """The trajectories of the plain loop and of the auto-selected executor (compiled
+    where it covers the run), at each thread count."""
+    out = []
+    for n in threads:
+        with threadpool_limits(n):
+            before = numba.get_num_threads()
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            try:
+                for mode in ("plain", "auto"):
+                    loop = make(mode)
+                    out.append((mode, type(loop.executor), _trajectory(loop, stops)))
+            finally:
+                numba.set_num_threads(before)
+    return out
+
+
+def _assert_same(runs):
+    reference = runs[0][2]
+    for _, _, trajectory in runs[1:]:
+        for key, value in reference.items():
+            assert trajectory[key] == value, key
+
+
+# ------------------------------------------------------------------ the covered product
+@pytest.mark.parametrize("kind,schedule", table("compiled executor: optimizers", OPTIMIZER_ROWS))
+@pytest.mark.parametrize("variant", table("compiled executor: MGD", [
+    pytest.param(v, id=v) for v in MGD_VARIANTS]))
+def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedule):
+    optimizer = _optimizer(kind, schedule)
+    scales = Timescales(tau_x=3, tau_p=2, tau_theta=10)
+    estimator = MGDParams(**MGD_VARIANTS[variant])
+    runs = _both(lambda mode: _loop(_network(), estimator, optimizer, scales, mode),
+                 stops=(57, 300, 301))
+    compiled = kind in ("sgd", "momentum", "adam")
+    assert runs[1][1] is (CompiledMGD if compiled else Plain) and runs[0][1] is Plain
+    _assert_same(runs)
+
+
+@pytest.mark.parametrize("acts,loss,widths", table("compiled executor: layers and losses", [
+    pytest.param(("identity",), "mse", (4, 3), id="one-layer-identity-mse"),
+    pytest.param(("sigmoid", "identity"), "cross_entropy", (6, 5, 3), id="sigmoid-identity-ce"),
+    pytest.param(("relu", "relu", "sigmoid"), "mse", (7, 6, 5, 2), id="three-layers"),
+]))
+def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, widths):
+    optimizer = _optimizer("adam", "constant")
+    scales = Timescales(tau_x=1, tau_p=1, tau_theta=9)
+    for target in ("nodes", "weights"):
+        runs = _both(lambda mode: _loop(_network(acts, widths, loss), MGDParams(target=target),
+                                        optimizer, scales, mode), stops=(200,))
+        assert runs[1][1] is CompiledMGD
+        _assert_same(runs)
+
+
+@pytest.mark.parametrize("target", ["nodes", "weights"])
+def test_long_windows_split_over_threads_give_the_same_bits(target):
+    """Windows of 300 probes: the plain loop's chip cuts such calls into row parts run on
+    two threads; the compiled executor runs them in one: the same canonical blocks."""
+    optimizer = _optimizer("momentum", "constant")
+    scales = Timescales(tau_x=1, tau_p=1, tau_theta=150)
+    runs = _both(lambda mode: _loop(_network(widths=(6, 9, 3)), MGDParams(target=target),
+                                    optimizer, scales, mode), stops=(1500,), threads=(1, 2))
+    assert [r[1] for r in runs] == [Plain, CompiledMGD, Plain, CompiledMGD]
+    _assert_same(runs)
+
+
+def test_a_skipped_window_ends_the_call_and_the_stream_gives_only_what_ran():
+    """A learning rate that overflows skips windows: the compiled call stops at each, so
+    the runner sees it where the plain loop would, and the sample stream is left where
+    the plain loop leaves it."""
+    optimizer = OptimizerParams.members()["sgd"](lr=1e300)
+    scales = Timescales(tau_x=2, tau_p=1, tau_theta=10)
+    runs = _both(lambda mode: _loop(_network(("identity", "identity")), MGDParams(),
+                                    optimizer, scales, mode), stops=(400,))
+    assert "True" in runs[0][2]["stats"]  # windows were skipped
+    _assert_same(runs)
+
+
+def test_a_whole_run_writes_the_same_trace_either_way(tmp_path):
+    sets = ["train.steps=30000", "train.eval_every=10000", "trace.log_every=2000",
+            "trace.snapshot_every=6000", "train.optimizer={type: adam, lr: 0.01}"]
+    traces = {}
+    for mode in ("plain", "auto"):
+        config = load_config(ROOT / "configs/quickstart.yaml", sets + [f"train.executor={mode}"])
+        run(config, out=tmp_path / f"{mode}.h5")
+        traces[mode] = read_trace(tmp_path / f"{mode}.h5")
+    for group in ("scalars", "evals", "snapshots"):
+        plain, auto = getattr(traces["plain"], group), getattr(traces["auto"], group)
+        assert set(plain) == set(auto)
+        for key in plain:
+            if key != "wall_time":
+                np.testing.assert_array_equal(plain[key], auto[key], err_msg=key)
+
+
+# ------------------------------------------------------------------ every registered row
+def _estimator_rows():
+    rows = []
+    for kind, cls in sorted(EstimatorParams.members().items()):
+        rows.append(pytest.param(kind, cls(), id=kind))
+    return table("executor rows: estimators", rows)
+
+
+def _device_rows():
+    return table("executor rows: devices", [pytest.param(kind, cls(), id=kind) for kind, cls
+                                            in sorted(DeviceParams.members().items())])
+
+
+@pytest.mark.parametrize("optimizer_kind", table("executor rows: optimizers", [
+    pytest.param(k, id=k) for k in sorted(OptimizerParams.members())]))
+@pytest.mark.parametrize("device_kind,device", _device_rows())
+@pytest.mark.parametrize("estimator_kind,estimator", _estimator_rows())
+def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, device_kind,
+                                                  device, optimizer_kind):
+    """Each (estimator x device x optimizer) of the registries: the executor ``auto``
+    picks, and, where it is the compiled one, the same bits as the plain loop at one and
+    two threads; where the estimator cannot run on the device, a one-line ParamError."""
+    optimizer = _optimizer(optimizer_kind, "constant")
+    scales = Timescales(tau_x=1, tau_p=1, tau_theta=8)
+    acts = ("relu", "identity") if device.integer_io else ("sigmoid", "sigmoid")
+
+    def make(mode):
+        return _loop(_network(acts, device=device), estimator, optimizer, scales, mode)
+
+    try:
+        loop = make("auto")
+    except ParamError as exc:  # e.g. QZO on a float chip, DNP without decorrelation
+        assert "\n" not in str(exc) and str(exc)
+        return
+    if not isinstance(loop.executor, CompiledMGD):
+        chip = loop.chip
+        assert CompiledMGD.refusals(lab(chip), loop.estimator, optimizer)
+        return
+    _assert_same(_both(make, stops=(120,), threads=(1, 2)))
+
+
+# ------------------------------------------------------------------ refusals
+@pytest.mark.parametrize("change,reason", [
+    (dict(acts=("tanh", "sigmoid")), "layer 0 activation 'tanh' (no compiled code)"),
+    (dict(device=DeviceParams.members()["crossbar"]()),
+     "layers that are not all exact float arrays (the ideal device)"),
+    (dict(estimator=MGDParams(perturbation="walsh")), "perturbation 'walsh' (needs 'code')"),
+    (dict(estimator=MGDParams(cost_noise=0.01)), "cost_noise (a NumPy stream per window)"),
+    (dict(widths=(6, 5, 1)), "layer 1 with one output"),
+])
+def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, reason):
+    network = _network(change.get("acts", ("relu", "sigmoid")), change.get("widths", (6, 5, 3)),
+                       device=change.get("device"))
+    estimator = change.get("estimator", MGDParams())
+    loop = _loop(network, estimator, _optimizer("sgd", "constant"), Timescales(), "auto")
+    assert isinstance(loop.executor, Plain)
+    assert reason in CompiledMGD.refusals(lab(loop.chip), loop.estimator,
+                                          _optimizer("sgd", "constant"))
+    with pytest.raises(ValueError, match="the compiled executor does not cover"):
+        CompiledMGD(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
+
+
+def test_a_window_on_its_own_is_the_plain_loops():
+    """Outside a training loop (no optimizer to apply) the compiled executor's window is
+    the ask/tell loop's."""
+    network = _network()
+    loops = [_loop(copy.deepcopy(network), MGDParams(), _optimizer("sgd", "constant"),
+                   Timescales(tau_theta=12), mode) for mode in ("plain", "auto")]
+    window = loops[0].next_window()
+    estimates = [loop.executor.window(loop.estimator, window) for loop in loops]
+    np.testing.assert_array_equal(estimates[0].gradient, estimates[1].gradient)
+    assert estimates[0].cost == estimates[1].cost
+
+
+def test_advancing_in_any_chunks_gives_the_same_bits():
+    scales = Timescales(tau_x=2, tau_p=3, tau_theta=7)
+    results = []
+    for stops in ((1000,), (13, 14, 500, 777, 1000), tuple(range(50, 1001, 50))):
+        loop = _loop(_network(), MGDParams(), _optimizer("adam", "cosine-clipped"), scales,
+                     "auto")
+        results.append(_trajectory(loop, stops))
+    for r in results[1:]:
+        for key in ("params", "optimizer", "estimator", "steps", "stream"):
+            assert r[key] == results[0][key], key
