@@ -2,7 +2,7 @@
 computes it.
 
 :func:`forward` is the ideal device's pass (its products in canonical blocks of probes,
-:func:`devsim.parallel.matmul`); :func:`forward_block` is the same arithmetic on one
+:func:`devsim.parallel.matmul`); :func:`affine_block` is the same arithmetic on one
 block from compiled code (NumPy's own BLAS through :mod:`devsim.blas`), so that a compiled
 executor running whole update windows (:mod:`trainer.compiled`) gets the device's bits.
 """
@@ -12,7 +12,6 @@ import numpy as np
 from numba import njit
 
 from devsim import blas, parallel
-from devsim.activations import apply_in_place
 
 
 @njit(cache=True, nogil=True)
@@ -52,9 +51,8 @@ def forward(w, b, x, node_perturbation=None, weight_perturbation=None):
 
 
 @njit(cache=True, nogil=True)
-def forward_block(flat, n_out, x, node, weights, activation, out, cblas):
-    """One canonical block of :func:`forward` followed by activation ``activation``
-    (:func:`devsim.activations.apply_in_place`) into ``out`` (rows, n_out): ``flat`` the
+def affine_block(flat, n_out, x, node, weights, out, cblas):
+    """One canonical block of :func:`forward` into ``out`` (rows, n_out): ``flat`` the
     layer's parameters [W.ravel(), b]; ``node`` (rows, n_out) and ``weights`` (rows,
     len(flat)) the perturbations, or arrays with no rows for none."""
     n_in = x.shape[1]
@@ -70,4 +68,3 @@ def forward_block(flat, n_out, x, node, weights, activation, out, cblas):
         for t in range(out.shape[0]):
             for j in range(n_out):
                 out[t, j] += node[t, j]
-    apply_in_place(activation, out)

@@ -21,20 +21,23 @@ from devsim.runner import load_config, run
 from devsim.trace import read_trace
 from devsim.training import EstimatorParams, OptimizerParams, Timescales
 from trainer.base import Setup
-from trainer.compiled import CompiledMGD
+from trainer.compiled import OPTIMIZERS, Compiled, CompiledMGD, CompiledNP
 from trainer.executors import Plain, select
 from trainer.loop import TrainingLoop
 from trainer.mgd import MGDParams
 
-MGD_VARIANTS = {
-    "nodes": dict(target="nodes"),
-    "weights": dict(target="weights", epsilon=0.05),
-    "nodes-analog": dict(target="nodes", mode="analog"),
-    "weights-analog-lowpass": dict(target="weights", mode="analog", integrator="lowpass",
-                                   tau_lp=30.0, epsilon=0.05),
-    "nodes-lowpass-clipped": dict(target="nodes", integrator="lowpass", cost_change_clip=0.002,
-                                  normalize=False),
+VARIANTS = {
+    "mgd-nodes": MGDParams(target="nodes"),
+    "mgd-weights": MGDParams(target="weights", epsilon=0.05),
+    "mgd-nodes-analog": MGDParams(target="nodes", mode="analog"),
+    "mgd-weights-analog-lowpass": MGDParams(target="weights", mode="analog",
+                                            integrator="lowpass", tau_lp=30.0, epsilon=0.05),
+    "mgd-nodes-lowpass-clipped": MGDParams(target="nodes", integrator="lowpass",
+                                           cost_change_clip=0.002, normalize=False),
+    "np": EstimatorParams.members()["np"](sigma=0.02),
+    "anp": EstimatorParams.members()["anp"](sigma=0.02),
 }
+"""The estimators' variants the compiled executors cover."""
 SCHEDULES = {"constant": {}, "cosine-clipped": dict(schedule="cosine", decay_updates=8,
                                                      final_lr_fraction=0.1, clip_norm=0.3)}
 LR = {"sgd": 0.5, "momentum": 0.2, "adam": 0.02}
@@ -93,9 +96,11 @@ def _trajectory(loop, stops):
             stats += [(s.cost, s.estimate_norm, s.update_norm, s.skipped)
                       for s in loop.advance(stop)]
     est = loop.estimator
+    state = ([est.step, est._filter, est._integral] if hasattr(est, "step")
+             else [est.rng.random(3)])
     return dict(params=lab(loop.chip).read_params().tobytes(), stats=repr(stats),
                 steps=loop.chip.steps, meter=lab(loop.chip).meter(),
-                estimator=_flat([est.step, est._filter, est._integral]),
+                estimator=_flat(state),
                 optimizer=_flat(loop.opt_state), stream=loop.stream.next(7)[0].tobytes())
 
 
@@ -125,16 +130,17 @@ def _assert_same(runs):
 
 # ------------------------------------------------------------------ the covered product
 @pytest.mark.parametrize("kind,schedule", table("compiled executor: optimizers", OPTIMIZER_ROWS))
-@pytest.mark.parametrize("variant", table("compiled executor: MGD", [
-    pytest.param(v, id=v) for v in MGD_VARIANTS]))
+@pytest.mark.parametrize("variant", table("compiled executor: estimators", [
+    pytest.param(v, id=v) for v in VARIANTS]))
 def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedule):
     optimizer = _optimizer(kind, schedule)
     scales = Timescales(tau_x=3, tau_p=2, tau_theta=10)
-    estimator = MGDParams(**MGD_VARIANTS[variant])
+    estimator = VARIANTS[variant]
     runs = _both(lambda mode: _loop(_network(), estimator, optimizer, scales, mode),
                  stops=(57, 300, 301))
-    compiled = kind in ("sgd", "momentum", "adam")
-    assert runs[1][1] is (CompiledMGD if compiled else Plain) and runs[0][1] is Plain
+    compiled = kind in OPTIMIZERS
+    expected = CompiledMGD if variant.startswith("mgd") else CompiledNP
+    assert runs[1][1] is (expected if compiled else Plain) and runs[0][1] is Plain
     _assert_same(runs)
 
 
@@ -146,32 +152,33 @@ def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedu
 def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, widths):
     optimizer = _optimizer("adam", "constant")
     scales = Timescales(tau_x=1, tau_p=1, tau_theta=9)
-    for target in ("nodes", "weights"):
-        runs = _both(lambda mode: _loop(_network(acts, widths, loss), MGDParams(target=target),
+    for estimator in ("mgd-nodes", "mgd-weights", "anp"):
+        runs = _both(lambda mode: _loop(_network(acts, widths, loss), VARIANTS[estimator],
                                         optimizer, scales, mode), stops=(200,))
-        assert runs[1][1] is CompiledMGD
+        assert issubclass(runs[1][1], Compiled)
         _assert_same(runs)
 
 
-@pytest.mark.parametrize("target", ["nodes", "weights"])
-def test_long_windows_split_over_threads_give_the_same_bits(target):
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np"])
+def test_long_windows_split_over_threads_give_the_same_bits(variant):
     """Windows of 300 probes: the plain loop's chip cuts such calls into row parts run on
     two threads; the compiled executor runs them in one: the same canonical blocks."""
     optimizer = _optimizer("momentum", "constant")
     scales = Timescales(tau_x=1, tau_p=1, tau_theta=150)
-    runs = _both(lambda mode: _loop(_network(widths=(6, 9, 3)), MGDParams(target=target),
+    runs = _both(lambda mode: _loop(_network(widths=(6, 9, 3)), VARIANTS[variant],
                                     optimizer, scales, mode), stops=(1500,), threads=(1, 2))
-    assert [r[1] for r in runs] == [Plain, CompiledMGD, Plain, CompiledMGD]
+    assert [r[1] is Plain for r in runs] == [True, False, True, False]
     _assert_same(runs)
 
 
-def test_a_skipped_window_ends_the_call_and_the_stream_gives_only_what_ran():
+@pytest.mark.parametrize("variant", ["mgd-nodes", "anp"])
+def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(variant):
     """A learning rate that overflows skips windows: the compiled call stops at each, so
-    the runner sees it where the plain loop would, and the sample stream is left where
-    the plain loop leaves it."""
+    the runner sees it where the plain loop would, and the sample stream (and the
+    estimator's noise stream) is left where the plain loop leaves it."""
     optimizer = OptimizerParams.members()["sgd"](lr=1e300)
     scales = Timescales(tau_x=2, tau_p=1, tau_theta=10)
-    runs = _both(lambda mode: _loop(_network(("identity", "identity")), MGDParams(),
+    runs = _both(lambda mode: _loop(_network(("identity", "identity")), VARIANTS[variant],
                                     optimizer, scales, mode), stops=(400,))
     assert "True" in runs[0][2]["stats"]  # windows were skipped
     _assert_same(runs)
@@ -227,9 +234,9 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
     except ParamError as exc:  # e.g. QZO on a float chip, DNP without decorrelation
         assert "\n" not in str(exc) and str(exc)
         return
-    if not isinstance(loop.executor, CompiledMGD):
-        chip = loop.chip
-        assert CompiledMGD.refusals(lab(chip), loop.estimator, optimizer)
+    if isinstance(loop.executor, Plain):
+        assert all(e.refusals(lab(loop.chip), loop.estimator, optimizer)
+                   for e in (CompiledMGD, CompiledNP))
         return
     _assert_same(_both(make, stops=(120,), threads=(1, 2)))
 
@@ -242,6 +249,9 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
     (dict(estimator=MGDParams(perturbation="walsh")), "perturbation 'walsh' (needs 'code')"),
     (dict(estimator=MGDParams(cost_noise=0.01)), "cost_noise (a NumPy stream per window)"),
     (dict(widths=(6, 5, 1)), "layer 1 with one output"),
+    (dict(estimator=EstimatorParams.members()["inp"]()), "estimator kind 'inp' (needs np or anp)"),
+    (dict(estimator=EstimatorParams.members()["np"](perturbation="rademacher")),
+     "perturbation 'rademacher' (needs 'gaussian')"),
 ])
 def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, reason):
     network = _network(change.get("acts", ("relu", "sigmoid")), change.get("widths", (6, 5, 3)),
@@ -249,10 +259,11 @@ def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, 
     estimator = change.get("estimator", MGDParams())
     loop = _loop(network, estimator, _optimizer("sgd", "constant"), Timescales(), "auto")
     assert isinstance(loop.executor, Plain)
-    assert reason in CompiledMGD.refusals(lab(loop.chip), loop.estimator,
-                                          _optimizer("sgd", "constant"))
+    executor = CompiledMGD if isinstance(estimator, MGDParams) else CompiledNP
+    assert reason in executor.refusals(lab(loop.chip), loop.estimator,
+                                       _optimizer("sgd", "constant"))
     with pytest.raises(ValueError, match="the compiled executor does not cover"):
-        CompiledMGD(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
+        executor(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
 
 
 def test_a_window_on_its_own_is_the_plain_loops():

@@ -47,9 +47,9 @@ def select(bench, estimator: Estimator, optimizer=None, mode: str = "auto") -> E
     :class:`~trainer.optim.OptimizerParams`) on the bench's chip: with ``mode``
     ``"auto"`` the first compiled executor that covers them (none refuses), else
     :class:`Plain`."""
-    from trainer.compiled import CompiledMGD
+    from trainer.compiled import EXECUTORS
     if mode == "auto":
-        for executor in (CompiledMGD,):
+        for executor in EXECUTORS:
             if not executor.refusals(bench, estimator, optimizer):
                 return executor(bench, estimator, optimizer)
     return Plain(bench.chip)

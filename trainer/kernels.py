@@ -36,6 +36,16 @@ def mean(v):
 
 
 @njit(cache=True, nogil=True)
+def row_squares(a, out):
+    """``out[t]`` = sum over k of a[t, k]^2, summed in order."""
+    for t in range(a.shape[0]):
+        acc = 0.0
+        for k in range(a.shape[1]):
+            acc += a[t, k] * a[t, k]
+        out[t] = acc
+
+
+@njit(cache=True, nogil=True)
 def column_sums(a, out):
     """``out[k]`` = sum over rows t of a[t, k], summed in row order."""
     out[:] = 0.0

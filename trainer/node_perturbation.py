@@ -50,6 +50,7 @@ from devsim.hardware import Request, Result
 from devsim.params import ParamError, param
 from trainer.base import Estimate, Estimator, EstimatorParams, Window, layer_gradient
 from trainer.decorrelation import check_decorrelation, decorrelate
+from trainer.kernels import mean, row_squares
 
 
 PERTURBATIONS = ("gaussian", "rademacher", "bernoulli", "device")
@@ -198,7 +199,7 @@ class NodePerturbation(Estimator):
             # layer, so its first pass holds every layer's unperturbed input.
             total = total + layer_gradient(self.offsets, signal, first.inputs)
         decorrelate(self.chip, first.inputs, p.decorrelation_lr)
-        cost = (clean if clean is not None else passes[0]).costs.mean()
+        cost = mean((clean if clean is not None else passes[0]).costs)
         return Estimate(total / (p.draws * batch), float(cost))
 
     def _injected_signal(self, first: Pass, second: Pass) -> np.ndarray:
@@ -212,7 +213,8 @@ class NodePerturbation(Estimator):
     def _activity_signal(first: Pass, second: Pass, d_act: np.ndarray) -> np.ndarray:
         """dC n da / |da|^2 per sample over the nodes in ``d_act`` (zero where da = 0)."""
         d_cost = second.costs - first.costs
-        norm2 = np.einsum("ti,ti->t", d_act, d_act)
+        norm2 = np.empty(len(d_act))
+        row_squares(d_act, norm2)
         scale = np.divide(d_cost * d_act.shape[1], norm2, out=np.zeros_like(norm2),
                           where=norm2 > 0.0)
         return scale[:, None] * d_act

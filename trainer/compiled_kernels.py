@@ -1,0 +1,270 @@
+"""The compiled executor's kernels: whole update windows of MGD and of node perturbation,
+each followed by the optimizer's step and the write (:mod:`trainer.compiled` drives them).
+
+Every operation is the one the plain ask/tell loop makes, in the same order, through the
+same kernels (:mod:`devsim.dense`, :mod:`devsim.losses`, :mod:`trainer.kernels`,
+:func:`trainer.perturbations.rademacher_codes`, :func:`trainer.mgd.highpass`), so a window
+gives the same bits either way. The probes of a window run in canonical blocks of
+:data:`devsim.parallel.BLOCK_ROWS` rows, as the chip runs them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from devsim.activations import apply_in_place
+from devsim.dense import affine_block
+from devsim.losses import loss_rows
+from devsim.parallel import BLOCK_ROWS
+from trainer.kernels import column_sums, correlate, mean, norm, row_squares
+from trainer.mgd import highpass
+from trainer.perturbations import rademacher_codes
+
+
+@njit(cache=True, nogil=True)
+def _forward(layers, shapes, acts, node_target, perturbation, perturbed, rows, x, hidden,
+             preactivations, keep, node_block, weight_block, cblas):
+    """The window's ``rows`` probes (inputs ``x``) through every layer into ``hidden[l]``
+    (and, with ``keep``, the pre-activations into ``preactivations[l]``), in canonical
+    blocks. Probe t carries row ``t - perturbed[0]`` of ``perturbation`` on the nodes (or
+    the parameters) for perturbed[0] <= t < perturbed[1], zeros otherwise."""
+    empty = np.empty((0, 0))
+    for b0 in range(0, rows, BLOCK_ROWS):
+        b1 = min(rows, b0 + BLOCK_ROWS)
+        h = x[b0:b1]
+        node_at, param_at = 0, 0
+        for l in range(shapes.shape[0]):
+            n_out, n_in = shapes[l, 0], shapes[l, 1]
+            width = n_out if node_target else n_out * (n_in + 1)
+            at = node_at if node_target else param_at
+            part = (node_block if node_target else weight_block)[:b1 - b0, :width]
+            for t in range(b0, b1):
+                if perturbed[0] <= t < perturbed[1]:
+                    part[t - b0] = perturbation[t - perturbed[0], at:at + width]
+                else:
+                    part[t - b0] = 0.0
+            out = hidden[l][b0:b1]
+            if node_target:
+                affine_block(layers[l], n_out, h, part, empty, out, cblas)
+            else:
+                affine_block(layers[l], n_out, h, empty, part, out, cblas)
+            if keep:
+                preactivations[l][b0:b1] = out
+            apply_in_place(acts[l], out)
+            h = out
+            node_at += n_out
+            param_at += n_out * (n_in + 1)
+
+
+@njit(cache=True, nogil=True)
+def _layer_gradient(shapes, signal, x, hidden, steps, gradient, cblas):
+    """:func:`trainer.kernels.layer_gradient` of ``signal`` (steps, nodes) with the layer
+    inputs of the window's first ``steps`` probes (``x``, then ``hidden``)."""
+    node_at, param_at = 0, 0
+    for l in range(shapes.shape[0]):
+        n_out, n_in = shapes[l, 0], shapes[l, 1]
+        inputs = x[:steps] if l == 0 else hidden[l - 1][:steps]
+        w = gradient[param_at:param_at + n_out * n_in].reshape((n_out, n_in))
+        b = gradient[param_at + n_out * n_in:param_at + n_out * (n_in + 1)]
+        correlate(signal[:steps, node_at:node_at + n_out], inputs, w, b, cblas)
+        node_at += n_out
+        param_at += n_out * (n_in + 1)
+
+
+@njit(cache=True, nogil=True)
+def _optimizer_step(kind, hyper, lr, factor, gradient, velocity, second, count, step,
+                    new_velocity, new_second):
+    """trainer.optim's step for ``gradient`` into ``step`` and the state it would leave
+    into ``new_velocity``/``new_second`` (committed by the caller), in the same
+    operations: clipping by global norm (hyper[4] > 0), the core (0 sgd, 1 momentum with
+    hyper[0] = beta and hyper[1] = Nesterov, 2 adam with hyper[0..2] = b1, b2, eps), then
+    the schedule's ``factor`` (NaN: a constant schedule, ``lr`` inside the core)."""
+    clip_norm = hyper[4]
+    scale = 1.0
+    clipped = False
+    if clip_norm > 0.0:
+        g_norm = norm(gradient)
+        if g_norm > clip_norm:
+            scale, clipped = clip_norm / g_norm, True
+    core_lr = lr if math.isnan(factor) else 1.0
+    for i in range(gradient.shape[0]):
+        g = gradient[i] * scale if clipped else gradient[i]
+        if kind == 0:
+            d = -core_lr * g
+        elif kind == 1:
+            beta = hyper[0]
+            v = beta * velocity[i] + g
+            new_velocity[i] = v
+            d = -core_lr * (beta * v + g if hyper[1] else v)
+        else:
+            b1, b2, eps = hyper[0], hyper[1], hyper[2]
+            mu = b1 * velocity[i] + (1 - b1) * g
+            nu = b2 * second[i] + (1 - b2) * g * g
+            new_velocity[i], new_second[i] = mu, nu
+            mu_hat = mu / (1 - math.pow(b1, float(count + 1)))  # libm pow, as Python's
+            nu_hat = nu / (1 - math.pow(b2, float(count + 1)))
+            d = -core_lr * mu_hat / (np.sqrt(nu_hat) + eps)
+        step[i] = d if math.isnan(factor) else factor * d
+
+
+@njit(cache=True, nogil=True)
+def _update(layers, cost, gradient, opt_kind, hyper, lr, factor, velocity, second, count,
+            step, new_velocity, new_second, stats, w, probes):
+    """The training loop's end of a window: the optimizer's step from ``gradient``,
+    written to the layers unless the cost, the estimate or the step is not finite;
+    ``stats[w]`` gets (cost, estimate norm, update norm or NaN, skipped, probes). True
+    where the step was written."""
+    estimate_norm = norm(gradient)
+    update_norm = np.nan
+    written = False
+    if np.isfinite(cost) and np.isfinite(estimate_norm):
+        _optimizer_step(opt_kind, hyper, lr, factor, gradient, velocity, second, count,
+                        step, new_velocity, new_second)
+        update_norm = norm(step)
+        if np.isfinite(update_norm):
+            written = True
+            if opt_kind > 0:
+                velocity[:] = new_velocity
+            if opt_kind == 2:
+                second[:] = new_second
+            at = 0
+            for l in range(len(layers)):
+                flat = layers[l]
+                for i in range(flat.shape[0]):
+                    flat[i] += step[at + i]
+                at += flat.shape[0]
+        else:
+            update_norm = np.nan
+    stats[w, 0], stats[w, 1], stats[w, 2] = cost, estimate_norm, update_norm
+    stats[w, 3], stats[w, 4] = not written, probes
+    return written
+
+
+@njit(cache=True, nogil=True)
+def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, node_target,
+                discrete, key, clock, tau_p, rms, eps2, a_hp, hp_state, lowpass, weights,
+                decay, integral, normalize, scale, clip_change, opt_kind, hyper, lr,
+                factors, velocity, second, count, buffers, hidden, stats, cblas):
+    """Windows of MGD (:class:`trainer.mgd.MGD`), each followed by the optimizer's step,
+    until one is skipped or ``len(idx) // window`` have run; returns how many ran.
+    Window w presents samples ``idx[w*T:(w+1)*T]`` and starts at perturbation step
+    ``clock + w*T``; the estimator's filter and integral (``hp_state``, ``integral``)
+    and the optimizer's state (``velocity``, ``second``; ``count`` updates applied
+    before the call) change in place."""
+    x, y, costs, codes, signal, change, gradient, step, new_v, new_s, node_b, weight_b = \
+        buffers
+    n_in = x.shape[1]
+    perturbed = np.array([0, window])
+    for w in range(idx.shape[0] // window):
+        s0 = w * window
+        for t in range(window):
+            x[t, :n_in] = x_data[idx[s0 + t]]
+            y[t] = y_data[idx[s0 + t]]
+        rows = window
+        if discrete:  # a baseline per new sample and at the window's start
+            for t in range(window):
+                if t == 0 or new[s0 + t]:
+                    x[rows] = x[t]
+                    y[rows] = y[t]
+                    rows += 1
+        rademacher_codes(key, clock + s0, tau_p, rms, codes)
+        _forward(layers, shapes, acts, node_target, codes, perturbed, rows, x, hidden,
+                 hidden, False, node_b, weight_b, cblas)
+        loss_rows(loss, hidden[shapes.shape[0] - 1][:rows], y[:rows], costs[:rows])
+        if discrete:
+            cost = mean(costs[window:rows])
+            k = window - 1
+            for t in range(window):
+                if t == 0 or new[s0 + t]:
+                    k += 1
+                change[t] = costs[t] - costs[k]
+        else:
+            change[:window] = highpass(costs[:window], new[s0:s0 + window], a_hp, hp_state)
+            cost = mean(costs[:window])
+        if clip_change > 0.0:
+            for t in range(window):
+                if change[t] < -clip_change:
+                    change[t] = -clip_change
+                elif change[t] > clip_change:
+                    change[t] = clip_change
+        for t in range(window):  # homodyne detection: C~ theta~ / eps^2
+            weighted = weights[t] * change[t]
+            for k in range(codes.shape[1]):
+                signal[t, k] = weighted * codes[t, k] / eps2
+        if node_target:
+            _layer_gradient(shapes, signal, x, hidden, window, gradient, cblas)
+        else:
+            column_sums(signal, gradient)
+        if lowpass:
+            finite = True
+            for i in range(gradient.shape[0]):
+                gradient[i] = decay * integral[i] + gradient[i]
+                finite = finite and np.isfinite(gradient[i])
+            if finite:
+                integral[:] = gradient
+        if normalize:
+            for i in range(gradient.shape[0]):
+                gradient[i] = gradient[i] * scale
+        if _update(layers, cost, gradient, opt_kind, hyper, lr, factors[w], velocity, second,
+                   count, step, new_v, new_s, stats, w, rows):
+            count += 1
+        else:
+            return w + 1
+    return idx.shape[0] // window
+
+
+@njit(cache=True, nogil=True)
+def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity, noise,
+               noise_mean, variance, opt_kind, hyper, lr, factors, velocity, second, count,
+               buffers, hidden, preactivations, stats, cblas):
+    """Windows of node perturbation (:class:`trainer.node_perturbation.NodePerturbation`,
+    ``np`` or, with ``activity``, ``anp``; one draw, a clean and a noisy pass), each
+    followed by the optimizer's step, until one is skipped or ``len(idx) // batch`` have
+    run; returns how many ran. Window w's noisy pass carries rows ``w*B..(w+1)*B`` of
+    ``noise`` (already scaled)."""
+    x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s, node_b, weight_b = \
+        buffers
+    n_layers = shapes.shape[0]
+    n_in, n_nodes = x.shape[1], noise.shape[1]
+    for w in range(idx.shape[0] // batch):
+        s0 = w * batch
+        for t in range(batch):
+            x[t, :n_in] = x_data[idx[s0 + t]]
+            y[t] = y_data[idx[s0 + t]]
+        x[batch:2 * batch] = x[:batch]
+        y[batch:2 * batch] = y[:batch]
+        perturbed = np.array([batch, 2 * batch])
+        _forward(layers, shapes, acts, True, noise[s0:s0 + batch], perturbed, 2 * batch, x,
+                 hidden, preactivations, activity, node_b, weight_b, cblas)
+        loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
+        for t in range(batch):
+            d_cost[t] = costs[batch + t] - costs[t]
+        if activity:  # dC N da / |da|^2, da the measured change of the pre-activations
+            node_at = 0
+            for l in range(n_layers):
+                n_out = shapes[l, 0]
+                for t in range(batch):
+                    for j in range(n_out):
+                        signal[t, node_at + j] = (preactivations[l][batch + t, j]
+                                                  - preactivations[l][t, j])
+                node_at += n_out
+            row_squares(signal[:batch], norms)
+            for t in range(batch):
+                factor = d_cost[t] * n_nodes / norms[t] if norms[t] > 0.0 else 0.0
+                for k in range(n_nodes):
+                    signal[t, k] = factor * signal[t, k]
+        else:  # dC (eps - E eps) / v
+            for t in range(batch):
+                for k in range(n_nodes):
+                    signal[t, k] = d_cost[t] * (noise[s0 + t, k] - noise_mean) / variance
+        _layer_gradient(shapes, signal, x, hidden, batch, gradient, cblas)
+        for i in range(gradient.shape[0]):
+            gradient[i] = (0.0 + gradient[i]) / batch
+        if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
+                   velocity, second, count, step, new_v, new_s, stats, w, 2 * batch):
+            count += 1
+        else:
+            return w + 1
+    return idx.shape[0] // batch
