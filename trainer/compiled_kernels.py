@@ -89,6 +89,9 @@ def _optimizer_step(kind, hyper, lr, factor, gradient, velocity, second, count, 
         if g_norm > clip_norm:
             scale, clipped = clip_norm / g_norm, True
     core_lr = lr if math.isnan(factor) else 1.0
+    if kind == 2:  # Adam's bias corrections, by libm's pow as Python's float ** takes it
+        first = 1 - math.pow(hyper[0], float(count + 1))
+        second_moment = 1 - math.pow(hyper[1], float(count + 1))
     for i in range(gradient.shape[0]):
         g = gradient[i] * scale if clipped else gradient[i]
         if kind == 0:
@@ -103,8 +106,8 @@ def _optimizer_step(kind, hyper, lr, factor, gradient, velocity, second, count, 
             mu = b1 * velocity[i] + (1 - b1) * g
             nu = b2 * second[i] + (1 - b2) * g * g
             new_velocity[i], new_second[i] = mu, nu
-            mu_hat = mu / (1 - math.pow(b1, float(count + 1)))  # libm pow, as Python's
-            nu_hat = nu / (1 - math.pow(b2, float(count + 1)))
+            mu_hat = mu / first
+            nu_hat = nu / second_moment
             d = -core_lr * mu_hat / (np.sqrt(nu_hat) + eps)
         step[i] = d if math.isnan(factor) else factor * d
 
