@@ -164,3 +164,14 @@ def test_resume_refuses_a_changed_config_or_a_missing_checkpoint(tmp_path, capsy
             "--resume"]
     assert main(args) == 2
     assert "no run to resume here" in capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_gets_no_error_line(tmp_path):
+    """`devsim inspect t.h5 | head -1`: a closed pipe ends the command quietly, with the
+    status of a SIGPIPE."""
+    _run(tmp_path, "p")
+    inspect = subprocess.Popen([sys.executable, "-m", "devsim", "inspect", str(tmp_path / "p.h5")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    inspect.stdout.close()  # the reader leaves before the first line (Python starts slower)
+    assert inspect.wait(timeout=60) == 128 + 13
+    assert inspect.stderr.read() == b""

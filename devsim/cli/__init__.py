@@ -21,6 +21,7 @@ Warnings (data that will probably train badly) print as one ``devsim: warning:``
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import warnings
@@ -65,6 +66,9 @@ def main(argv=None) -> int:
         return fail(exc.message, EXIT_DIVERGED)
     except WriteError as exc:
         return fail(str(exc), EXIT_WRITE_FAILED)
+    except BrokenPipeError:  # the reader left (`devsim inspect t.h5 | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_SIGNAL_BASE + signal.SIGPIPE
     except OSError as exc:
         return fail(f"{exc.filename or ''}: {exc.strerror or exc}")
     except Interrupted as exc:
