@@ -187,3 +187,26 @@ def test_an_interrupted_run_is_evaluated_from_its_checkpoint(tmp_path, monkeypat
     assert not np.allclose(training.bench.read_params(), partial.snapshots["params"][0])
     cost, _ = _reference(partial, ((1.0 + T0) / T0) ** -NU, training.bench.read_params())
     assert table.cost[0, 0] == pytest.approx(cost, rel=1e-9)
+
+
+def test_global_compensation_is_the_mean_absolute_one_hot_read_as_in_aihwkit():
+    """aihwkit 1.2's GlobalDriftCompensation reads one-hot inputs (every weight alone, the
+    bias too) and scales outputs by mean |read at programming| / mean |read now|; with
+    PCM drift every device drifts with its own exponent, so this differs from a
+    row-sum (all-ones) read."""
+    from devices.crossbar import CrossbarParams
+    rng = np.random.default_rng(4)
+    w, b = rng.uniform(-0.8, 0.8, (5, 7)), rng.uniform(-0.5, 0.5, 5)
+    params = CrossbarParams(g_min=0.0, w_max=1.0, drift_model="pcm", prog_noise=0.5,
+                            prog_noise_model="pcm")
+    off = params.build(w, b, np.random.default_rng(9))
+    on = params.replace(drift_compensation=True).build(w, b, np.random.default_rng(9))
+    programmed = off.read()
+    for t in (60.0, 3600.0 * 24 * 365):
+        off.set_time(t)
+        on.set_time(t)
+        drifted = off.read()
+        alpha = np.abs(programmed).sum() / np.abs(drifted).sum()
+        np.testing.assert_allclose(on.read(), drifted * alpha, rtol=1e-12)
+        rows = lambda flat: np.abs(flat[:35].reshape(5, 7).sum(axis=1) + flat[35:]).sum()
+        assert abs(alpha - rows(programmed) / rows(drifted)) > 1e-4  # not an all-ones read
