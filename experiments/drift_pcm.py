@@ -19,10 +19,13 @@
    repeat ``torch.manual_seed(seed + r)``, ``program_analog_weights()``, then
    ``drift_analog_weights(t)`` at each time. Also with aihwkit's default forward
    periphery (``aihwkit IO``), for reference only: its noise and bound management have
-   no counterpart in devsim's preset.
+   no counterpart in devsim's preset. And one level down, the first layer's weights
+   themselves (``weights``): mean drifted / target weight, the spread of the error before
+   and after compensation, and the compensation factor, in both simulators.
 
-Writes ``<out>/drift_pcm.json``, prints the tables as markdown and plots
-``experiments/drift_pcm.png``. Usage (from the repository root)::
+Writes ``experiments/drift_pcm.json`` and ``experiments/drift_pcm.png`` (``--record``;
+the trace goes under ``--out``) and prints the tables as markdown. Usage (from the
+repository root)::
 
     PYTHONPATH=. nice python experiments/drift_pcm.py --out runs/drift_pcm
     PYTHONPATH=. nice /work/venv_aihwkit/bin/python experiments/drift_pcm.py --out runs/drift_pcm --aihwkit
@@ -126,6 +129,74 @@ def aihwkit_curves(trace, times, repeats: int, seed: int) -> dict:
     return curves
 
 
+def weight_statistics(trace, times, repeats: int, seed: int) -> dict:
+    """The first trained layer (weights and bias) programmed and drifted by aihwkit's
+    tile and by devsim's crossbar (the PCM model, w_max at the layer's largest |weight|):
+    per time, the mean of drifted / target over weights with |target| > w_max / 2, the
+    standard deviation of drifted - target, the same after the compensation factor, and
+    that factor; means over repeats."""
+    import torch
+    from aihwkit.inference import GlobalDriftCompensation, PCMLikeNoiseModel
+    from aihwkit.nn import AnalogLinear
+    from aihwkit.simulator.configs import InferenceRPUConfig
+    from devsim.config import from_data
+    from devsim.device import DeviceParams
+    n_out, n_in = 32, 64
+    params = trace.snapshots["params"][-1]
+    w, b = params[:n_out * n_in].reshape(n_out, n_in), params[n_out * n_in:n_out * n_in + n_out]
+    target = np.concatenate([w, b[:, None]], axis=1)
+    w_max = float(np.abs(target).max())
+    large = np.abs(target) > w_max / 2
+    rpu = InferenceRPUConfig()
+    rpu.noise_model = PCMLikeNoiseModel(g_max=25.0)
+    rpu.drift_compensation = GlobalDriftCompensation()
+    rpu.mapping.digital_bias = False
+    rpu.forward.is_perfect = True
+    layer = AnalogLinear(n_in, n_out, bias=True, rpu_config=rpu)
+    layer.set_weights(torch.tensor(w, dtype=torch.float32), torch.tensor(b, dtype=torch.float32))
+    layer.eval()
+    (tile,) = list(layer.analog_tiles())
+    device = yaml.safe_load(trace.config_yaml)["network"]["device"]
+    device = from_data(DeviceParams, {**device, "w_max": w_max, "drift_compensation": True})
+    stats = {"aihwkit": [], "devsim": []}
+    for _, t in times:
+        drifted = {"aihwkit": [], "devsim": []}
+        alphas = {"aihwkit": [], "devsim": []}
+        for r in range(repeats):
+            torch.manual_seed(seed + r)
+            layer.program_analog_weights()
+            layer.drift_analog_weights(t)
+            unit = w_max / float(np.abs(tile.reference_combined_weights.numpy()).max())
+            drifted["aihwkit"].append(tile.tile.get_weights().numpy().astype(float) * unit)
+            alphas["aihwkit"].append(float(tile.alpha))
+            array = device.build(w, b, np.random.default_rng([seed, r]))
+            array.set_time(t)
+            flat = array.read()  # compensated, as reads see it
+            alpha = float(array._alpha)
+            drifted["devsim"].append(np.concatenate(
+                [flat[:n_out * n_in].reshape(n_out, n_in), flat[n_out * n_in:, None]], 1) / alpha)
+            alphas["devsim"].append(alpha)
+        for name in stats:
+            d, a = np.array(drifted[name]), np.array(alphas[name])
+            stats[name].append({"ratio": float((d[:, large] / target[large]).mean()),
+                                "error_std": float((d - target).std()),
+                                "compensated_error_std": float(
+                                    (d * a[:, None, None] - target).std()),
+                                "alpha": float(a.mean())})
+    return stats
+
+
+def weight_table(stats: dict, times) -> str:
+    rows = ["| time | drifted / target (aihwkit, devsim) | error std | compensated error "
+            "std | compensation factor |", "|---|---|---|---|---|"]
+    for j, (label, _) in enumerate(times):
+        a, d = stats["aihwkit"][j], stats["devsim"][j]
+        rows.append(f"| {label} | {a['ratio']:.4f}, {d['ratio']:.4f} | {a['error_std']:.4f}, "
+                    f"{d['error_std']:.4f} | {a['compensated_error_std']:.4f}, "
+                    f"{d['compensated_error_std']:.4f} | {a['alpha']:.4f}, {d['alpha']:.4f} |")
+    return "\n".join(rows)
+
+
 def load_config_from(trace):
     from devsim.config import loads
     from devsim.runconfig import RunConfig
@@ -142,11 +213,19 @@ def table(results: dict, names: list[str], times) -> str:
     return "\n".join(rows)
 
 
-def agreement(results: dict, a: str, b: str) -> list[float]:
-    """|mean_a - mean_b| over the combined spread sqrt(std_a^2 + std_b^2), per time."""
+def agreement(results: dict, a: str, b: str, repeats: int) -> str:
+    """Per time: the difference of the means, the spread of one repeat's difference
+    sqrt(std_a^2 + std_b^2), and Welch's t (the difference over its standard error)."""
     ma, mb = np.array(results[a]["mean"]), np.array(results[b]["mean"])
     sa, sb = np.array(results[a]["std"]), np.array(results[b]["std"])
-    return (np.abs(ma - mb) / np.sqrt(sa ** 2 + sb ** 2)).tolist()
+    delta, spread = ma - mb, np.sqrt(sa ** 2 + sb ** 2)
+    welch = delta / (spread / np.sqrt(repeats))
+    rows = ["| time | " + " | ".join(results["times"]) + " |",
+            "|---" * (len(delta) + 1) + "|",
+            "| devsim - aihwkit | " + " | ".join(f"{d:+.4f}" for d in delta) + " |",
+            "| spread sqrt(std_d^2 + std_a^2) | " + " | ".join(f"{s:.4f}" for s in spread) + " |",
+            "| Welch t | " + " | ".join(f"{t:+.2f}" for t in welch) + " |"]
+    return "\n".join(rows)
 
 
 def plot(results: dict, times, path: Path):
@@ -181,7 +260,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0, help="aihwkit's torch seeds: seed + r")
     ap.add_argument("--aihwkit", action="store_true", help="also run aihwkit 1.2.0")
-    ap.add_argument("--plot", default=str(ROOT / "experiments" / "drift_pcm.png"))
+    ap.add_argument("--record", default=str(ROOT / "experiments" / "drift_pcm"),
+                    help="write RECORD.json and RECORD.png")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -190,24 +270,25 @@ def main():
         run(load_config(ROOT / "configs" / "pcm_digits.yaml"), out=trace_path)
     trace = read_trace(trace_path)
     times = parse_times(TIMES)
-    results_path = out / "drift_pcm.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results.update(devsim_curves(trace, times, args.repeats))
+    results_path, png = Path(args.record + ".json"), Path(args.record + ".png")
+    results = devsim_curves(trace, times, args.repeats)
     if args.aihwkit:
         results.update(aihwkit_curves(trace, times, args.repeats, args.seed))
+        results["weights"] = weight_statistics(trace, times, args.repeats, args.seed)
     results["times"] = [label for label, _ in times]
     results["final_test_accuracy"] = float(trace.evals["test_accuracy"][-1])
     results_path.write_text(json.dumps(results, indent=1))
-    names = [n for n in results if n not in ("times", "final_test_accuracy")]
+    names = [n for n in results if n not in ("times", "final_test_accuracy", "weights")]
     print(f"trained: test accuracy {results['final_test_accuracy']:.4f} at the end of "
           f"training; {args.repeats} repeats\n")
     print(table(results, names, times))
     if "aihwkit PCM model" in results:
-        ratio = agreement(results, "devsim PCM model", "aihwkit PCM model")
-        print("\n|devsim - aihwkit| / sqrt(std_d^2 + std_a^2): "
-              + ", ".join(f"{label} {r:.2f}" for (label, _), r in zip(times, ratio)))
-    plot(results, times, Path(args.plot))
-    print(f"\nwrote {results_path} and {args.plot}")
+        print("\nPCM model, devsim against aihwkit:\n")
+        print(agreement(results, "devsim PCM model", "aihwkit PCM model", args.repeats))
+        print("\nFirst layer's weights (aihwkit, devsim; means over repeats):\n")
+        print(weight_table(results["weights"], times))
+    plot(results, times, png)
+    print(f"\nwrote {results_path} and {png}")
 
 
 if __name__ == "__main__":
