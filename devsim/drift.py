@@ -109,7 +109,8 @@ class DriftTable:
         lines = [head, f"{'time':<8} {'seconds':>12} " + " ".join(f"{k:>13}" for k in keys)]
         for row in rows:
             lines.append(f"{row['time']:<8} {row['seconds']:>12.6g} "
-                         + " ".join(f"{row[k]:>13.4f}" for k in keys))
+                         + " ".join(f"{row[k]:>13.4f}" if k.startswith("accuracy")
+                                    else f"{row[k]:>13.4g}" for k in keys))
         return "\n".join(lines)
 
     def write_csv(self, path) -> Path:
