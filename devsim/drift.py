@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,6 @@ class DriftTable:
     """Where the parameters came from (the last snapshot or a checkpoint)."""
     timed: bool = True
     """Whether any device models time (drift); if not, every time reads the same chip."""
-    columns: list[str] = field(default_factory=list)
 
     @property
     def repeats(self) -> int:

@@ -18,8 +18,6 @@ def _outputs(args) -> tuple[Path, Path]:
 def cmd_evaluate(args) -> int:
     from devsim.drift import evaluate_drift, parse_times
     times = parse_times(args.at)
-    if args.repeats < 1:
-        return fail(f"--repeats: must be >= 1, got {args.repeats}")
     csv, png = _outputs(args)
     for path in (csv, png):
         if path.exists() and not args.overwrite:
