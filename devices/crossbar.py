@@ -141,8 +141,9 @@ class CrossbarParams(DeviceParams, kind="crossbar"):
     """Time elapsed since t0 when the array is read; conductances drift by
     ((t_inference + t0) / t0)^-nu. Change it later with ``set_time``."""
     drift_compensation: bool = False
-    """Rescale outputs digitally by the ratio of an all-ones calibration read at
-    programming time to the same read now (aihwkit's global drift compensation)."""
+    """Rescale outputs digitally by the ratio of a calibration read at programming time
+    to the same read now: the mean absolute output of one-hot inputs, one per row, the
+    bias row included (aihwkit 1.2's ``GlobalDriftCompensation``), read exactly."""
 
     # ---- periphery
     input_range: float | None = param(None, gt=0.0, unit="input")
@@ -310,9 +311,8 @@ class Crossbar(RowSplitArray, ClockedArray):
         w_aug = cells.k * (gp - gn) if cells.drifted else cells.programmed_weights()
         self._w_aug = w_aug
         self._alpha = 1.0
-        if p.drift_compensation and cells.t > 0:
-            w_ref = cells.programmed_weights()
-            self._alpha = np.abs(w_ref.sum(axis=1)).sum() / np.abs(w_aug.sum(axis=1)).sum()
+        if p.drift_compensation and cells.t > 0:  # one-hot reads: every weight alone
+            self._alpha = np.abs(cells.programmed_weights()).sum() / np.abs(w_aug).sum()
         n_in = self.shape[1]
         self._w_operands = [self._gemm_operand(w_aug[:, r0:min(r1, n_in)])
                             for r0, r1 in self._row_tiles]

@@ -14,7 +14,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,14 @@ def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
         return None
 
 
+def _preset_folders(base_dir: Path) -> list[tuple[str, Path]]:
+    """(origin, folder) of the preset folders searched by name, in order: ``presets/``
+    beside the config, then each folder of ``DEVSIM_PRESETS`` (``os.pathsep``-separated)."""
+    return [("beside the config", base_dir / "presets")] + [
+        ("DEVSIM_PRESETS", Path(p)) for p in os.environ.get("DEVSIM_PRESETS", "").split(os.pathsep)
+        if p]
+
+
 def preset_file(name: str, base_dir: Path) -> Path | None:
     """Where preset ``name`` is: a ``.yaml`` path (relative to ``base_dir``, the config's
     folder), else ``NAME.yaml`` in ``base_dir/presets``, in each folder of the
@@ -208,9 +216,7 @@ def preset_file(name: str, base_dir: Path) -> Path | None:
     if name.endswith((".yaml", ".yml")):
         file = base_dir / name
         return file if file.is_file() else None
-    folders = [base_dir / "presets"] + [Path(p) for p in
-                                        os.environ.get("DEVSIM_PRESETS", "").split(os.pathsep) if p]
-    for folder in folders:
+    for _, folder in _preset_folders(base_dir):
         if (folder / f"{name}.yaml").is_file():
             return folder / f"{name}.yaml"
     return preset_files().get(name)
@@ -218,10 +224,53 @@ def preset_file(name: str, base_dir: Path) -> Path | None:
 
 def preset_names(base_dir: Path) -> list[str]:
     """Every preset name :func:`preset_file` finds from ``base_dir``."""
-    folders = [base_dir / "presets"] + [Path(p) for p in
-                                        os.environ.get("DEVSIM_PRESETS", "").split(os.pathsep) if p]
-    names = {p.stem for folder in folders if folder.is_dir() for p in folder.glob("*.yaml")}
-    return sorted(names | set(preset_files()))
+    return sorted({p.name for p in preset_catalog(base_dir)})
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """One preset file found by name (what ``devsim presets`` lists)."""
+
+    name: str
+    kind: str
+    """Its ``type:`` (the device, neuron or noise model it configures)."""
+    origin: str
+    """Where it was found: ``beside the config``, ``DEVSIM_PRESETS`` or ``installed``."""
+    file: Path
+    source: str
+    """Its one-line source: the ``# Source:`` comment line, else its first comment line."""
+    shadowed: bool
+    """Whether a preset of the same name earlier in the search order wins."""
+
+
+def _describe_preset(file: Path) -> tuple[str, str]:
+    """(type, one-line source) of a preset file; a file that cannot be read says so."""
+    try:
+        text = file.read_text()
+        data = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as exc:
+        return "?", f"cannot be read: {str(exc).splitlines()[0]}"
+    comments = [line.lstrip("#").strip() for line in text.splitlines()
+                if line.startswith("#") and line.lstrip("#").strip()]
+    cited = [c.split(":", 1)[1].strip() for c in comments if c.lower().startswith("source:")]
+    kind = data.get("type", "?") if isinstance(data, dict) else "?"
+    return str(kind), (cited or comments or ["(no comment)"])[0]
+
+
+def preset_catalog(base_dir: Path) -> list[PresetInfo]:
+    """Every preset file found by name from ``base_dir`` (the config's folder), in the
+    order :func:`preset_file` searches: ``presets/`` beside it, ``DEVSIM_PRESETS``, the
+    installed ones; a name found again later is marked ``shadowed``."""
+    found = [(origin, file) for origin, folder in _preset_folders(base_dir) if folder.is_dir()
+             for file in sorted(folder.glob("*.yaml"))]
+    found += [("installed", file) for file in preset_files().values()]
+    seen, catalog = set(), []
+    for origin, file in found:
+        name = file.name.rsplit(".", 1)[0]
+        kind, source = _describe_preset(file)
+        catalog.append(PresetInfo(name, kind, origin, file, source, name in seen))
+        seen.add(name)
+    return catalog
 
 
 def _with_preset(value: dict, path: tuple, ctx: _Context) -> dict | None:

@@ -34,6 +34,12 @@ row's update windows where it was finite; the windows skipped because their cost
 estimate or step was not finite, and those with a non-finite cost; the parameters
 that are not finite at the row's end."""
 
+METER_COLUMNS = {"reads": "reads", "pulses": "pulses", "time_s": "hardware_time_s",
+                 "energy_j": "energy_j"}
+"""Trace columns of the chip's meters (:meth:`devsim.bench.Bench.meter` key -> column),
+in scalar and evaluation rows alike: device reads, programming pulses, hardware seconds
+and joules that training has spent up to the row's step (evaluation reads excluded)."""
+
 
 class StopRun(Exception):
     """Raised by an ``on_evaluation`` callback of :func:`run` to end the run early (a
@@ -51,6 +57,12 @@ def evaluate(bench: Bench, x: np.ndarray, y: np.ndarray, labels: np.ndarray | No
         predicted = out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0.5).astype(int)
         metrics["accuracy"] = float((predicted == labels).mean())
     return metrics
+
+
+def meter_row(bench: Bench) -> dict:
+    """The :data:`METER_COLUMNS` of a trace row: the chip's meter totals now."""
+    return {column: float(value) for key, value in bench.meter().items()
+            for column in (METER_COLUMNS[key],)}
 
 
 def _diagnostics(config) -> list[str]:
@@ -209,8 +221,9 @@ def _start(config: RunConfig, path: Path, source: str) -> tuple[RunState, TraceW
     classification = built.data.is_classification
     writer = TraceWriter(
         path, cfg.dump(config), config.seed,
-        scalars=list(SCALARS) + _diagnostics(config),
-        evals=["test_cost"] + (["test_accuracy", "train_accuracy"] if classification else []),
+        scalars=list(SCALARS) + list(METER_COLUMNS.values()) + _diagnostics(config),
+        evals=(["test_cost"] + (["test_accuracy", "train_accuracy"] if classification else [])
+               + list(METER_COLUMNS.values())),
         snapshots={name: len(v) for name, v in built.bench.state().items()},
         flush_seconds=config.trace.flush_seconds)
     return state, writer
@@ -259,7 +272,7 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
                                                  data.labels_train[train_rows])["accuracy"]
             state.eval_steps.append(hw.steps)
             state.eval_accuracy.append(test["accuracy"])
-        writer.evaluation(hw.steps, **row)
+        writer.evaluation(hw.steps, **row, **meter_row(bench))
         state.last_eval = row
         if on_evaluation is not None:
             try:
@@ -289,7 +302,8 @@ def run(config: RunConfig, out: str | Path | None = None, progress: bool = False
             done = hw.steps >= budget
             if state.log_due(hw.steps) or done or state.guard.exceeded:
                 writer.scalar(hw.steps, wall_time=time.perf_counter() - t0,
-                              nonfinite_params=_nonfinite(bench), **state.rows.pop())
+                              nonfinite_params=_nonfinite(bench), **meter_row(bench),
+                              **state.rows.pop())
             if state.guard.exceeded:
                 break
             if state.eval_due(hw.steps) or done:

@@ -67,6 +67,27 @@ def test_preset_example_resolves():
     assert device.prog_noise_model == "pcm"  # the rest comes from the preset
 
 
+def test_what_can_my_chip_learn_walkthrough_runs(tmp_path, monkeypatch, capsys):
+    """The walk-through's commands, run as written (outputs under a temporary folder)."""
+    from devsim.cli import main
+    section = README.split("## What can my chip learn", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    monkeypatch.chdir(ROOT)
+    for line in block.strip().splitlines():
+        assert line.startswith("devsim ")
+        assert main(line.replace("runs/", f"{tmp_path}/").split()[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert "crossbar_pcm" in out and "Le Gallo et al., Nat. Electron. 6, 680 (2023)" in out
+    for name in ("pcm_digits_drift", "pcm_digits_nocomp"):
+        rows = (tmp_path / f"{name}.csv").read_text().splitlines()
+        assert [r.split(",")[0] for r in rows] == ["time", "1s", "1h", "1d", "1y"]
+        assert (tmp_path / f"{name}.png").is_file()
+    assert "drift compensation on" in out and "drift compensation off" in out
+    assert re.search(r"to target  test accuracy 0.9: [\d,]+ hardware steps, hardware time "
+                     r"[\d.e+-]+ s, energy [\d.e+-]+ J", out)
+    assert (tmp_path / "pcm_digits_energy.png").is_file()
+
+
 @pytest.mark.parametrize("line", [l for b in _blocks("sh")[2:] for l in b.strip().splitlines()])
 def test_cli_tour_lines_parse(line):
     """Each tour command is accepted by the argument parser (run lines are not executed here)."""

@@ -26,11 +26,11 @@ import signal
 import sys
 import warnings
 
-from devsim.cli import analysis, docs, runs, traces, tune
+from devsim.cli import analysis, docs, evaluate, presets, runs, traces, tune
 from devsim.cli.common import (EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_SIGNAL_BASE,
                                EXIT_WRITE_FAILED, fail)
 
-COMMANDS = (runs, traces, tune, analysis, docs)
+COMMANDS = (runs, presets, traces, evaluate, tune, analysis, docs)
 """Command modules, in the order ``devsim --help`` lists them."""
 
 __all__ = ["main", "parser", "EXIT_BAD_INPUT", "EXIT_DIVERGED", "EXIT_WRITE_FAILED"]
