@@ -27,7 +27,7 @@ from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError, Params
 from devsim.registry import GROUPS, preset_files
 from devsim.runconfig import RunConfig
-from trainer.base import EstimatorParams
+from trainer.base import EstimatorParams, Setup, Timescales, Window
 from trainer.optim import OptimizerParams
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,3 +212,47 @@ def bench(device: DeviceParams | None = None, widths=(4, 5, 3), activations=None
     net = Network(params, widths[0], np.random.default_rng(12345),
                   np.random.default_rng(seed))
     return Bench(net, loss)
+
+
+# ---------------------------------------------------------------- estimator chips
+FEATURES = ((), ("node_noise",), ("decorrelation",), ("node_noise", "decorrelation"))
+"""Chip options an estimator may need, fewest first: intrinsic node noise (the registry's
+``gaussian`` source), decorrelation matrices."""
+
+
+def chip_bench(device, features=(), widths=(4, 5, 3), activations=None, seed=0):
+    """A chip of ``device`` with the options named in ``features``, on its bench."""
+    options = {}
+    if "node_noise" in features:
+        options["node_noise"] = NoiseSourceParams.members()["gaussian"]()
+    if "decorrelation" in features:
+        options["decorrelation"] = True
+    return bench(device, widths, activations, seed, **options)
+
+
+def build(params, lab, seed):
+    """``params.build`` for the chip on bench ``lab``, the estimator's stream from
+    ``seed`` (the bench handed over only to baselines outside the rule)."""
+    setup = Setup(lab.chip, np.random.default_rng(seed), Timescales(),
+                  lab if params.outside_the_rule else None)
+    return params.build(setup)
+
+
+def check_refusal(error: ParamError, params) -> None:
+    """A refusal is one line naming a key of the estimator's configuration."""
+    keys = {f.name for f in dataclasses.fields(params)} | {"type"}
+    assert "\n" not in str(error) and error.message, repr(error)
+    assert error.path and error.path[0] in keys, \
+        f"{params.kind}: refusal {str(error)!r} names no key of the estimator ({error.path})"
+
+
+def windows(chip, count, rows=12, hold=3, seed=7):
+    """``count`` windows of ``rows`` steps, each sample held ``hold`` steps."""
+    rng = np.random.default_rng(seed)
+    n_in, n_out = chip.layer_shapes[0][1], chip.layer_shapes[-1][0]
+    out = []
+    for _ in range(count):
+        x = np.repeat(rng.uniform(-1.0, 1.0, (rows // hold, n_in)), hold, axis=0)
+        y = np.repeat(rng.uniform(0.0, 1.0, (rows // hold, n_out)), hold, axis=0)
+        out.append(Window(x, y, np.arange(rows) % hold == 0))
+    return out

@@ -16,18 +16,17 @@ each on the first chip it accepts, checked for what the training loop relies on.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from contracts import bench, device_rows, estimator_variants, record, table
+from contracts import (FEATURES, build, check_refusal, chip_bench, device_rows,
+                       estimator_variants, record, table, windows)
 from devsim.activations import ActivationParams
-from devsim.device import NoiseSourceParams
 from devsim.hardware import Request
 from devsim.params import ParamError
-from trainer.base import EstimatorParams, Setup, Timescales, Window
+from trainer.base import EstimatorParams, Window
 from trainer.executors import Plain
 
 VARIANTS = estimator_variants()
@@ -36,35 +35,6 @@ BUILT = table("estimators", [pytest.param(p, id=name) for name, p in VARIANTS
 INVALID = [pytest.param(name, p, id=name) for name, p in VARIANTS if isinstance(p, ParamError)]
 DEVICES = sorted((row.values[0] for row in device_rows()),
                  key=lambda d: d.kind != "ideal")  # the ideal device first
-FEATURES = ((), ("node_noise",), ("decorrelation",), ("node_noise", "decorrelation"))
-"""Chip options an estimator may need, fewest first: intrinsic node noise (the registry's
-``gaussian`` source), decorrelation matrices."""
-
-
-def chip_bench(device, features=(), widths=(4, 5, 3), activations=None, seed=0):
-    """A chip of ``device`` with the options named in ``features``, on its bench."""
-    options = {}
-    if "node_noise" in features:
-        options["node_noise"] = NoiseSourceParams.members()["gaussian"]()
-    if "decorrelation" in features:
-        options["decorrelation"] = True
-    return bench(device, widths, activations, seed, **options)
-
-
-def build(params, lab, seed):
-    setup = Setup(lab.chip, np.random.default_rng(seed), Timescales(),
-                  lab if params.outside_the_rule else None)
-    return params.build(setup)
-
-
-def check_refusal(error: ParamError, params) -> None:
-    """A refusal is one line naming a key of the estimator's configuration."""
-    keys = {f.name for f in dataclasses.fields(params)} | {"type"}
-    assert "\n" not in str(error) and error.message, repr(error)
-    assert error.path and error.path[0] in keys, \
-        f"{params.kind}: refusal {str(error)!r} names no key of the estimator ({error.path})"
-
-
 def supported(params, widths=(4, 5, 3), activations=None, seed=0):
     """(bench, features, estimator) on the first chip ``params`` accepts: devices in the
     registry's order with the ideal device first, fewest chip options first. Refusals on
@@ -86,18 +56,6 @@ def _name(params):
 
 def _chip_name(device, features):
     return "+".join([device.kind, *features])
-
-
-def windows(chip, count, rows=12, hold=3, seed=7):
-    """``count`` windows of ``rows`` steps, each sample held ``hold`` steps."""
-    rng = np.random.default_rng(seed)
-    n_in, n_out = chip.layer_shapes[0][1], chip.layer_shapes[-1][0]
-    out = []
-    for _ in range(count):
-        x = np.repeat(rng.uniform(-1.0, 1.0, (rows // hold, n_in)), hold, axis=0)
-        y = np.repeat(rng.uniform(0.0, 1.0, (rows // hold, n_out)), hold, axis=0)
-        out.append(Window(x, y, np.arange(rows) % hold == 0))
-    return out
 
 
 # ------------------------------------------------------------------ contract rows
