@@ -46,7 +46,8 @@ def supported(params, widths=(4, 5, 3), activations=None, seed=0):
                 return lab, features, build(params, lab, seed)
             except ParamError as error:
                 check_refusal(error, params)
-                record("estimator refusals", [f"{_name(params)} on {_chip_name(device, features)}"])
+                record("estimator refusals",
+                       [f"{_name(params)} on {_chip_name(device, features)}"])
     pytest.fail(f"no chip accepts {params}")
 
 
@@ -176,7 +177,7 @@ def _signs(n: int) -> np.ndarray:
     return ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1) * 2.0 - 1.0
 
 
-def _qzo_expectation(params, lab, window, rng):
+def _qzo_expectation(params, lab, window):
     """QZO's expectation by a second implementation: the mean of the same zeroth-order
     differences over every Rademacher direction (enumerated here, not drawn by the
     chip's in-kernel generator), run through the chip's plain perturbation ports in whole
@@ -201,7 +202,8 @@ def _qzo_expectation(params, lab, window, rng):
                                     weight_perturbation=np.tile(sign * step, (len(x), 1))
                                     )).costs.reshape(len(x), draws).mean(axis=0)
 
-        change = (mean_cost(1) - mean_cost(-1)) / 2 if central else mean_cost(1) - clean.costs.mean()
+        change = ((mean_cost(1) - mean_cost(-1)) / 2 if central
+                  else mean_cost(1) - clean.costs.mean())
         g = change @ u / (draws * mu)
         if params.scale_correction:
             g *= params.queries / (params.queries + d - 1)
@@ -238,22 +240,22 @@ def _exact_at(lab, window, shift=0.0, step_weights=None):
 
 
 def expectation(params):
-    """``f(lab, window, rng) -> expected estimate`` of this configuration on a linear
+    """``f(lab, window) -> expected estimate`` of this configuration on a linear
     layer with mse, or None where the method has no closed form there. Every kind not
     named here (plugins included) is held to the exact gradient."""
     kind = params.kind
     if kind == "mgd":
-        return _mgd_closed_form(params) and (lambda lab, window, rng: _exact_at(
+        return _mgd_closed_form(params) and (lambda lab, window: _exact_at(
             lab, window, step_weights=_mgd_step_weights(
                 params, window, lab.chip.n_nodes if params.target == "nodes"
                 else lab.chip.n_params)))
     if kind in ("np", "anp", "inp"):
         return _node_perturbation_closed_form(params) and (
-            lambda lab, window, rng: _node_perturbation_expectation(
+            lambda lab, window: _node_perturbation_expectation(
                 params, lambda shift: _exact_at(lab, window, shift), lab.chip.n_nodes))
     if kind == "qzo":
-        return lambda lab, window, rng: _qzo_expectation(params, lab, window, rng)
-    return lambda lab, window, rng: _exact_at(lab, window)
+        return lambda lab, window: _qzo_expectation(params, lab, window)
+    return lambda lab, window: _exact_at(lab, window)
 
 
 UNBIASED = table("estimator expectations", [row for row in BUILT if expectation(row.values[0])])
@@ -274,7 +276,7 @@ def test_mean_estimate_on_a_linear_layer_is_its_closed_form(params):
                     np.arange(2 * hold) % hold == 0)
     device = lab.network_params.device
     assert device.without_nonidealities() == device  # a deterministic layer: the same
-    expected = expected_of(lab, window, rng)        # expectation on every fresh chip
+    expected = expected_of(lab, window)             # expectation on every fresh chip
     residuals = []
     while len(residuals) < MAX_WINDOWS:
         for k in range(len(residuals), len(residuals) + CHUNK):
