@@ -401,5 +401,5 @@ def test_sparse_config_fits_256_kib_and_dense_does_not():
 
 
 def test_qzo_needs_an_integer_chip_config_error():
-    with pytest.raises(ConfigError, match="train.estimator: qzo needs"):
+    with pytest.raises(ConfigError, match="train.estimator.type: qzo needs"):
         build(load_config(CONFIG, ["network.device={type: ideal}"]), "x.yaml")

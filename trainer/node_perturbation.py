@@ -84,6 +84,9 @@ class NodePerturbationParams(EstimatorParams):
                              "time (inp); use anp")
 
     def build(self, setup):
+        if self.perturbation == "device" and not setup.chip.capabilities.noisy_nodes:
+            raise ParamError(("perturbation",), "'device' needs a chip with intrinsic node "
+                             "noise (network.node_noise)")
         check_decorrelation(setup.chip, self.decorrelation_lr)
         return NodePerturbation(self, setup.chip, setup.rng)
 

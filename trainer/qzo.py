@@ -83,7 +83,7 @@ class QZOParams(EstimatorParams, kind="qzo"):
     def build(self, setup):
         chip = setup.chip
         if chip.capabilities.integer is None:
-            raise ParamError((), "qzo needs a chip with integer parameters and outputs "
+            raise ParamError(("type",), "qzo needs a chip with integer parameters and outputs "
                                  "(device type mcu on every layer)")
         n_layers = len(chip.layer_shapes)
         for i, layer in enumerate(self.train_layers):
