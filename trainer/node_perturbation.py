@@ -29,6 +29,12 @@ therefore only ANP can use), ``passes`` (a clean and a noisy pass, or two noisy 
 and ``decorrelation_lr`` (step of the input decorrelation rule, see
 :mod:`trainer.decorrelation`; DNP, DANP, DINP).
 
+ANP and INP form nothing where a probe's activity did not change (da = 0): with two noisy
+passes of discrete noise (rademacher, bernoulli) that happens with probability q^N (q
+the chance that one node draws the same value twice, N the nodes perturbed), so their
+estimates average to (1 - q^N) times the gradient, 12.5 % short on three rademacher
+nodes and negligible on wide layers (the estimator contract table checks that factor).
+
 Noise of nonzero mean (bernoulli with offset, a telegraph read-out level) shifts the
 operating point of a noisy pass. NP subtracts the known mean. ANP and INP cannot, so with
 a clean pass the mean enters da and biases the estimate along it; with two noisy passes
