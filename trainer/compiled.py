@@ -39,7 +39,6 @@ import numpy as np
 
 from devsim import blas, parallel
 from devsim.losses import LOSSES
-from devsim.parallel import BLOCK_ROWS
 from trainer.base import Estimate, Estimator, Window
 from trainer.compiled_kernels import mgd_windows, np_windows
 from trainer.executors import Executor, Plain
@@ -186,9 +185,7 @@ class Compiled(Executor):
                 signal=np.empty((rows, width)), per_probe=np.empty(rows),
                 norms=np.empty(rows), gradient=np.empty(int(sizes.sum())),
                 step=np.empty(int(sizes.sum())), new_velocity=np.empty(int(sizes.sum())),
-                new_second=np.empty(int(sizes.sum())),
-                node_block=np.empty((BLOCK_ROWS, int(self.shapes[:, 0].max()))),
-                weight_block=np.empty((BLOCK_ROWS, int(sizes.max()))), hidden=hidden,
+                new_second=np.empty(int(sizes.sum())), hidden=hidden,
                 preactivations=tuple(np.empty_like(h) for h in hidden))
         return self._work[key]
 
@@ -228,7 +225,7 @@ class CompiledMGD(Compiled):
         a = self._arrays(loop, 2 * T, estimator.channels)
         buffers = (a["x"], a["y"], a["costs"], a["codes"][:T], a["signal"][:T],
                    a["per_probe"][:T], a["gradient"], a["step"], a["new_velocity"],
-                   a["new_second"], a["node_block"], a["weight_block"])
+                   a["new_second"])
         ran = mgd_windows(
             self.layers, self.shapes, self.acts, self.loss, loop.x, loop.y, idx, new, T,
             p.target == "nodes", p.mode == "discrete", estimator.perturbation.key,
@@ -274,7 +271,7 @@ class CompiledNP(Compiled):
         a = self._arrays(loop, 2 * B, K)
         buffers = (a["x"], a["y"], a["costs"], a["signal"][:B], a["per_probe"][:B],
                    a["norms"][:B], a["gradient"], a["step"], a["new_velocity"],
-                   a["new_second"], a["node_block"], a["weight_block"])
+                   a["new_second"])
         ran = np_windows(self.layers, self.shapes, self.acts, self.loss, loop.x, loop.y, idx,
                          B, p.kind == "anp", noise, estimator.mean, estimator.variance,
                          *optimizer, buffers, a["hidden"], a["preactivations"], stats, CBLAS)

@@ -25,13 +25,16 @@ from trainer.perturbations import rademacher_codes
 
 @njit(cache=True, nogil=True)
 def _forward(layers, shapes, acts, node_target, perturbation, perturbed, rows, x, hidden,
-             preactivations, keep, node_block, weight_block, cblas):
+             preactivations, keep, cblas):
     """The window's ``rows`` probes (inputs ``x``) through every layer into ``hidden[l]``
     (and, with ``keep``, the pre-activations into ``preactivations[l]``), in canonical
-    blocks. Probe t carries row ``t - perturbed[0]`` of ``perturbation`` on the nodes (or
-    the parameters) for perturbed[0] <= t < perturbed[1], zeros otherwise."""
+    blocks, on the calling thread (Numba's parallel loops measured slower here: their
+    OpenMP threads spin between windows, and lose badly on a shared machine). Probe t
+    carries row ``t - perturbed[0]`` of ``perturbation`` on the nodes
+    (or the parameters) for perturbed[0] <= t < perturbed[1], zeros otherwise."""
     empty = np.empty((0, 0))
-    for b0 in range(0, rows, BLOCK_ROWS):
+    for block in range((rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
+        b0 = block * BLOCK_ROWS
         b1 = min(rows, b0 + BLOCK_ROWS)
         h = x[b0:b1]
         node_at, param_at = 0, 0
@@ -39,12 +42,9 @@ def _forward(layers, shapes, acts, node_target, perturbation, perturbed, rows, x
             n_out, n_in = shapes[l, 0], shapes[l, 1]
             width = n_out if node_target else n_out * (n_in + 1)
             at = node_at if node_target else param_at
-            part = (node_block if node_target else weight_block)[:b1 - b0, :width]
-            for t in range(b0, b1):
-                if perturbed[0] <= t < perturbed[1]:
-                    part[t - b0] = perturbation[t - perturbed[0], at:at + width]
-                else:
-                    part[t - b0] = 0.0
+            part = np.zeros((b1 - b0, width))
+            for t in range(max(b0, perturbed[0]), min(b1, perturbed[1])):
+                part[t - b0] = perturbation[t - perturbed[0], at:at + width]
             out = hidden[l][b0:b1]
             if node_target:
                 affine_block(layers[l], n_out, h, part, empty, out, cblas)
@@ -156,8 +156,7 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
     ``clock + w*T``; the estimator's filter and integral (``hp_state``, ``integral``)
     and the optimizer's state (``velocity``, ``second``; ``count`` updates applied
     before the call) change in place."""
-    x, y, costs, codes, signal, change, gradient, step, new_v, new_s, node_b, weight_b = \
-        buffers
+    x, y, costs, codes, signal, change, gradient, step, new_v, new_s = buffers
     n_in = x.shape[1]
     perturbed = np.array([0, window])
     for w in range(idx.shape[0] // window):
@@ -174,7 +173,7 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
                     rows += 1
         rademacher_codes(key, clock + s0, tau_p, rms, codes)
         _forward(layers, shapes, acts, node_target, codes, perturbed, rows, x, hidden,
-                 hidden, False, node_b, weight_b, cblas)
+                 hidden, False, cblas)
         loss_rows(loss, hidden[shapes.shape[0] - 1][:rows], y[:rows], costs[:rows])
         if discrete:
             cost = mean(costs[window:rows])
@@ -227,8 +226,7 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
     followed by the optimizer's step, until one is skipped or ``len(idx) // batch`` have
     run; returns how many ran. Window w's noisy pass carries rows ``w*B..(w+1)*B`` of
     ``noise`` (already scaled)."""
-    x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s, node_b, weight_b = \
-        buffers
+    x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s = buffers
     n_layers = shapes.shape[0]
     n_in, n_nodes = x.shape[1], noise.shape[1]
     for w in range(idx.shape[0] // batch):
@@ -240,7 +238,7 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
         y[batch:2 * batch] = y[:batch]
         perturbed = np.array([batch, 2 * batch])
         _forward(layers, shapes, acts, True, noise[s0:s0 + batch], perturbed, 2 * batch, x,
-                 hidden, preactivations, activity, node_b, weight_b, cblas)
+                 hidden, preactivations, activity, cblas)
         loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
         for t in range(batch):
             d_cost[t] = costs[batch + t] - costs[t]
