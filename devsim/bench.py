@@ -49,10 +49,13 @@ class Bench:
 
     def exact_layers(self) -> tuple[np.ndarray, ...] | None:
         """Every layer's live parameters where every layer is an exact float array
-        (:meth:`devsim.device.DeviceArray.exact_parameters`), for executors that run the
-        chip's windows in compiled form; None otherwise."""
-        flats = tuple(d.exact_parameters() for d in self._network.devices)
-        return None if any(f is None for f in flats) else flats
+        (:meth:`devsim.device.DeviceArray.exact_parameters`) with a bias, so that a write
+        lands as ``flat += step`` on each, for executors that run the chip's windows in
+        compiled form; None otherwise."""
+        net = self._network
+        flats = tuple(d.exact_parameters() for d in net.devices)
+        exact = all(f is not None for f in flats) and all(l.bias for l in net.params.layers)
+        return flats if exact else None
 
     def count_reads(self, probes: int) -> None:
         """Meter ``probes`` reads on every layer: what the layers' forward calls would

@@ -51,9 +51,10 @@ def _optimizer(kind, schedule):
     return cls(lr=LR.get(kind, 0.1), **SCHEDULES[schedule], **extra)
 
 
-def _network(acts=("relu", "sigmoid"), widths=(6, 5, 3), loss="mse", device=None, seed=3):
+def _network(acts=("relu", "sigmoid"), widths=(6, 5, 3), loss="mse", device=None, seed=3,
+             bias=True):
     members = ActivationParams.members()
-    layers = tuple(LayerParams(units=w, activation=members[a]())
+    layers = tuple(LayerParams(units=w, activation=members[a](), bias=bias)
                    for w, a in zip(widths[1:], acts))
     params = NetworkParams(layers=layers, loss=loss,
                            **({"device": device} if device is not None else {}))
@@ -243,19 +244,21 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
 
 # ------------------------------------------------------------------ refusals
 @pytest.mark.parametrize("change,reason", [
-    (dict(acts=("tanh", "sigmoid")), "layer 0 activation 'tanh' (no compiled code)"),
+    (dict(acts=("tanh", "sigmoid")), "layer 0 activation without compiled code"),
     (dict(device=DeviceParams.members()["crossbar"]()),
-     "layers that are not all exact float arrays (the ideal device)"),
+     "layers that are not all exact float arrays with a bias (the ideal device)"),
     (dict(estimator=MGDParams(perturbation="walsh")), "perturbation 'walsh' (needs 'code')"),
     (dict(estimator=MGDParams(cost_noise=0.01)), "cost_noise (a NumPy stream per window)"),
     (dict(widths=(6, 5, 1)), "layer 1 with one output"),
+    (dict(bias=False), "layers that are not all exact float arrays with a bias (the ideal "
+                       "device)"),
     (dict(estimator=EstimatorParams.members()["inp"]()), "estimator kind 'inp' (needs np or anp)"),
     (dict(estimator=EstimatorParams.members()["np"](perturbation="rademacher")),
      "perturbation 'rademacher' (needs 'gaussian')"),
 ])
 def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, reason):
     network = _network(change.get("acts", ("relu", "sigmoid")), change.get("widths", (6, 5, 3)),
-                       device=change.get("device"))
+                       device=change.get("device"), bias=change.get("bias", True))
     estimator = change.get("estimator", MGDParams())
     loop = _loop(network, estimator, _optimizer("sgd", "constant"), Timescales(), "auto")
     assert isinstance(loop.executor, Plain)

@@ -95,16 +95,15 @@ class Compiled(Executor):
         if optimizer is None or optimizer.kind not in OPTIMIZERS:
             problems.append(f"optimizer {getattr(optimizer, 'kind', None)!r} "
                             f"(needs one of {', '.join(OPTIMIZERS)})")
-        chip, net = bench.chip, bench.network_params
+        chip = bench.chip
         if bench.exact_layers() is None:
-            problems.append("layers that are not all exact float arrays (the ideal device)")
-        for i, (layer, act) in enumerate(zip(net.layers, bench.network.activations)):
+            problems.append("layers that are not all exact float arrays with a bias "
+                            "(the ideal device)")
+        for i, act in enumerate(bench.network.activations):
             if act.native is None or act.stateful:
-                problems.append(f"layer {i} activation {layer.activation.kind!r} "
-                                "(no compiled code)")
-            if not layer.bias:
-                problems.append(f"layer {i} without bias")
-            if layer.units == 1:  # NumPy's products of one column are dot products
+                problems.append(f"layer {i} activation without compiled code")
+        for i, (n_out, _) in enumerate(chip.layer_shapes):
+            if n_out == 1:  # NumPy's products of one column are dot products
                 problems.append(f"layer {i} with one output")
         if chip.loss not in LOSSES:
             problems.append(f"loss {chip.loss!r}")
