@@ -13,7 +13,7 @@ batch 64), all measured in the same run and timed in interleaved rounds
 * ``ideal64``: ``devices.conv.IdealConv2D.forward`` (the ideal device, float64);
 * ``ideal64+wp``: the same with a weight perturbation per probe (T kernels: one batched
   product of each probe's window rows with its kernel offset, on top of the shared GEMM);
-* ``xbar32``: ``devices.conv.ArrayConv2D`` on a float32 crossbar with the noisy
+* ``xbar32``: ``devsim.array_layers.ArrayConv2D`` on a float32 crossbar with the noisy
   periphery of ``bench_crossbar.py`` (7-bit DAC, 9-bit ADC, 1 % read noise, output
   noise): one MVM per output position, T*P reads (the NumPy columns do no noise);
 * ``numpy_i8``: the int8 baseline: im2col of the int8 map padded with the input zero
@@ -41,9 +41,11 @@ import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 from bench.timing import race  # noqa: E402
-from devices.conv import ArrayConv2D, IdealConv2D  # noqa: E402
+from devices.conv import IdealConv2D  # noqa: E402
+from devsim.array_layers import ArrayConv2D  # noqa: E402
 from devices.crossbar import CrossbarParams  # noqa: E402
-from devices.mcu import MCUParams, QuantParams, multiply_by_quantized_multiplier  # noqa: E402
+from devices.mcu import MCUParams, QuantParams  # noqa: E402
+from devices.mcu_reference import multiply_by_quantized_multiplier  # noqa: E402
 from devices.mcu_conv import MCUConv2D  # noqa: E402
 from devsim.conv_geometry import ConvGeometry  # noqa: E402
 

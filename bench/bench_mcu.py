@@ -28,8 +28,8 @@ import platform
 import numpy as np
 
 from devices.mcu import (activation_bounds, fully_connected, fully_connected_perturbed,
-                         fully_connected_rademacher, multiply_by_quantized_multiplier,
-                         requant_params)
+                         fully_connected_rademacher, requant_params)
+from devices.mcu_reference import multiply_by_quantized_multiplier
 from devsim import crng
 from bench.timing import best_time
 

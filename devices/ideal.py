@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from devices.conv import IdealConv2D, IdealDepthwise
 from devsim import parallel
 from devsim.device import DeviceArray, DeviceParams, Meter, split_flat
 
@@ -20,6 +21,12 @@ class IdealParams(DeviceParams, kind="ideal"):
 
     def build(self, weights, bias, rng):
         return IdealDense(weights, bias)
+
+    def build_conv(self, geometry, weights, bias, rng):
+        return IdealConv2D(geometry, weights, bias)
+
+    def build_depthwise(self, geometry, weights, bias, rng):
+        return IdealDepthwise(geometry, weights, bias)
 
 
 @njit(cache=True)

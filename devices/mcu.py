@@ -14,9 +14,10 @@ CMSIS-NN's default build, which rounds the same way):
   fused activation's range (NONE, RELU, RELU6, computed as
   ``CalculateActivationRangeQuantized`` does, in float32).
 
-:func:`fully_connected_reference` writes these formulas out literally in NumPy, one
-gemmlowp function at a time; the Numba kernels are the fast path and are tested
-against it, and the reference is tested against the ``tflite-micro`` interpreter.
+:func:`devices.mcu_reference.fully_connected_reference` writes these formulas out
+literally in NumPy, one gemmlowp function at a time; the Numba kernels here are the fast
+path and are tested against it, and the reference is tested against the ``tflite-micro``
+interpreter.
 
 How a devsim network of :class:`MCUDense` layers is the TFLM int8 graph, bit for
 bit. devsim passes float arrays between layers; this device makes them carry int8
@@ -59,7 +60,7 @@ import numpy as np
 from numba import njit
 
 from devsim.device import DeviceParams, IntegerArray, Meter, layer_size, split_flat
-from devices.mcu_memory import memory_report
+from devices.mcu_memory import network_memory_report
 from devsim import crng
 from devsim.params import ParamError, param
 
@@ -233,71 +234,6 @@ def quantize_bias(b: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
-# ------------------------------------------------------------------ NumPy reference
-def _wrap32(x):
-    """Two's-complement wrap of int64 values to int32 (what the C int32 code does)."""
-    return np.asarray(x, dtype=np.int64).astype(np.int32).astype(np.int64)
-
-
-def saturating_rounding_doubling_high_mul(a, b):
-    """gemmlowp ``SaturatingRoundingDoublingHighMul``: the high 32 bits of 2ab, rounded.
-
-    Written as in gemmlowp: a 64-bit product, a nudge of 2**30 (or 1 - 2**30 for a
-    negative product), C division truncating toward zero; INT32_MIN * INT32_MIN
-    saturates to INT32_MAX.
-    """
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    overflow = (a == b) & (a == INT32_MIN)
-    ab = a * b
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))  # truncating division
-    return np.where(overflow, INT32_MAX, _wrap32(high))
-
-
-def rounding_divide_by_pot(x, exponent):
-    """gemmlowp ``RoundingDivideByPOT``: x / 2**exponent, ties away from zero."""
-    x, exponent = np.asarray(x, dtype=np.int64), np.asarray(exponent, dtype=np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
-def multiply_by_quantized_multiplier(acc, multiplier, shift):
-    """TFLite ``MultiplyByQuantizedMultiplier`` (double rounding, the default build).
-
-    ``acc * (1 << left)`` is an int32 product in C; it wraps here as it does there.
-    """
-    shift = np.asarray(shift, dtype=np.int64)
-    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-    scaled = _wrap32(np.asarray(acc, dtype=np.int64) << left)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
-
-
-def fully_connected_reference(x_q, w_q, bias_q, multiplier, shift, in_zero_point,
-                              out_zero_point, act_min, act_max):
-    """TFLM int8 ``FullyConnected(PerChannel)`` in NumPy: (T, n_in) int8 -> (T, n_out) int8.
-
-    The int32 accumulator wraps on overflow as the C int32 sum does.
-    """
-    x = x_q.astype(np.int64) - in_zero_point
-    acc = _wrap32(x @ w_q.astype(np.int64).T + bias_q.astype(np.int64))
-    y = multiply_by_quantized_multiplier(acc, multiplier[None, :], shift[None, :])
-    return np.clip(y + out_zero_point, act_min, act_max).astype(np.int8)
-
-
-def fully_connected_perturbed_reference(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
-                                        in_zero_point, out_zero_point, act_min, act_max):
-    """Reference for probe t run with weights clamp(w + dw[t]) and bias sat(b + db[t])."""
-    out = np.empty((x_q.shape[0], w_q.shape[0]), dtype=np.int8)
-    for t in range(x_q.shape[0]):
-        w = np.clip(w_q.astype(np.int64) + dw_q[t], -WEIGHT_MAX, WEIGHT_MAX)
-        b = np.clip(bias_q.astype(np.int64) + db_q[t], INT32_MIN, INT32_MAX)
-        out[t] = fully_connected_reference(x_q[t:t + 1], w, b, multiplier, shift,
-                                           in_zero_point, out_zero_point, act_min, act_max)[0]
-    return out
-
-
 def rademacher_lsb(key, first_probe: int, n_probe: int, shape: tuple[int, int],
                    mu_weight: int, mu_bias: int) -> np.ndarray:
     """(T, n_params) integer perturbations mu * u, u the counter-based Rademacher draw.
@@ -319,7 +255,8 @@ def rademacher_lsb(key, first_probe: int, n_probe: int, shape: tuple[int, int],
 # ------------------------------------------------------------------ Numba kernels
 @njit(cache=True)
 def requantize(acc, multiplier, shift):
-    """Kernel form of :func:`multiply_by_quantized_multiplier` on one int32 accumulator.
+    """Kernel form of :func:`devices.mcu_reference.multiply_by_quantized_multiplier` on
+    one int32 accumulator.
 
     SaturatingRoundingDoublingHighMul as ``(a*b + 2**30) >> 31`` (equal to gemmlowp's
     nudge-and-truncate form for every input; the saturating case needs a == b ==
@@ -449,7 +386,8 @@ class QuantParams(NamedTuple):
 
 @dataclass(frozen=True)
 class MCUParams(DeviceParams, kind="mcu"):
-    """A microcontroller running int8 TFLM fully-connected layers, bit-exact.
+    """A microcontroller running int8 TFLM layers (FULLY_CONNECTED, CONV_2D,
+    DEPTHWISE_CONV_2D, pooling: :mod:`devices.mcu_conv`), bit-exact.
 
     ``build`` quantizes a layer's float weights (symmetric int8) and bias (int32)
     with static activation ranges (``activation_range`` for every tensor, so layers
@@ -497,15 +435,35 @@ class MCUParams(DeviceParams, kind="mcu"):
                     self.energy_per_cycle_j if self.energy_per_cycle_j is not None
                     else base.energy_per_cycle_j, base.source)
 
+    @property
+    def activation_quant(self) -> "QuantParams":
+        """The static quantization of every activation tensor (``activation_range``)."""
+        return QuantParams.from_range(*self.activation_range)
+
     def build(self, weights, bias, rng):
-        act = QuantParams.from_range(*self.activation_range)
+        act = self.activation_quant
         return MCUDense.from_float(weights, bias, act, act, self)
 
-    def memory(self, shapes, methods, queries):
-        """SRAM and flash (:func:`devices.mcu_memory.memory_report`), checked against
-        ``sram_kib`` and ``flash_kib``."""
-        report = memory_report(shapes, methods, per_channel=self.per_channel,
-                               n_queries=queries)
+    # Convolution and pooling are in devices.mcu_conv, which builds on this module.
+    def build_conv(self, geometry, weights, bias, rng):
+        from devices.mcu_conv import MCUConv2D
+        return MCUConv2D.from_float(geometry, weights, bias, self.activation_quant,
+                                    self.activation_quant, self)
+
+    def build_depthwise(self, geometry, weights, bias, rng):
+        from devices.mcu_conv import MCUDepthwise
+        return MCUDepthwise.from_float(geometry, weights, bias, self.activation_quant,
+                                       self.activation_quant, self)
+
+    def build_pool(self, kind, geometry):
+        from devices.mcu_conv import MCUPool
+        return MCUPool(kind, geometry, self.activation_quant, self)
+
+    def memory(self, layers, methods, queries):
+        """SRAM and flash (:func:`devices.mcu_memory.network_memory_report`), checked
+        against ``sram_kib`` and ``flash_kib``."""
+        report = network_memory_report(layers, methods, per_channel=self.per_channel,
+                                       n_queries=queries)
         report.check(self.sram_kib, self.flash_kib)
         return report
 
@@ -654,11 +612,17 @@ class MCUDense(IntegerArray):
         w, b = split_flat(self.read(), self.shape)
         x = np.asarray(x, dtype=np.float64)
         x_err = np.abs(x - dequantize(self.quantize_input(x), *self.input_q))
-        ideal = x @ w.T + b
+        ideal = self._float_layer(w, b, x)
         s_out, z_out = float(np.float32(self.output_q.scale)), self.output_q.zero_point
         lo, hi = s_out * (self.act_min - z_out), s_out * (self.act_max - z_out)
         clamp = np.maximum(lo - ideal, 0.0) + np.maximum(ideal - hi, 0.0)
-        return x_err @ np.abs(w).T + s_out * (1.0 + 1e-6) + clamp
+        return (self._float_layer(np.abs(w), np.zeros_like(b), x_err) + s_out * (1.0 + 1e-6)
+                + clamp)
+
+    @staticmethod
+    def _float_layer(w, b, x):
+        """The layer in float64 with parameters (w, b): the ideal device's output."""
+        return x @ w.T + b
 
 
     def _split_lsb(self, weight_lsb):

@@ -61,7 +61,7 @@ class Bench:
         diagnostics (backpropagation, cosine to the true gradient) only."""
         from devsim.reference import DecorrelatedModel, IdealModel
         net = self._network
-        model = IdealModel(net.shapes, net.activations, self.chip.loss)
+        model = IdealModel(net.layers, net.activations, self.chip.loss)
         if net.decorrelation is None:
             return model
         return DecorrelatedModel(model, [r.copy() for r in net.decorrelation])

@@ -20,6 +20,7 @@ from devsim.activations import ActivationParams
 from devsim.config import from_data
 from devsim.data import DataParams
 from devsim.device import DeviceParams, NoiseSourceParams
+from devsim.layers import NetworkLayerParams
 from devsim.params import Params
 from devsim.registry import GROUPS, preset_files
 from devsim.runconfig import RunConfig
@@ -28,7 +29,8 @@ from trainer.optim import OptimizerParams
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {base.family: base for base in (DeviceParams, NoiseSourceParams, ActivationParams,
-                                           EstimatorParams, OptimizerParams, DataParams)}
+                                           EstimatorParams, OptimizerParams, DataParams,
+                                           NetworkLayerParams)}
 """Every family base, by family name (the registry groups name the same families)."""
 assert set(FAMILIES) == set(GROUPS)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import devices.conv as conv
-from devices.conv import (ArrayConv2D, ArrayDepthwise, IdealConv2D, IdealDepthwise, conv2d,
-                          conv2d_reference, depthwise_conv2d, depthwise_conv2d_reference,
-                          pool2d, pool2d_reference)
+import devsim.array_layers as array_layers
+from devices.conv import (IdealConv2D, IdealDepthwise, conv2d, conv2d_reference,
+                          depthwise_conv2d, depthwise_conv2d_reference, pool2d_reference)
+from devsim.array_layers import ArrayConv2D, ArrayDepthwise, pool2d
 from devices.crossbar import CrossbarParams
 from devices.ideal import IdealParams
 from devsim.conv_geometry import ConvGeometry
@@ -61,7 +61,7 @@ def test_float_kernels_match_references():
         ref = depthwise_conv2d_reference(maps(x, g), tfl, bd, g)
         np.testing.assert_allclose(depthwise_conv2d(g, wd, bd, x), ref.reshape(3, -1),
                                    rtol=1e-12, atol=1e-12)
-        for kind in conv.POOLS:
+        for kind in array_layers.POOLS:
             np.testing.assert_allclose(pool2d(kind, g, x),
                                        pool2d_reference(kind, maps(x, g), g).reshape(3, -1),
                                        rtol=1e-12)
@@ -132,7 +132,7 @@ def test_noisy_crossbar_conv_is_one_mvm_per_position(monkeypatch):
     # on the explicit window rows, with each probe's weight perturbation on all its
     # positions; perturbed calls split into parts (here one probe each) draw one call's
     # noise. Every position is a read, with its time and energy.
-    monkeypatch.setattr(conv, "_REPEAT_BYTES", 1)
+    monkeypatch.setattr(array_layers, "_REPEAT_BYTES", 1)
     rng = np.random.default_rng(4)
     g = ConvGeometry(5, 5, 2, 3, 3, 1, 1, "same")
     w, b = rng.normal(0, 0.5, (4, g.patch_size)), rng.normal(0, 0.1, 4)

@@ -14,12 +14,12 @@ from devsim.device import DeviceParams
 from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUParams, QuantParams,
                          activation_bounds, choose_quant_params, dequantize,
                          fully_connected, fully_connected_perturbed,
-                         fully_connected_perturbed_reference, fully_connected_rademacher,
-                         fully_connected_reference,
-                         multiply_by_quantized_multiplier, post_training_quantize, quantize,
+                         fully_connected_rademacher, post_training_quantize, quantize,
                          quantize_multiplier, rademacher_lsb, requant_params, requantize,
-                         round_half_away,
-                         rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+                         round_half_away)
+from devices.mcu_reference import (fully_connected_perturbed_reference,
+                                   fully_connected_reference, multiply_by_quantized_multiplier,
+                                   rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 from devsim import crng
 from devsim.activations import Identity, ReLU
 from devsim.config import ConfigError, from_data

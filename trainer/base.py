@@ -119,17 +119,13 @@ class Estimator:
             self._rounds = None
 
 
-def layer_gradient(offsets: np.ndarray, node_signal: np.ndarray,
+def layer_gradient(chip: Hardware, node_signal: np.ndarray,
                    inputs: list[np.ndarray]) -> np.ndarray:
-    """Each synapse's local estimate from its node's signal and its own input.
-
-    For every layer: dW = node_signal_l^T @ x_l, db = sum_t node_signal_l; the
-    sum over the window's steps of (node estimate) x (presynaptic input); ``offsets``
-    are the chip's node offsets.
-    """
-    parts = []
-    for i, x in enumerate(inputs):
-        g = node_signal[:, offsets[i]:offsets[i + 1]]
-        parts.append((g.T @ x).ravel())
-        parts.append(g.sum(axis=0))
-    return np.concatenate(parts)
+    """Each synapse's local estimate from its node's signal and its own input, for every
+    layer whose input is in ``inputs``: the sum over the window's steps of (node
+    estimate) x (presynaptic input), as the chip's synapse circuits form it
+    (:meth:`~devsim.hardware.Hardware.local_gradient`: dW = node_signal_l^T @ x_l,
+    db = sum_t node_signal_l for a dense layer)."""
+    offsets = chip.node_offsets
+    return np.concatenate([chip.local_gradient(i, node_signal[:, offsets[i]:offsets[i + 1]], x)
+                           for i, x in enumerate(inputs)])

@@ -122,7 +122,7 @@ class MGD(Estimator):
 
     def __init__(self, params: MGDParams, chip, tau_p: int, seed: int):
         self.params, self.tau_p = params, tau_p
-        self.offsets = chip.node_offsets
+        self.chip = chip
         self.channels = chip.n_nodes if params.target == "nodes" else chip.n_params
         self.perturbation = Perturbation(params.perturbation, self.channels, params.epsilon,
                                          seed, params.sparsity)
@@ -179,7 +179,7 @@ class MGD(Estimator):
             decay, scale = beta ** steps, float(self.channels)
         signal = (weights * change)[:, None] * perturbation / p.epsilon ** 2
         if p.target == "nodes":
-            gradient = layer_gradient(self.offsets, signal,
+            gradient = layer_gradient(self.chip, signal,
                                       [h[:steps] for h in result.inputs])
         else:
             gradient = signal.sum(axis=0)

@@ -267,6 +267,9 @@ class OnChipMGD(Executor):
         if chip.loss != "mse":
             problems.append(f"loss {chip.loss!r} (needs mse)")
         for i, layer in enumerate(net.layers):
+            if layer.kind != "dense":
+                problems.append(f"layer {i} of type {layer.kind!r} (needs dense)")
+                continue
             device = layer.device or net.device
             if device.kind != "ideal":
                 problems.append(f"layer {i} on device {device.kind!r} (needs ideal)")
