@@ -20,7 +20,7 @@ from devsim.activations import ActivationParams
 from devsim.config import from_data
 from devsim.data import DataParams
 from devsim.device import DeviceParams, NoiseSourceParams
-from devsim.layers import NetworkLayerParams
+from devsim.layers import Conv2DParams, DepthwiseConv2DParams, LayerParams, NetworkLayerParams
 from devsim.params import Params
 from devsim.registry import GROUPS, preset_files
 from devsim.runconfig import RunConfig
@@ -116,6 +116,23 @@ def device_rows() -> list:
              if family == "device"]
     _record("devices", [name for name, _ in rows])
     return [pytest.param(params, id=name) for name, params in rows]
+
+
+WEIGHTED_LAYERS = {"dense": (LayerParams(units=6), (9,)),
+                   "conv2d": (Conv2DParams(channels=6), (3, 3, 1)),
+                   "depthwise_conv2d": (DepthwiseConv2DParams(depth_multiplier=3), (3, 3, 2))}
+"""An instance of every layer kind with parameters whose parameter matrix is (6, 9), with
+the input it takes."""
+
+
+def layer_rows() -> list:
+    """pytest params: every registered layer kind with parameters (a kind missing from
+    :data:`WEIGHTED_LAYERS` fails here, so a new kind gets its row)."""
+    kinds = sorted(k for k, cls in NetworkLayerParams.members().items() if cls.has_params)
+    assert set(kinds) == set(WEIGHTED_LAYERS), \
+        f"give every layer kind with parameters a row of WEIGHTED_LAYERS: {kinds}"
+    return table("layer kinds on devices",
+                 [pytest.param(WEIGHTED_LAYERS[kind], id=kind) for kind in kinds])
 
 
 def table(name: str, rows: list) -> list:
