@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from devsim import load_config
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
@@ -65,6 +68,17 @@ def test_preset_example_resolves():
     device = from_data(DeviceParams, part["network"]["device"], base_dir=ROOT / "configs")
     assert device.kind == "crossbar" and device.update_threshold == 0.1
     assert device.prog_noise_model == "pcm"  # the rest comes from the preset
+
+
+def test_cnn_excerpt_is_the_shipped_cnn_config():
+    """The README's CNN is configs/cnn_digits_mcu.yaml (which the config contract table
+    runs); its layers load as the config's."""
+    from devsim.config import from_data
+    from devsim.network import NetworkParams
+    excerpt = from_data(NetworkParams, yaml.safe_load(_blocks("yaml")[2])["network"])
+    shipped = load_config(ROOT / "configs/cnn_digits_mcu.yaml").network
+    assert excerpt.layers == shipped.layers and excerpt.input_shape == shipped.input_shape
+    assert (excerpt.device.kind, excerpt.device.sram_kib) == ("mcu", shipped.device.sram_kib)
 
 
 @pytest.mark.parametrize("line", [l for b in _blocks("sh")[2:] for l in b.strip().splitlines()])
