@@ -29,6 +29,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from devsim.conv_geometry import ConvGeometry
 from devsim.device import DeviceArray, Meter, split_flat
 
+_COLS_BYTES = 2 << 20
+"""Bytes of window rows (im2col) made at once: a few probes' worth, kept in cache for the
+product instead of the whole batch's written to and read back from memory."""
+
 
 # ------------------------------------------------------------------ float kernels
 def conv2d(geometry: ConvGeometry, w, b, x, node_perturbation=None, weight_perturbation=None):
@@ -38,15 +42,21 @@ def conv2d(geometry: ConvGeometry, w, b, x, node_perturbation=None, weight_pertu
     g = geometry
     n_out, n_k = w.shape
     n_probe, n_pos = x.shape[0], g.n_positions
-    cols = g.im2col(x)
-    out = cols.reshape(n_probe * n_pos, n_k) @ w.T
-    out += b
-    if weight_perturbation is not None:
-        dw = weight_perturbation[:, :n_out * n_k].reshape(n_probe, n_out, n_k)
-        per_probe = out.reshape(n_probe, n_pos, n_out)
-        per_probe += np.matmul(cols, dw.transpose(0, 2, 1))
-        per_probe += weight_perturbation[:, None, n_out * n_k:]
-    out = out.reshape(n_probe, n_pos * n_out)
+    out = np.empty((n_probe, n_pos * n_out), dtype=np.result_type(x, w))
+    block = max(1, _COLS_BYTES // (n_pos * n_k * out.itemsize))
+    w_t = w.T
+    for t0 in range(0, n_probe, block):  # the window rows of a few probes at a time
+        t1 = min(n_probe, t0 + block)
+        cols = g.im2col(x[t0:t1])
+        part = out[t0:t1].reshape(-1, n_out)
+        np.matmul(cols.reshape(-1, n_k), w_t, out=part)
+        part += b
+        if weight_perturbation is not None:
+            wp = weight_perturbation[t0:t1]
+            dw = wp[:, :n_out * n_k].reshape(t1 - t0, n_out, n_k)
+            per_probe = part.reshape(t1 - t0, n_pos, n_out)
+            per_probe += np.matmul(cols, dw.transpose(0, 2, 1))
+            per_probe += wp[:, None, n_out * n_k:]
     if node_perturbation is not None:
         out += node_perturbation
     return out

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from numba import njit
 
 from devsim.conv_geometry import ConvGeometry
 from devsim.device import ClockedArray, DeviceArray, DeviceParams, Meter, split_flat
@@ -35,7 +36,50 @@ _EMPTY = np.zeros(0)
 
 def pool2d(kind: str, geometry: ConvGeometry, x):
     """``avg_pool`` or ``max_pool`` of flat maps x (T, H*W*C): (T, out_h*out_w*C). The
-    average is over the taps inside the map (padding is not counted), as TFLite's."""
+    average is over the taps inside the map (padding is not counted), as TFLite's; a NaN
+    in a window makes its maximum NaN. The Numba kernel :func:`pool_kernel`."""
+    if kind not in POOLS:
+        raise ValueError(f"pool kind must be one of {POOLS}, got {kind!r}")
+    x = np.ascontiguousarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    out = np.empty((x.shape[0], geometry.n_positions * geometry.in_c), dtype=x.dtype)
+    pool_kernel(x, kind == "avg_pool", *geometry.args, out)
+    return out
+
+
+@njit(cache=True)
+def pool_kernel(x, average, in_h, in_w, in_c, kernel_h, kernel_w, stride_h, stride_w,
+                pad_top, pad_left, out_h, out_w, out):
+    """out[t] = the mean (``average``) or maximum of every window of map t, channel by
+    channel, over the taps inside the map, summed in tap order (dy, dx)."""
+    acc = np.empty(in_c, dtype=x.dtype)
+    for t in range(x.shape[0]):
+        for oy in range(out_h):
+            y0 = oy * stride_h - pad_top
+            fy0, fy1 = max(0, -y0), min(kernel_h, in_h - y0)
+            for ox in range(out_w):
+                x0 = ox * stride_w - pad_left
+                fx0, fx1 = max(0, -x0), min(kernel_w, in_w - x0)
+                for c in range(in_c):
+                    acc[c] = 0.0 if average else -np.inf
+                for fy in range(fy0, fy1):
+                    for fx in range(fx0, fx1):
+                        src = ((y0 + fy) * in_w + x0 + fx) * in_c
+                        for c in range(in_c):
+                            v = x[t, src + c]
+                            if average:
+                                acc[c] += v
+                            elif v > acc[c] or v != v:
+                                acc[c] = v
+                dst = (oy * out_w + ox) * in_c
+                count = (fy1 - fy0) * (fx1 - fx0)
+                for c in range(in_c):
+                    out[t, dst + c] = acc[c] / count if average else acc[c]
+
+
+def pool2d_np(kind: str, geometry: ConvGeometry, x):
+    """NumPy twin of :func:`pool2d`, through the window index map."""
     if kind not in POOLS:
         raise ValueError(f"pool kind must be one of {POOLS}, got {kind!r}")
     g = geometry
