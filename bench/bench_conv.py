@@ -61,7 +61,8 @@ from bench.timing import race  # noqa: E402
 from devices.conv import IdealConv2D  # noqa: E402
 from devsim.array_layers import ArrayConv2D  # noqa: E402
 from devices.crossbar import CrossbarParams  # noqa: E402
-from devices.mcu import MCUParams, QuantParams  # noqa: E402
+from devices.mcu import MCUParams  # noqa: E402
+from devices.mcu_quant import QuantParams  # noqa: E402
 from devices.mcu_reference import multiply_by_quantized_multiplier  # noqa: E402
 from devices.mcu_conv import MCUConv2D  # noqa: E402
 from devsim.config import from_data  # noqa: E402

@@ -46,6 +46,9 @@ fused range). Multiples of :attr:`MCUDense.weight_lsb` etc. land exactly; the
 integer methods (:meth:`MCUDense.forward_q`, :meth:`MCUDense.write_q`) take LSBs
 directly.
 
+The quantization arithmetic itself (scales, zero points, multipliers, rounding, clamps)
+is :mod:`devices.mcu_quant`.
+
 Time and energy: every multiply-accumulate costs ``cycles_per_mac`` core cycles at
 ``clock_hz`` and ``energy_per_cycle_j`` joules per cycle; see :data:`CORES` for the
 named cores and where their figures come from.
@@ -59,16 +62,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from devsim.device import DeviceParams, IntegerArray, Meter, layer_size, split_flat
 from devices.mcu_memory import network_memory_report
+from devices.mcu_quant import (FUSED_ACTIVATIONS, INT32_MAX, INT32_MIN, WEIGHT_MAX,
+                               QuantParams, activation_bounds, bias_scales, dequantize,
+                               quantize, quantize_bias, quantize_weights, requant_params,
+                               round_half_away, symmetric_scales)
 from devsim import crng
+from devsim.device import DeviceParams, IntegerArray, Meter, layer_size, split_flat
 from devsim.params import ParamError, param
-
-INT8_MIN, INT8_MAX = -128, 127
-WEIGHT_MAX = 127
-"""Weights are symmetric int8: [-127, 127] (TFLite quantization spec)."""
-INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
-FUSED_ACTIVATIONS = ("none", "relu", "relu6")
 
 
 # ------------------------------------------------------------------ cores
@@ -100,138 +101,6 @@ CORES = {
 }
 """Named cores. Clock frequencies are vendor figures; cycles per MAC are estimates
 from instruction timings, not measurements; see each ``source``."""
-
-
-# ------------------------------------------------------------------ scalar helpers
-def round_half_away(x):
-    """``TfLiteRound`` (``std::round``): to nearest, ties away from zero, in x's precision.
-
-    Via the exact fractional part x - trunc(x), so values just below a half (such as
-    0.49999997 in float32) do not round up as floor(x + 0.5) would.
-    """
-    x = np.asarray(x)
-    whole = np.trunc(x)
-    return whole + np.sign(x) * (np.abs(x - whole) >= 0.5)
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite ``QuantizeMultiplier``: ``real ~= m * 2**(shift - 31)``, m a Q31 int32.
-
-    Uses frexp and rounds the mantissa half away from zero; a mantissa that rounds
-    up to 2**31 is halved (shift + 1); multipliers below about 2**-31 flush to (0, 0).
-    """
-    if real < 0 or not math.isfinite(real):
-        raise ValueError(f"multiplier must be finite and >= 0, got {real!r}")
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = int(round_half_away(q * 2.0 ** 31))
-    if q_fixed == 2 ** 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        q_fixed, shift = 0, 0
-    if q_fixed > INT32_MAX or shift > 30:
-        raise ValueError(f"multiplier {real!r} too large for int32 requantization")
-    return q_fixed, shift
-
-
-def requant_params(in_scale, weight_scales, out_scale) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (multiplier, shift) int32 arrays for M[c] = s_in * s_w[c] / s_out.
-
-    The scales are the float32 values a .tflite file stores; the product and the
-    quotient are taken in double, as TFLM's ``PopulateConvolutionQuantizationParams``.
-    """
-    mult, shift = [], []
-    for sw in np.asarray(weight_scales, dtype=np.float32):
-        m, s = quantize_multiplier(float(np.float32(in_scale)) * float(sw)
-                                   / float(np.float32(out_scale)))
-        mult.append(m)
-        shift.append(s)
-    return np.array(mult, dtype=np.int32), np.array(shift, dtype=np.int32)
-
-
-def activation_bounds(fused: str, out_scale: float, out_zero_point: int) -> tuple[int, int]:
-    """TFLite ``CalculateActivationRangeQuantized`` for an int8 output.
-
-    RELU's lower bound is the quantized 0.0; RELU6's upper bound z + round(6 / s),
-    with the division in float32 and ties away from zero, as the C++ does.
-    """
-    if fused not in FUSED_ACTIVATIONS:
-        raise ValueError(f"fused activation must be one of {FUSED_ACTIVATIONS}, got {fused!r}")
-
-    def quantize(f):
-        return out_zero_point + int(round_half_away(np.float32(f) / np.float32(out_scale)))
-
-    if fused == "none":
-        return INT8_MIN, INT8_MAX
-    low = max(INT8_MIN, quantize(0.0))
-    high = INT8_MAX if fused == "relu" else min(INT8_MAX, quantize(6.0))
-    return low, high
-
-
-def choose_quant_params(rmin: float, rmax: float) -> tuple[np.float32, int]:
-    """int8 (scale, zero point) covering [rmin, rmax] with 0.0 exactly representable.
-
-    TFLite's ``ChooseQuantizationParams``: the range is widened to include 0, the
-    zero point is taken from whichever end gives the smaller rounding error and
-    nudged to an integer in [-128, 127]. The scale is returned as float32, as stored.
-    """
-    rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
-    if rmax == rmin:
-        return np.float32(1.0), 0
-    scale = (rmax - rmin) / (INT8_MAX - INT8_MIN)
-    from_min, from_max = INT8_MIN - rmin / scale, INT8_MAX - rmax / scale
-    err_min = abs(INT8_MIN) + abs(rmin / scale)
-    err_max = abs(INT8_MAX) + abs(rmax / scale)
-    zp = from_min if err_min < err_max else from_max
-    zp = int(min(max(round_half_away(zp), INT8_MIN), INT8_MAX))
-    return np.float32(scale), zp
-
-
-def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """TFLM QUANTIZE (float32 -> int8): round(x / s) + z, ties away from zero, clamped.
-
-    As ``reference_ops::AffineQuantize``: the input is a float32 tensor and the
-    division is done in float32.
-    """
-    x = np.asarray(x, dtype=np.float32) / np.float32(scale)
-    q = round_half_away(x).astype(np.int64) + zero_point
-    return np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
-
-
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """s * (q - z) in float64 (exact: at most 9 bits times a float32 scale)."""
-    return (q.astype(np.float64) - zero_point) * float(np.float32(scale))
-
-
-def symmetric_scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
-    """Weight scales max|w| / 127, per output channel (row) or one for the tensor.
-
-    An all-zero channel gets scale 1/127 (as if its range were [-1, 1]) so that
-    it can still be written to.
-    """
-    amax = np.abs(w).max(axis=1) if per_channel else np.full(w.shape[0], np.abs(w).max())
-    amax = np.where(amax > 0, amax, 1.0)
-    return (amax / WEIGHT_MAX).astype(np.float32)
-
-
-def quantize_weights(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Symmetric int8 weights: round(w / s_w[c]) clamped to [-127, 127]."""
-    q = round_half_away(w / scales.astype(np.float64)[:, None])
-    return np.clip(q, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
-
-
-def bias_scales(in_scale, weight_scales) -> np.ndarray:
-    """float32 bias scales s_in * s_w[c] (the converter's product, stored as float32)."""
-    return (np.float64(np.float32(in_scale))
-            * np.asarray(weight_scales, dtype=np.float32).astype(np.float64)).astype(np.float32)
-
-
-def quantize_bias(b: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """int32 biases round(b / (s_in s_w[c])), saturated."""
-    q = round_half_away(b / scales.astype(np.float64))
-    return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
 
 
 def rademacher_lsb(key, first_probe: int, n_probe: int, shape: tuple[int, int],
@@ -373,17 +242,6 @@ def fully_connected_rademacher(x_q, w_q, bias_q, key, first_probe, mu_weight, mu
 
 
 # ------------------------------------------------------------------ the device
-class QuantParams(NamedTuple):
-    """int8 quantization of an activation tensor: real = scale * (q - zero_point)."""
-
-    scale: np.float32
-    zero_point: int
-
-    @classmethod
-    def from_range(cls, rmin: float, rmax: float) -> "QuantParams":
-        return cls(*choose_quant_params(rmin, rmax))
-
-
 @dataclass(frozen=True)
 class MCUParams(DeviceParams, kind="mcu"):
     """A microcontroller running int8 TFLM layers (FULLY_CONNECTED, CONV_2D,
@@ -391,7 +249,8 @@ class MCUParams(DeviceParams, kind="mcu"):
 
     ``build`` quantizes a layer's float weights (symmetric int8) and bias (int32)
     with static activation ranges (``activation_range`` for every tensor, so layers
-    chain exactly); :func:`post_training_quantize` calibrates ranges on data instead.
+    chain exactly); :func:`devices.mcu_quantize.post_training_quantize` calibrates
+    ranges on data instead.
     """
 
     integer_io = True
@@ -650,36 +509,3 @@ class MCUDense(IntegerArray):
         self.meter.time_s += cycles / self._timing.clock_hz
         if self._timing.energy_per_cycle_j is not None:
             self.meter.energy_j += cycles * self._timing.energy_per_cycle_j
-
-
-# ------------------------------------------------------------------ post-training quantization
-_FUSED_FOR = {"identity": "none", "relu": "relu"}
-
-
-def post_training_quantize(weights, biases, activations, calibration_x,
-                           params: MCUParams | None = None) -> list[MCUDense]:
-    """Quantize a float network of dense layers into int8 :class:`MCUDense` layers.
-
-    ``weights[l]`` is (n_out, n_in), ``activations[l]`` the layer's non-linearity
-    (``"identity"`` or ``"relu"``; ReLU is fused into the kernel). Activation ranges
-    are the min/max of each tensor over ``calibration_x`` in the float network, as
-    TFLite's converter calibrates; layer l's output quantization is layer l+1's input
-    quantization, so the layers chain exactly.
-    """
-    params = params or MCUParams()
-    h = np.asarray(calibration_x, dtype=np.float64)
-    q_in = QuantParams.from_range(h.min(), h.max())
-    layers = []
-    for i, (w, b, act) in enumerate(zip(weights, biases, activations)):
-        if act not in _FUSED_FOR:
-            raise ValueError(f"layer {i}: int8 quantization supports activations "
-                             f"{sorted(_FUSED_FOR)}, got {act!r}")
-        h = h @ np.asarray(w, dtype=np.float64).T + b
-        if act == "relu":
-            h = np.maximum(h, 0.0)
-        q_out = QuantParams.from_range(h.min(), h.max())
-        fused = _FUSED_FOR[act] if params.fused_activation == "none" else params.fused_activation
-        layers.append(MCUDense.from_float(w, b, q_in, q_out,
-                                          params.replace(fused_activation=fused)))
-        q_in = q_out
-    return layers

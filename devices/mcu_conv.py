@@ -39,9 +39,10 @@ import numpy as np
 from numba import njit
 
 from devices.conv import conv2d, depthwise_conv2d
-from devices.mcu import (INT32_MAX, INT32_MIN, WEIGHT_MAX, MCUDense, MCUParams, QuantParams,
-                         bias_scales, dequantize, quantize, quantize_bias, quantize_weights,
-                         rademacher_lsb, requantize, symmetric_scales)
+from devices.mcu import MCUDense, MCUParams, rademacher_lsb, requantize
+from devices.mcu_quant import (INT32_MAX, INT32_MIN, WEIGHT_MAX, QuantParams, bias_scales,
+                               dequantize, quantize, quantize_bias, quantize_weights,
+                               symmetric_scales)
 from devices.mcu_reference import multiply_by_quantized_multiplier
 from devsim.array_layers import ParameterlessLayer, pool2d
 from devsim.conv_geometry import ConvGeometry, window_row
@@ -412,7 +413,7 @@ class MCUDepthwise(MCUConv2D):
 def pool_q(kind: str, x_q, geometry: ConvGeometry, act_min: int = -128, act_max: int = 127):
     """int8 ``avg_pool`` (AVERAGE_POOL_2D) or ``max_pool`` (MAX_POOL_2D) of flat maps
     (T, H*W*C) -> (T, out_h*out_w*C); the output keeps the input's quantization, the
-    fused clamp [act_min, act_max] from :func:`~devices.mcu.activation_bounds`."""
+    fused clamp [act_min, act_max] from :func:`~devices.mcu_quant.activation_bounds`."""
     if kind not in ("avg_pool", "max_pool"):
         raise ValueError(f"pool kind must be 'avg_pool' or 'max_pool', got {kind!r}")
     x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(-1, geometry.in_size)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from devices.mcu import INT32_MAX, INT32_MIN, WEIGHT_MAX
+from devices.mcu_quant import INT32_MAX, INT32_MIN, WEIGHT_MAX
 
 
 def _wrap32(x):

@@ -104,15 +104,10 @@ class IdealModel:
             yield flat[: n_out * n_in].reshape(n_out, n_in), flat[n_out * n_in:]
 
     def forward(self, params: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return self.layer_outputs(params, x)[-1]
-
-    def layer_outputs(self, params: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
-        """Every layer's output (after its activation) for inputs ``x``, in order."""
-        outs, h = [], x
+        h = x
         for layer, (w, b), act in zip(self.layers, self._layers(params), self.activations):
             h = _expected(act)(_layer_forward(layer, w, b, h))
-            outs.append(h)
-        return outs
+        return h
 
     def costs(self, params: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return loss_function(self.loss)(self.forward(params, x), y)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from devices.mcu import (INT32_MAX, MCUDense, MCUParams, QuantParams, activation_bounds,
-                         dequantize, quantize, rademacher_lsb)
+from devices.mcu import MCUDense, MCUParams, rademacher_lsb
 from devices.mcu_conv import (MCUConv2D, MCUDepthwise, MCUPool, average_pool_reference,
                               conv_per_channel_reference, depthwise_conv_per_channel_reference,
                               max_pool_reference, perturbed_reference, pool_q)
+from devices.mcu_quant import INT32_MAX, QuantParams, activation_bounds, dequantize, quantize
 from devsim import crng
 from devsim.conv_geometry import ConvGeometry
 from devsim.device import Meter
