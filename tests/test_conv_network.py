@@ -78,3 +78,13 @@ def test_estimates_on_a_cnn_point_along_the_gradient(config, windows):
               if n and i not in config.get("train_layers", range(5))]
     for i in frozen:  # sparse training leaves the other layers alone
         assert not total[chip.param_offsets[i]:chip.param_offsets[i + 1]].any()
+
+
+def test_the_compiled_mgd_executor_leaves_convolutions_to_the_ask_tell_loop():
+    from trainer.executors import Plain, select
+    from trainer.onchip import OnChipMGD
+    chip, _, _ = cnn_chip(integer=False)
+    params = from_data(EstimatorParams, {"type": "mgd", "target": "nodes"})
+    estimator = build_estimator(params, chip)
+    assert "layer 0 of type 'conv2d' (needs dense)" in OnChipMGD.refusals(lab(chip), estimator)
+    assert type(select(lab(chip), estimator)) is Plain
