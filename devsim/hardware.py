@@ -67,8 +67,8 @@ class Result(NamedTuple):
 
 class IntegerPorts(NamedTuple):
     """What an integer chip (every layer with parameters on an
-    :class:`~devsim.device.IntegerArray`) reports of its arithmetic: multiples of these least significant bits land exactly as
-    perturbations and writes."""
+    :class:`~devsim.device.IntegerArray`) reports of its arithmetic: multiples of these
+    least significant bits land exactly as perturbations and writes."""
 
     param_lsb: np.ndarray
     """Real value of one LSB of every flat parameter."""

@@ -85,7 +85,8 @@ class LayerShape(NamedTuple):
 
 
 def _map_size(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape)) + (" map" if len(shape) == 3 else " vector")
+    """``8x8x1 map`` or ``vector of 64``."""
+    return "x".join(map(str, shape)) + " map" if len(shape) == 3 else f"vector of {shape[0]}"
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ BAD = [
      "c.yaml:9: network.layers[1]: a dense layer takes a flat input, got a 8x8x1 map; put "
      "{type: flatten} before it"),
     ("flatten of a vector", (LAYER0, MAP + "    - flatten\n    - flatten"),
-     "c.yaml:9: network.layers[1]: flatten takes a map, got a 64 vector"),
+     "c.yaml:9: network.layers[1]: flatten takes a map, got a vector of 64"),
     ("kernel of one number", (LAYER0, MAP + "    - {type: conv2d, channels: 2, kernel: [3]}"),
      "c.yaml:8: network.layers[0].kernel: must be [height, width], got [3]"),
     ("misspelt layer type", (LAYER0, "\n  layers:\n    - {type: conv_2d, channels: 2}"),
