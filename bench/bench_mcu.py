@@ -27,11 +27,11 @@ import platform
 
 import numpy as np
 
-from devices.mcu import (activation_bounds, fully_connected, fully_connected_perturbed,
-                         fully_connected_rademacher, multiply_by_quantized_multiplier,
-                         requant_params)
-from devsim import crng
 from bench.timing import best_time
+from devices.mcu import fully_connected, fully_connected_perturbed, fully_connected_rademacher
+from devices.mcu_quant import activation_bounds, requant_params
+from devices.mcu_reference import multiply_by_quantized_multiplier
+from devsim import crng
 
 SHAPES = ((256, 64, 128), (1024, 64, 10), (256, 512, 256), (64, 1024, 1024))
 

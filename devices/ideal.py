@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devices.conv import IdealConv2D, IdealDepthwise
 from devsim.dense import forward as dense_forward
 from devsim.device import DeviceArray, DeviceParams, Meter, split_flat
 
@@ -19,6 +20,12 @@ class IdealParams(DeviceParams, kind="ideal"):
 
     def build(self, weights, bias, rng):
         return IdealDense(weights, bias)
+
+    def build_conv(self, geometry, weights, bias, rng):
+        return IdealConv2D(geometry, weights, bias)
+
+    def build_depthwise(self, geometry, weights, bias, rng):
+        return IdealDepthwise(geometry, weights, bias)
 
 
 class IdealDense(DeviceArray):

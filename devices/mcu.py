@@ -14,9 +14,10 @@ CMSIS-NN's default build, which rounds the same way):
   fused activation's range (NONE, RELU, RELU6, computed as
   ``CalculateActivationRangeQuantized`` does, in float32).
 
-:func:`fully_connected_reference` writes these formulas out literally in NumPy, one
-gemmlowp function at a time; the Numba kernels are the fast path and are tested
-against it, and the reference is tested against the ``tflite-micro`` interpreter.
+:func:`devices.mcu_reference.fully_connected_reference` writes these formulas out
+literally in NumPy, one gemmlowp function at a time; the Numba kernels here are the fast
+path and are tested against it, and the reference is tested against the ``tflite-micro``
+interpreter.
 
 How a devsim network of :class:`MCUDense` layers is the TFLM int8 graph, bit for
 bit. devsim passes float arrays between layers; this device makes them carry int8
@@ -45,6 +46,9 @@ fused range). Multiples of :attr:`MCUDense.weight_lsb` etc. land exactly; the
 integer methods (:meth:`MCUDense.forward_q`, :meth:`MCUDense.write_q`) take LSBs
 directly.
 
+The quantization arithmetic itself (scales, zero points, multipliers, rounding, clamps)
+is :mod:`devices.mcu_quant`.
+
 Time and energy: every multiply-accumulate costs ``cycles_per_mac`` core cycles at
 ``clock_hz`` and ``energy_per_cycle_j`` joules per cycle; see :data:`CORES` for the
 named cores and where their figures come from.
@@ -58,16 +62,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from devsim.device import DeviceParams, IntegerArray, Meter, layer_size, split_flat
-from devices.mcu_memory import memory_report
+from devices.mcu_memory import network_memory_report
+from devices.mcu_quant import (FUSED_ACTIVATIONS, INT32_MAX, INT32_MIN, WEIGHT_MAX,
+                               QuantParams, activation_bounds, bias_scales, dequantize,
+                               quantize, quantize_bias, quantize_weights, requant_params,
+                               round_half_away, symmetric_scales)
 from devsim import crng
+from devsim.device import DeviceParams, IntegerArray, Meter, layer_size, split_flat
 from devsim.params import ParamError, param
-
-INT8_MIN, INT8_MAX = -128, 127
-WEIGHT_MAX = 127
-"""Weights are symmetric int8: [-127, 127] (TFLite quantization spec)."""
-INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
-FUSED_ACTIVATIONS = ("none", "relu", "relu6")
 
 
 # ------------------------------------------------------------------ cores
@@ -101,203 +103,6 @@ CORES = {
 from instruction timings, not measurements; see each ``source``."""
 
 
-# ------------------------------------------------------------------ scalar helpers
-def round_half_away(x):
-    """``TfLiteRound`` (``std::round``): to nearest, ties away from zero, in x's precision.
-
-    Via the exact fractional part x - trunc(x), so values just below a half (such as
-    0.49999997 in float32) do not round up as floor(x + 0.5) would.
-    """
-    x = np.asarray(x)
-    whole = np.trunc(x)
-    return whole + np.sign(x) * (np.abs(x - whole) >= 0.5)
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite ``QuantizeMultiplier``: ``real ~= m * 2**(shift - 31)``, m a Q31 int32.
-
-    Uses frexp and rounds the mantissa half away from zero; a mantissa that rounds
-    up to 2**31 is halved (shift + 1); multipliers below about 2**-31 flush to (0, 0).
-    """
-    if real < 0 or not math.isfinite(real):
-        raise ValueError(f"multiplier must be finite and >= 0, got {real!r}")
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = int(round_half_away(q * 2.0 ** 31))
-    if q_fixed == 2 ** 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        q_fixed, shift = 0, 0
-    if q_fixed > INT32_MAX or shift > 30:
-        raise ValueError(f"multiplier {real!r} too large for int32 requantization")
-    return q_fixed, shift
-
-
-def requant_params(in_scale, weight_scales, out_scale) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel (multiplier, shift) int32 arrays for M[c] = s_in * s_w[c] / s_out.
-
-    The scales are the float32 values a .tflite file stores; the product and the
-    quotient are taken in double, as TFLM's ``PopulateConvolutionQuantizationParams``.
-    """
-    mult, shift = [], []
-    for sw in np.asarray(weight_scales, dtype=np.float32):
-        m, s = quantize_multiplier(float(np.float32(in_scale)) * float(sw)
-                                   / float(np.float32(out_scale)))
-        mult.append(m)
-        shift.append(s)
-    return np.array(mult, dtype=np.int32), np.array(shift, dtype=np.int32)
-
-
-def activation_bounds(fused: str, out_scale: float, out_zero_point: int) -> tuple[int, int]:
-    """TFLite ``CalculateActivationRangeQuantized`` for an int8 output.
-
-    RELU's lower bound is the quantized 0.0; RELU6's upper bound z + round(6 / s),
-    with the division in float32 and ties away from zero, as the C++ does.
-    """
-    if fused not in FUSED_ACTIVATIONS:
-        raise ValueError(f"fused activation must be one of {FUSED_ACTIVATIONS}, got {fused!r}")
-
-    def quantize(f):
-        return out_zero_point + int(round_half_away(np.float32(f) / np.float32(out_scale)))
-
-    if fused == "none":
-        return INT8_MIN, INT8_MAX
-    low = max(INT8_MIN, quantize(0.0))
-    high = INT8_MAX if fused == "relu" else min(INT8_MAX, quantize(6.0))
-    return low, high
-
-
-def choose_quant_params(rmin: float, rmax: float) -> tuple[np.float32, int]:
-    """int8 (scale, zero point) covering [rmin, rmax] with 0.0 exactly representable.
-
-    TFLite's ``ChooseQuantizationParams``: the range is widened to include 0, the
-    zero point is taken from whichever end gives the smaller rounding error and
-    nudged to an integer in [-128, 127]. The scale is returned as float32, as stored.
-    """
-    rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
-    if rmax == rmin:
-        return np.float32(1.0), 0
-    scale = (rmax - rmin) / (INT8_MAX - INT8_MIN)
-    from_min, from_max = INT8_MIN - rmin / scale, INT8_MAX - rmax / scale
-    err_min = abs(INT8_MIN) + abs(rmin / scale)
-    err_max = abs(INT8_MAX) + abs(rmax / scale)
-    zp = from_min if err_min < err_max else from_max
-    zp = int(min(max(round_half_away(zp), INT8_MIN), INT8_MAX))
-    return np.float32(scale), zp
-
-
-def quantize(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """TFLM QUANTIZE (float32 -> int8): round(x / s) + z, ties away from zero, clamped.
-
-    As ``reference_ops::AffineQuantize``: the input is a float32 tensor and the
-    division is done in float32.
-    """
-    x = np.asarray(x, dtype=np.float32) / np.float32(scale)
-    q = round_half_away(x).astype(np.int64) + zero_point
-    return np.clip(q, INT8_MIN, INT8_MAX).astype(np.int8)
-
-
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """s * (q - z) in float64 (exact: at most 9 bits times a float32 scale)."""
-    return (q.astype(np.float64) - zero_point) * float(np.float32(scale))
-
-
-def symmetric_scales(w: np.ndarray, per_channel: bool) -> np.ndarray:
-    """Weight scales max|w| / 127, per output channel (row) or one for the tensor.
-
-    An all-zero channel gets scale 1/127 (as if its range were [-1, 1]) so that
-    it can still be written to.
-    """
-    amax = np.abs(w).max(axis=1) if per_channel else np.full(w.shape[0], np.abs(w).max())
-    amax = np.where(amax > 0, amax, 1.0)
-    return (amax / WEIGHT_MAX).astype(np.float32)
-
-
-def quantize_weights(w: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Symmetric int8 weights: round(w / s_w[c]) clamped to [-127, 127]."""
-    q = round_half_away(w / scales.astype(np.float64)[:, None])
-    return np.clip(q, -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
-
-
-def bias_scales(in_scale, weight_scales) -> np.ndarray:
-    """float32 bias scales s_in * s_w[c] (the converter's product, stored as float32)."""
-    return (np.float64(np.float32(in_scale))
-            * np.asarray(weight_scales, dtype=np.float32).astype(np.float64)).astype(np.float32)
-
-
-def quantize_bias(b: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """int32 biases round(b / (s_in s_w[c])), saturated."""
-    q = round_half_away(b / scales.astype(np.float64))
-    return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
-
-
-# ------------------------------------------------------------------ NumPy reference
-def _wrap32(x):
-    """Two's-complement wrap of int64 values to int32 (what the C int32 code does)."""
-    return np.asarray(x, dtype=np.int64).astype(np.int32).astype(np.int64)
-
-
-def saturating_rounding_doubling_high_mul(a, b):
-    """gemmlowp ``SaturatingRoundingDoublingHighMul``: the high 32 bits of 2ab, rounded.
-
-    Written as in gemmlowp: a 64-bit product, a nudge of 2**30 (or 1 - 2**30 for a
-    negative product), C division truncating toward zero; INT32_MIN * INT32_MIN
-    saturates to INT32_MAX.
-    """
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    overflow = (a == b) & (a == INT32_MIN)
-    ab = a * b
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    high = np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))  # truncating division
-    return np.where(overflow, INT32_MAX, _wrap32(high))
-
-
-def rounding_divide_by_pot(x, exponent):
-    """gemmlowp ``RoundingDivideByPOT``: x / 2**exponent, ties away from zero."""
-    x, exponent = np.asarray(x, dtype=np.int64), np.asarray(exponent, dtype=np.int64)
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
-def multiply_by_quantized_multiplier(acc, multiplier, shift):
-    """TFLite ``MultiplyByQuantizedMultiplier`` (double rounding, the default build).
-
-    ``acc * (1 << left)`` is an int32 product in C; it wraps here as it does there.
-    """
-    shift = np.asarray(shift, dtype=np.int64)
-    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-    scaled = _wrap32(np.asarray(acc, dtype=np.int64) << left)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
-
-
-def fully_connected_reference(x_q, w_q, bias_q, multiplier, shift, in_zero_point,
-                              out_zero_point, act_min, act_max):
-    """TFLM int8 ``FullyConnected(PerChannel)`` in NumPy: (T, n_in) int8 -> (T, n_out) int8.
-
-    The int32 accumulator wraps on overflow as the C int32 sum does.
-    """
-    x = x_q.astype(np.int64) - in_zero_point
-    acc = _wrap32(x @ w_q.astype(np.int64).T + bias_q.astype(np.int64))
-    y = multiply_by_quantized_multiplier(acc, multiplier[None, :], shift[None, :])
-    return np.clip(y + out_zero_point, act_min, act_max).astype(np.int8)
-
-
-def fully_connected_perturbed_reference(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
-                                        in_zero_point, out_zero_point, act_min, act_max):
-    """Reference for probe t run with weights clamp(w + dw[t]) and bias sat(b + db[t])."""
-    out = np.empty((x_q.shape[0], w_q.shape[0]), dtype=np.int8)
-    for t in range(x_q.shape[0]):
-        w = np.clip(w_q.astype(np.int64) + dw_q[t], -WEIGHT_MAX, WEIGHT_MAX)
-        b = np.clip(bias_q.astype(np.int64) + db_q[t], INT32_MIN, INT32_MAX)
-        out[t] = fully_connected_reference(x_q[t:t + 1], w, b, multiplier, shift,
-                                           in_zero_point, out_zero_point, act_min, act_max)[0]
-    return out
-
-
 def rademacher_lsb(key, first_probe: int, n_probe: int, shape: tuple[int, int],
                    mu_weight: int, mu_bias: int) -> np.ndarray:
     """(T, n_params) integer perturbations mu * u, u the counter-based Rademacher draw.
@@ -319,7 +124,8 @@ def rademacher_lsb(key, first_probe: int, n_probe: int, shape: tuple[int, int],
 # ------------------------------------------------------------------ Numba kernels
 @njit(cache=True)
 def requantize(acc, multiplier, shift):
-    """Kernel form of :func:`multiply_by_quantized_multiplier` on one int32 accumulator.
+    """Kernel form of :func:`devices.mcu_reference.multiply_by_quantized_multiplier` on
+    one int32 accumulator.
 
     SaturatingRoundingDoublingHighMul as ``(a*b + 2**30) >> 31`` (equal to gemmlowp's
     nudge-and-truncate form for every input; the saturating case needs a == b ==
@@ -436,24 +242,15 @@ def fully_connected_rademacher(x_q, w_q, bias_q, key, first_probe, mu_weight, mu
 
 
 # ------------------------------------------------------------------ the device
-class QuantParams(NamedTuple):
-    """int8 quantization of an activation tensor: real = scale * (q - zero_point)."""
-
-    scale: np.float32
-    zero_point: int
-
-    @classmethod
-    def from_range(cls, rmin: float, rmax: float) -> "QuantParams":
-        return cls(*choose_quant_params(rmin, rmax))
-
-
 @dataclass(frozen=True)
 class MCUParams(DeviceParams, kind="mcu"):
-    """A microcontroller running int8 TFLM fully-connected layers, bit-exact.
+    """A microcontroller running int8 TFLM layers (FULLY_CONNECTED, CONV_2D,
+    DEPTHWISE_CONV_2D, pooling: :mod:`devices.mcu_conv`), bit-exact.
 
     ``build`` quantizes a layer's float weights (symmetric int8) and bias (int32)
     with static activation ranges (``activation_range`` for every tensor, so layers
-    chain exactly); :func:`post_training_quantize` calibrates ranges on data instead.
+    chain exactly); :func:`devices.mcu_quantize.post_training_quantize` calibrates
+    ranges on data instead.
     """
 
     integer_io = True
@@ -497,15 +294,35 @@ class MCUParams(DeviceParams, kind="mcu"):
                     self.energy_per_cycle_j if self.energy_per_cycle_j is not None
                     else base.energy_per_cycle_j, base.source)
 
+    @property
+    def activation_quant(self) -> "QuantParams":
+        """The static quantization of every activation tensor (``activation_range``)."""
+        return QuantParams.from_range(*self.activation_range)
+
     def build(self, weights, bias, rng):
-        act = QuantParams.from_range(*self.activation_range)
+        act = self.activation_quant
         return MCUDense.from_float(weights, bias, act, act, self)
 
-    def memory(self, shapes, methods, queries):
-        """SRAM and flash (:func:`devices.mcu_memory.memory_report`), checked against
-        ``sram_kib`` and ``flash_kib``."""
-        report = memory_report(shapes, methods, per_channel=self.per_channel,
-                               n_queries=queries)
+    # Convolution and pooling are in devices.mcu_conv, which builds on this module.
+    def build_conv(self, geometry, weights, bias, rng):
+        from devices.mcu_conv import MCUConv2D
+        return MCUConv2D.from_float(geometry, weights, bias, self.activation_quant,
+                                    self.activation_quant, self)
+
+    def build_depthwise(self, geometry, weights, bias, rng):
+        from devices.mcu_conv import MCUDepthwise
+        return MCUDepthwise.from_float(geometry, weights, bias, self.activation_quant,
+                                       self.activation_quant, self)
+
+    def build_pool(self, kind, geometry):
+        from devices.mcu_conv import MCUPool
+        return MCUPool(kind, geometry, self.activation_quant, self)
+
+    def memory(self, layers, methods, queries):
+        """SRAM and flash (:func:`devices.mcu_memory.network_memory_report`), checked
+        against ``sram_kib`` and ``flash_kib``."""
+        report = network_memory_report(layers, methods, per_channel=self.per_channel,
+                                       n_queries=queries)
         report.check(self.sram_kib, self.flash_kib)
         return report
 
@@ -654,11 +471,17 @@ class MCUDense(IntegerArray):
         w, b = split_flat(self.read(), self.shape)
         x = np.asarray(x, dtype=np.float64)
         x_err = np.abs(x - dequantize(self.quantize_input(x), *self.input_q))
-        ideal = x @ w.T + b
+        ideal = self._float_layer(w, b, x)
         s_out, z_out = float(np.float32(self.output_q.scale)), self.output_q.zero_point
         lo, hi = s_out * (self.act_min - z_out), s_out * (self.act_max - z_out)
         clamp = np.maximum(lo - ideal, 0.0) + np.maximum(ideal - hi, 0.0)
-        return x_err @ np.abs(w).T + s_out * (1.0 + 1e-6) + clamp
+        return (self._float_layer(np.abs(w), np.zeros_like(b), x_err) + s_out * (1.0 + 1e-6)
+                + clamp)
+
+    @staticmethod
+    def _float_layer(w, b, x):
+        """The layer in float64 with parameters (w, b): the ideal device's output."""
+        return x @ w.T + b
 
 
     def _split_lsb(self, weight_lsb):
@@ -686,36 +509,3 @@ class MCUDense(IntegerArray):
         self.meter.time_s += cycles / self._timing.clock_hz
         if self._timing.energy_per_cycle_j is not None:
             self.meter.energy_j += cycles * self._timing.energy_per_cycle_j
-
-
-# ------------------------------------------------------------------ post-training quantization
-_FUSED_FOR = {"identity": "none", "relu": "relu"}
-
-
-def post_training_quantize(weights, biases, activations, calibration_x,
-                           params: MCUParams | None = None) -> list[MCUDense]:
-    """Quantize a float network of dense layers into int8 :class:`MCUDense` layers.
-
-    ``weights[l]`` is (n_out, n_in), ``activations[l]`` the layer's non-linearity
-    (``"identity"`` or ``"relu"``; ReLU is fused into the kernel). Activation ranges
-    are the min/max of each tensor over ``calibration_x`` in the float network, as
-    TFLite's converter calibrates; layer l's output quantization is layer l+1's input
-    quantization, so the layers chain exactly.
-    """
-    params = params or MCUParams()
-    h = np.asarray(calibration_x, dtype=np.float64)
-    q_in = QuantParams.from_range(h.min(), h.max())
-    layers = []
-    for i, (w, b, act) in enumerate(zip(weights, biases, activations)):
-        if act not in _FUSED_FOR:
-            raise ValueError(f"layer {i}: int8 quantization supports activations "
-                             f"{sorted(_FUSED_FOR)}, got {act!r}")
-        h = h @ np.asarray(w, dtype=np.float64).T + b
-        if act == "relu":
-            h = np.maximum(h, 0.0)
-        q_out = QuantParams.from_range(h.min(), h.max())
-        fused = _FUSED_FOR[act] if params.fused_activation == "none" else params.fused_activation
-        layers.append(MCUDense.from_float(w, b, q_in, q_out,
-                                          params.replace(fused_activation=fused)))
-        q_in = q_out
-    return layers

@@ -27,17 +27,26 @@ against the tflite-micro interpreter. Maps are NHWC, passed flat (T, H*W*C).
 whose weight matrix is the unrolled kernel: (c_out, kh*kw*c_in), a CONV_2D filter (OHWI)
 reshaped, and (c_out, kh*kw), a DEPTHWISE_CONV_2D filter transposed; the flat parameter
 layout, quantization, LSBs, writes and perturbation ports are MCUDense's, with outputs
-and node perturbations (T, out_h*out_w*c_out). Time and energy count every MAC.
+and node perturbations (T, out_h*out_w*c_out). Time and energy count every MAC; the
+synapses' local product (:meth:`~devsim.device.DeviceArray.local_gradient`) sums over
+the positions a weight serves. :class:`MCUPool` is a pooling layer of a network on the
+MCU (no parameters, no nodes). :meth:`devices.mcu.MCUParams.build_conv` and its kin
+build these for a network's layers.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-from devices.mcu import (INT32_MAX, INT32_MIN, WEIGHT_MAX, MCUDense, MCUParams, QuantParams,
-                         bias_scales, multiply_by_quantized_multiplier, quantize_bias,
-                         quantize_weights, rademacher_lsb, requantize, symmetric_scales)
+from devices.conv import conv2d, depthwise_conv2d
+from devices.mcu import MCUDense, MCUParams, rademacher_lsb, requantize
+from devices.mcu_quant import (INT32_MAX, INT32_MIN, WEIGHT_MAX, QuantParams, bias_scales,
+                               dequantize, quantize, quantize_bias, quantize_weights,
+                               symmetric_scales)
+from devices.mcu_reference import multiply_by_quantized_multiplier
+from devsim.array_layers import ParameterlessLayer, pool2d
 from devsim.conv_geometry import ConvGeometry, window_row
+from devsim.device import IntegerArray, Meter
 
 _NO_DW, _NO_DB = np.zeros((0, 0, 0), np.int16), np.zeros((0, 0), np.int64)
 
@@ -353,6 +362,12 @@ class MCUConv2D(MCUDense):
         lsb = rademacher_lsb(key, first_probe, len(x_q), self.shape, mu_weight, mu_bias)
         return self.forward_q(x_q, weight_lsb=lsb)
 
+    def _float_layer(self, w, b, x):
+        return conv2d(self.geometry, w, b, x)
+
+    def local_gradient(self, node_signal, x):
+        return self.geometry.kernel_gradient(node_signal, x, self.shape[0])
+
     def _kernel(self, x_q, dw, db, out):
         conv_per_channel(x_q, self.w_q, self.b_q, dw, db, self.multiplier, self.shift,
                          *self.geometry.args, *self._int_args, out)
@@ -383,6 +398,12 @@ class MCUDepthwise(MCUConv2D):
         g = self.geometry
         return np.ascontiguousarray(self.w_q.T).reshape(1, g.kernel_h, g.kernel_w, self.shape[0])
 
+    def _float_layer(self, w, b, x):
+        return depthwise_conv2d(self.geometry, w, b, x)
+
+    def local_gradient(self, node_signal, x):
+        return self.geometry.depthwise_kernel_gradient(node_signal, x, self.depth_multiplier)
+
     def _kernel(self, x_q, dw, db, out):
         depthwise_conv_per_channel(x_q, self.w_q, self.b_q, dw, db, self.multiplier,
                                    self.shift, self.depth_multiplier, *self.geometry.args,
@@ -392,10 +413,65 @@ class MCUDepthwise(MCUConv2D):
 def pool_q(kind: str, x_q, geometry: ConvGeometry, act_min: int = -128, act_max: int = 127):
     """int8 ``avg_pool`` (AVERAGE_POOL_2D) or ``max_pool`` (MAX_POOL_2D) of flat maps
     (T, H*W*C) -> (T, out_h*out_w*C); the output keeps the input's quantization, the
-    fused clamp [act_min, act_max] from :func:`~devices.mcu.activation_bounds`."""
+    fused clamp [act_min, act_max] from :func:`~devices.mcu_quant.activation_bounds`."""
     if kind not in ("avg_pool", "max_pool"):
         raise ValueError(f"pool kind must be 'avg_pool' or 'max_pool', got {kind!r}")
     x_q = np.ascontiguousarray(x_q, dtype=np.int8).reshape(-1, geometry.in_size)
     out = np.empty((x_q.shape[0], geometry.n_positions * geometry.in_c), dtype=np.int8)
     pool(x_q, kind == "avg_pool", *geometry.args, np.int32(act_min), np.int32(act_max), out)
     return out
+
+
+class MCUPool(ParameterlessLayer, IntegerArray):
+    """An int8 AVERAGE_POOL_2D or MAX_POOL_2D layer (:func:`pool_q`) whose input and
+    output have the quantization ``quant`` (TFLM keeps the input's): float-facing, it
+    quantizes its input as the layer before it dequantized it, so a network of MCU layers
+    passes the same int8 maps as the TFLM graph. Time counts every value read from a
+    window as one multiply-accumulate."""
+
+    def __init__(self, kind: str, geometry: ConvGeometry, quant: QuantParams,
+                 params: MCUParams):
+        if kind not in ("avg_pool", "max_pool"):
+            raise ValueError(f"pool kind must be 'avg_pool' or 'max_pool', got {kind!r}")
+        self.kind, self.geometry, self.quant = kind, geometry, QuantParams(*quant)
+        self._timing = params.timing
+        self.meter = Meter()
+
+    @property
+    def param_lsb(self):
+        return np.zeros(0)
+
+    @property
+    def output_lsb(self):
+        return float(self.quant.scale)
+
+    def quantize_input(self, x):
+        return quantize(x, *self.quant)
+
+    def dequantize_output(self, y_q):
+        return dequantize(y_q, *self.quant)
+
+    def forward_q(self, x_q):
+        """int8 pooled maps of int8 maps (T, H*W*C)."""
+        out = pool_q(self.kind, x_q, self.geometry)
+        cycles = len(out) * self.geometry.n_positions * self.geometry.taps * self.geometry.in_c \
+            * self._timing.cycles_per_mac
+        self.meter.reads += len(out)
+        self.meter.time_s += cycles / self._timing.clock_hz
+        if self._timing.energy_per_cycle_j is not None:
+            self.meter.energy_j += cycles * self._timing.energy_per_cycle_j
+        return out
+
+    def forward_q_rademacher(self, x_q, key, first_probe, mu_weight, mu_bias):
+        """:meth:`forward_q`: a layer without parameters has no direction to move along."""
+        return self.forward_q(x_q)
+
+    def forward(self, x, node_perturbation=None, weight_perturbation=None):
+        return self.dequantize_output(self.forward_q(self.quantize_input(x)))
+
+    def ideal_error_bound(self, x):
+        """Against float pooling of ``x``: the largest input quantization error in the
+        window (a mean or a maximum moves no further) and one LSB for the mean's rounding."""
+        x = np.asarray(x, dtype=np.float64)
+        x_err = np.abs(x - self.dequantize_output(self.quantize_input(x)))
+        return pool2d("max_pool", self.geometry, x_err) + self.output_lsb * (1.0 + 1e-6)

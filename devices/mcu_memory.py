@@ -212,3 +212,30 @@ def memory_report(layers: Sequence[tuple[int, int] | LayerFootprint],
         add("bp: stored layer inputs", sum(f.n_in for f in tail))
         add("bp: activation gradients", 2 * 4 * max(max(f.n_out, f.n_in) for f in tail))
     return MemoryReport(flash, sram)
+
+
+def footprint(layer) -> LayerFootprint | None:
+    """The footprint of a network layer (a :class:`devsim.layers.LayerShape`); None for
+    ``flatten``, which costs nothing: TFLite's FULLY_CONNECTED reads a map as the flat
+    vector it is, so the converter drops the reshape."""
+    if layer.kind == "dense":
+        return dense_footprint(*layer.matrix)
+    if layer.kind == "conv2d":
+        return conv_footprint(layer.geometry, layer.matrix[0])
+    if layer.kind == "depthwise_conv2d":
+        return depthwise_footprint(layer.geometry, layer.matrix[0] // layer.geometry.in_c)
+    if layer.kind in ("avg_pool", "max_pool"):
+        return pool_footprint(layer.kind, layer.geometry)
+    if layer.kind == "flatten":
+        return None
+    raise ValueError(f"no int8 footprint for a layer of type {layer.kind!r}")
+
+
+def network_memory_report(layers, training: Sequence[str | None] | None = None,
+                          **options) -> MemoryReport:
+    """:func:`memory_report` of a network's layers (:class:`devsim.layers.LayerShape`);
+    ``training[l]`` for layer l as there, None for a layer without parameters."""
+    training = list(training) if training is not None else [None] * len(layers)
+    kept = [(f, method) for f, method in zip(map(footprint, layers), training, strict=True)
+            if f is not None]
+    return memory_report([f for f, _ in kept], [m for _, m in kept], **options)

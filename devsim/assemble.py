@@ -47,10 +47,14 @@ def build(config: RunConfig, source: str = "<config>", restore=None) -> Built:
         data = config.data.load(rngs["data"])
     except ParamError as exc:
         raise ConfigError([f"{source}: {exc.under(('data',))}"]) from None
-    n_out = config.network.layers[-1].units
+    try:
+        n_out = config.network.shapes(data.n_inputs)[-1].n_out
+    except ParamError as exc:
+        raise ConfigError([f"{source}: {exc.under(('network',))}"]) from None
     if n_out != data.n_outputs:
         last = len(config.network.layers) - 1
-        raise ConfigError([f"{source}: network.layers[{last}].units: must equal the "
+        key = ".units" if config.network.layers[-1].kind == "dense" else ""
+        raise ConfigError([f"{source}: network.layers[{last}]{key}: must equal the "
                            f"data set's {data.n_outputs} outputs, got {n_out}"])
     if config.network.loss == "cross_entropy" and n_out < 2:
         raise ConfigError([f"{source}: network.loss: cross_entropy needs at least 2 "
@@ -74,7 +78,7 @@ def build(config: RunConfig, source: str = "<config>", restore=None) -> Built:
                         diagnose=diagnose)
     if restore is not None:
         loop.opt_state, loop.stream = restore.optimizer_state, restore.stream
-    return Built(data, bench, loop, _check_memory(config, bench.chip, source))
+    return Built(data, bench, loop, _check_memory(config, bench, source))
 
 
 def cosine_diagnostic(bench: Bench):
@@ -88,18 +92,23 @@ def cosine_diagnostic(bench: Bench):
     return diagnose
 
 
-def _check_memory(config: RunConfig, hardware: Hardware, source: str):
+def _check_memory(config: RunConfig, bench: Bench, source: str):
     """The memory the run needs on the first device that accounts memory (network device
-    first, then the layers' own), checked against that device's budgets."""
-    footprint = config.train.estimator.footprint(len(hardware.layer_shapes))
+    first, then the layers' own), checked against that device's budgets; a layer without
+    parameters is never trained."""
+    layers = bench.network.layers
+    footprint = config.train.estimator.footprint(len(layers))
     methods, queries = footprint if footprint is not None else (None, 1)
+    if methods is not None:
+        methods = [method if layer.n_params else None
+                   for method, layer in zip(methods, layers, strict=True)]
     network = config.network
     devices = [(("network", "device"), network.device)] + [
         (("network", "layers", i, "device"), layer.device)
-        for i, layer in enumerate(network.layers) if layer.device is not None]
+        for i, layer in enumerate(network.layers) if getattr(layer, "device", None) is not None]
     for path, device in devices:
         try:
-            report = device.memory(hardware.layer_shapes, methods, queries)
+            report = device.memory(layers, methods, queries)
         except ParamError as exc:
             raise ConfigError([f"{source}: {exc.under(path)}"]) from None
         if report is not None:

@@ -54,8 +54,9 @@ class Bench:
         compiled form; None otherwise."""
         net = self._network
         flats = tuple(d.exact_parameters() for d in net.devices)
-        exact = all(f is not None for f in flats) and all(l.bias for l in net.params.layers)
-        return flats if exact else None
+        if any(f is None for f in flats) or len(flats) != len(net.params.layers):
+            return None
+        return flats if all(layer.bias for layer in net.params.layers) else None
 
     def count_reads(self, probes: int) -> None:
         """Meter ``probes`` reads on every layer: what the layers' forward calls would
@@ -77,7 +78,7 @@ class Bench:
         diagnostics (backpropagation, cosine to the true gradient) only."""
         from devsim.reference import DecorrelatedModel, IdealModel
         net = self._network
-        model = IdealModel(net.shapes, net.activations, self.chip.loss)
+        model = IdealModel(net.layers, net.activations, self.chip.loss)
         if net.decorrelation is None:
             return model
         return DecorrelatedModel(model, [r.copy() for r in net.decorrelation])

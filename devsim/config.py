@@ -148,7 +148,7 @@ def _convert_params(cls: type[Params], value, path: tuple, ctx: _Context):
             value = _with_preset(value, path, ctx)
             if value is None:
                 return None
-        kind = value.get("type")
+        kind = value.get("type", cls.default_kind)
         members = cls.members()
         if kind is not None and not isinstance(kind, str):
             ctx.error(path + ("type",), f"must name a {cls.family} type, got {_describe(kind)}")

@@ -147,6 +147,29 @@ class ConvGeometry:
         col2im_kernel(cols, *self.args, out)
         return out
 
+    def kernel_gradient(self, signal: np.ndarray, x: np.ndarray, c_out: int) -> np.ndarray:
+        """What every weight of a convolution with ``c_out`` filters accumulates from the
+        output-map signal (T, positions*c_out) and the input maps x (T, H*W*C): the flat
+        ``[dW.ravel(), db]`` of sum over probes and positions of signal (x) window, the
+        unrolled kernel's share of each product (a shared weight sums over the positions
+        it serves; backpropagation's weight gradient for a signal dC/d(output))."""
+        cols = self.im2col(np.ascontiguousarray(x, dtype=np.float64))
+        g = np.asarray(signal, dtype=np.float64).reshape(-1, c_out)
+        return np.concatenate([(g.T @ cols.reshape(-1, self.patch_size)).ravel(),
+                               g.sum(axis=0)])
+
+    def depthwise_kernel_gradient(self, signal: np.ndarray, x: np.ndarray,
+                                  depth_multiplier: int) -> np.ndarray:
+        """:meth:`kernel_gradient` of a depthwise kernel (C*dm, kh*kw): output channel
+        c*dm + m correlates with input channel c's window taps only."""
+        n = x.shape[0]
+        cols = self.im2col(np.ascontiguousarray(x, dtype=np.float64)).reshape(
+            n, self.n_positions, self.taps, self.in_c)
+        g = np.asarray(signal, dtype=np.float64).reshape(n, self.n_positions, self.in_c,
+                                                         depth_multiplier)
+        dw = np.einsum("tpcm,tpkc->cmk", g, cols)
+        return np.concatenate([dw.ravel(), g.sum(axis=(0, 1)).ravel()])
+
     def im2col_np(self, x: np.ndarray, pad_value=0) -> np.ndarray:
         """NumPy twin of :meth:`im2col`, through :attr:`patch_index`."""
         x = np.asarray(x).reshape(-1, self.in_size)

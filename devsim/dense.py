@@ -1,10 +1,13 @@
 """The float dense layer: ``x W^T + b`` with per-probe perturbations, as the ideal device
-computes it.
+computes it, and the local products its synapses form.
 
 :func:`forward` is the ideal device's pass (its products in canonical blocks of probes,
 :func:`devsim.parallel.matmul`); :func:`affine_block` is the same arithmetic on one
 block from compiled code (NumPy's own BLAS through :mod:`devsim.blas`), so that a compiled
 executor running whole update windows (:mod:`trainer.compiled`) gets the device's bits.
+:func:`local_gradient` (dW = signal^T x, db = column sums of the signal; every dense array's
+:meth:`~devsim.device.DeviceArray.local_gradient`) and its kernel :func:`correlate` are
+shared the same way; their sums run in a fixed order.
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import numpy as np
 from numba import njit
 
 from devsim import blas, parallel
+
+CBLAS = blas.entry_points()
+"""This process's BLAS entry points, the ``cblas`` argument of the compiled kernels."""
 
 
 @njit(cache=True, nogil=True)
@@ -68,3 +74,40 @@ def affine_block(flat, n_out, x, node, weights, out, cblas):
         for t in range(out.shape[0]):
             for j in range(n_out):
                 out[t, j] += node[t, j]
+
+
+@njit(cache=True, nogil=True)
+def column_sums(a, out):
+    """``out[k]`` = sum over rows t of a[t, k], summed in row order."""
+    out[:] = 0.0
+    for t in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            out[k] += a[t, k]
+
+
+@njit(cache=True, nogil=True)
+def correlate(signal, x, out_w, out_b, cblas):
+    """A dense layer's local products: ``out_w`` (n_out, n_in) = signal^T x and ``out_b``
+    (n_out,) = the column sums of ``signal`` (T, n_out); ``x`` (T, n_in) C-contiguous."""
+    steps, n_out = signal.shape
+    transposed = np.empty((n_out, steps))
+    for t in range(steps):
+        for j in range(n_out):
+            transposed[j, t] = signal[t, j]
+    blas.matmul(transposed, x, False, out_w, cblas)
+    column_sums(signal, out_b)
+
+
+def local_gradient(signal: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Flat ``[dW.ravel(), db]`` of a dense layer: dW = signal^T x, db = sum_t signal, for
+    the node signal (T, n_out) and the layer's inputs x (T, n_in)."""
+    n_out, n_in = signal.shape[1], x.shape[1]
+    out = np.empty(n_out * (n_in + 1))
+    w, b = out[:n_out * n_in].reshape(n_out, n_in), out[n_out * n_in:]
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if blas.AVAILABLE:
+        correlate(signal, x, w, b, CBLAS)
+    else:
+        np.matmul(signal.T, x, out=w)
+        column_sums(signal, b)
+    return out

@@ -53,11 +53,31 @@ class DeviceParams(Params, family="device"):
         nothing to switch off returns itself."""
         return self
 
-    def memory(self, shapes, methods, queries: int):
-        """The memory a network of layers ``shapes[l] = (n_out, n_in)`` needs on this
-        device, layer l trained by ``methods[l]`` (``"zo_weight"``, ``"zo_node"``,
-        ``"bp"``, or None for a frozen layer; ``methods`` None: inference only) with
-        ``queries`` perturbations per zeroth-order step; raises
+    def build_conv(self, geometry, weights: np.ndarray, bias: np.ndarray,
+                   rng: np.random.Generator) -> "DeviceArray | None":
+        """A 2-D convolution of this model (``geometry`` a
+        :class:`~devsim.conv_geometry.ConvGeometry`, ``weights`` the unrolled kernel
+        (c_out, kh*kw*c_in)), or None: the kernel is then unrolled onto an array
+        :meth:`build` makes (:class:`devsim.array_layers.ArrayConv2D`)."""
+        return None
+
+    def build_depthwise(self, geometry, weights: np.ndarray, bias: np.ndarray,
+                        rng: np.random.Generator) -> "DeviceArray | None":
+        """A depthwise convolution of this model (kernel (c_in*dm, kh*kw)), or None: one
+        array per input channel from :meth:`build`
+        (:class:`devsim.array_layers.ArrayDepthwise`)."""
+        return None
+
+    def build_pool(self, kind: str, geometry) -> "DeviceArray | None":
+        """Pooling (``avg_pool`` or ``max_pool``) on this model's outputs, or None: in
+        float (:class:`devsim.array_layers.FloatPool`)."""
+        return None
+
+    def memory(self, layers, methods, queries: int):
+        """The memory a network of ``layers`` (:class:`devsim.layers.LayerShape`, in
+        order) needs on this device, layer l trained by ``methods[l]`` (``"zo_weight"``,
+        ``"zo_node"``, ``"bp"``, or None for a frozen layer; ``methods`` None: inference
+        only) with ``queries`` perturbations per zeroth-order step; raises
         :class:`~devsim.params.ParamError` on the budget field it exceeds. None where the
         model keeps no account of memory."""
         return None
@@ -115,6 +135,20 @@ class DeviceArray(abc.ABC):
     @property
     def n_params(self) -> int:
         return layer_size(self.shape)
+
+    @property
+    def n_nodes(self) -> int:
+        """Outputs (pre-activations) of one probe: n_out for a dense layer, the output
+        map of a convolution."""
+        return self.shape[0]
+
+    def local_gradient(self, node_signal: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """What each parameter accumulates from its node's signal (T, n_nodes) and its own
+        input (the layer's inputs x, (T, n_in)): the flat ``[dW.ravel(), db]`` of the
+        sums over the probes of signal x input, each synapse circuit's local product
+        (for a dense layer dW = signal^T x, db = sum of the signal)."""
+        from devsim.dense import local_gradient
+        return local_gradient(node_signal, x)
 
     def write_tolerance(self) -> float | np.ndarray:
         """How far (weight units, per flat parameter or one for all) a requested change

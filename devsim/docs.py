@@ -111,13 +111,22 @@ def _family(base: type, seen: set, out: list):
     if base in seen:
         return
     seen.add(base)
+    default = (f" (`{base.default_kind}` when a mapping has no `type`)"
+               if base.default_kind else "")
     out += [f"## {base.family} types", "",
-            f"Select with `type:`; known: {', '.join(f'`{k}`' for k in sorted(base.members()))}.", ""]
-    for kind, member in sorted(base.members().items()):
+            f"Select with `type:`{default}; known: "
+            f"{', '.join(f'`{k}`' for k in sorted(base.members()))}.", ""]
+    members = sorted(base.members().items())
+    for kind, member in members:
         plugin = provider(member)
         title = f"### {base.family} `{kind}`" + (f" (plugin {plugin})" if plugin else "")
         out += [title, "", " ".join((inspect.getdoc(member) or "").split()), ""]
         out += _table(member) + [""]
+    for _, member in members:  # the families the members' own keys select from
+        for f in fields(member):
+            for arg in typing.get_args(typing.get_type_hints(member)[f.name]):
+                if isinstance(arg, type) and issubclass(arg, Params) and arg.is_family():
+                    _family(arg, seen, out)
 
 
 def config_reference() -> str:

@@ -66,9 +66,9 @@ class Result(NamedTuple):
 
 
 class IntegerPorts(NamedTuple):
-    """What an integer chip (every layer on an :class:`~devsim.device.IntegerArray`)
-    reports of its arithmetic: multiples of these least significant bits land exactly as
-    perturbations and writes."""
+    """What an integer chip (every layer with parameters on an
+    :class:`~devsim.device.IntegerArray`) reports of its arithmetic: multiples of these
+    least significant bits land exactly as perturbations and writes."""
 
     param_lsb: np.ndarray
     """Real value of one LSB of every flat parameter."""
@@ -87,7 +87,8 @@ class Capabilities:
     decorrelation: bool
     """Whether a decorrelation matrix R sits in front of every layer's input."""
     integer: IntegerPorts | None
-    """Integer LSB ports and in-kernel seeded directions, where every layer is integer."""
+    """Integer LSB ports and in-kernel seeded directions, where every layer with
+    parameters is integer (pooling and flatten run where the layer before them runs)."""
 
 
 class Hardware:
@@ -98,12 +99,12 @@ class Hardware:
         self._loss_name = loss
         self._loss = loss_function(loss)
         self._steps = 0
-        devices = network.devices
+        weighted = [d for d in network.devices if d.n_params]
         integer = None
-        if all(isinstance(d, IntegerArray) for d in devices):
+        if weighted and all(isinstance(d, IntegerArray) for d in weighted):
             integer = IntegerPorts(
-                np.concatenate([d.param_lsb for d in devices]),
-                np.concatenate([np.full(d.shape[0], d.output_lsb) for d in devices]))
+                np.concatenate([d.param_lsb for d in weighted]),
+                np.concatenate([np.full(d.n_nodes, d.output_lsb) for d in weighted]))
         self.capabilities = Capabilities(
             ports=frozenset({"weights", "nodes"}), noisy_nodes=network.node_noise is not None,
             decorrelation=network.decorrelation is not None, integer=integer)
@@ -111,7 +112,9 @@ class Hardware:
     # ---- the chip's layout
     @property
     def layer_shapes(self) -> tuple[tuple[int, int], ...]:
-        """(n_out, n_in) of each layer."""
+        """(rows, columns) of each layer's parameter matrix, whose flat layout is
+        ``[W.ravel(), b]``: (n_out, n_in) for a dense layer, the unrolled kernel of a
+        convolution, (0, 0) for a layer without parameters (pooling, flatten)."""
         return self._network.shapes
 
     @property
@@ -142,6 +145,14 @@ class Hardware:
     def steps(self) -> int:
         """Hardware steps so far: one per probe the chip has run."""
         return self._steps
+
+    def local_gradient(self, layer: int, node_signal: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """What the synapse circuits of layer ``layer`` form locally from a signal at its
+        nodes (T, its nodes) and the layer's inputs ``x`` (T, its inputs, as recorded):
+        each parameter's sum over the probes of (its node's signal) x (its own input); a
+        convolution's shared weight also sums over the output positions it serves. Flat
+        ``[dW.ravel(), db]`` of the layer."""
+        return self._network.local_gradient(layer, node_signal, x)
 
     # ---- what the controller may do
     def run(self, request: Request) -> Result:

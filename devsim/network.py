@@ -1,12 +1,16 @@
-"""A forward-only network of dense layers, each realised on a device model.
+"""A forward-only network of layers (dense, convolution, pooling, flatten: :mod:`devsim.layers`),
+each realised on a device model.
 
 The network owns the flat layouts the rest of devsim speaks in: parameters
-``[W1.ravel(), b1, W2.ravel(), b2, ...]`` and nodes (pre-activations)
-``[a1, a2, ...]``. It evaluates T probes per call, layer by layer, each device
-batched over the probes.
+``[W1.ravel(), b1, W2.ravel(), b2, ...]`` (each layer's parameter matrix: a dense
+layer's weights, a convolution's unrolled kernel; nothing for pooling and flatten) and
+nodes (pre-activations) ``[a1, a2, ...]`` (a dense layer's outputs, a convolution's
+output map; nothing for pooling and flatten). It evaluates T probes per call, layer by
+layer, each device batched over the probes.
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -14,11 +18,15 @@ from typing import NamedTuple
 import numpy as np
 
 from devsim import parallel
-from devsim.activations import ActivationParams, Sigmoid
+from devsim.activations import ActivationParams
 from devsim.device import (DeviceParams, IntegerArray, NoiseSourceParams, RowSplitArray,
                            layer_size)
+from devsim.layers import LayerParams, LayerShape, NetworkLayerParams, layer_shapes
 from devsim.losses import LOSSES
 from devsim.params import ParamError, Params, param
+
+__all__ = ["Network", "NetworkParams", "LayerParams", "Pass", "Seeded", "ideal_device",
+           "init_weights"]
 
 
 def ideal_device() -> DeviceParams:
@@ -27,27 +35,14 @@ def ideal_device() -> DeviceParams:
 
 
 @dataclass(frozen=True)
-class LayerParams(Params):
-    """One dense layer: its width, non-linearity and (optionally) its own device."""
-
-    units: int = param(ge=1)
-    """Number of neurons (outputs of the layer)."""
-    activation: ActivationParams = field(default_factory=Sigmoid)
-    """Non-linearity applied to the pre-activations (name or ``{type: ..., ...}``)."""
-    device: DeviceParams | None = None
-    """Device holding this layer's weights; defaults to ``network.device``."""
-    bias: bool = True
-    """Whether the layer has a trainable bias. Without one the bias stays at its initial
-    zero: writes to and weight perturbations of its slots are dropped (the flat layout
-    keeps the slots, so every layer has the same ``[W.ravel(), b]`` shape)."""
-
-
-@dataclass(frozen=True)
 class NetworkParams(Params):
     """The network: layers in order (the last is the output), devices, loss, init."""
 
-    layers: tuple[LayerParams, ...] = param(default_factory=tuple)
-    """Dense layers from input to output; input width comes from the data."""
+    layers: tuple[NetworkLayerParams, ...] = param(default_factory=tuple)
+    """Layers from input to output (``type:``, see the layer types; ``dense`` when absent)."""
+    input_shape: tuple[int, ...] = param(default_factory=tuple, ge=1)
+    """Shape of one input: ``[H, W, C]`` (an image, NHWC) for a network that starts on a
+    map (convolution, pooling); empty for a flat input as wide as the data's."""
     device: DeviceParams = field(default_factory=ideal_device)
     """Device model of every layer that does not name its own."""
     loss: str = param("mse", choices=LOSSES)
@@ -65,28 +60,60 @@ class NetworkParams(Params):
     def validate(self):
         if not self.layers:
             raise ParamError(("layers",), "must list at least one layer")
+        if len(self.input_shape) not in (0, 3):
+            raise ParamError(("input_shape",), f"must be [H, W, C] (or empty for a flat "
+                                               f"input), got {list(self.input_shape)}")
         for i, layer in enumerate(self.layers):
-            device = layer.device or self.device
-            if device.integer_io and not layer.activation.grid_preserving:
+            device = self.device_of(i)
+            if (layer.has_params and device.integer_io
+                    and not layer.nonlinearity().grid_preserving):
                 allowed = sorted(kind for kind, cls in ActivationParams.members().items()
                                  if cls.grid_preserving)
                 raise ParamError(("layers", i, "activation"),
                                  f"a layer on device type {device.kind!r} passes integer "
                                  f"tensors and needs an activation that maps its output grid "
                                  f"onto itself ({', '.join(allowed)}), got "
-                                 f"{layer.activation.kind!r}")
+                                 f"{layer.nonlinearity().kind!r}")
+            if layer.kind != "dense" and not self.input_shape:
+                raise ParamError(("input_shape",), f"layers[{i}] ({layer.kind}) needs a map: "
+                                                   f"give the input's [H, W, C]")
+            if layer.kind != "dense" and self.decorrelation:
+                raise ParamError(("decorrelation",), f"needs dense layers only (one square "
+                                                     f"matrix per input vector), but layers[{i}] "
+                                                     f"is {layer.kind}")
+        if self.input_shape:
+            layer_shapes(self.layers, self.input_shape)
+
+    def device_of(self, layer: int) -> DeviceParams:
+        """The device layer ``layer`` runs on: its own, else ``device``; a layer without
+        parameters (pooling, flatten) runs where the layer before it runs."""
+        for spec in reversed(self.layers[:layer + 1]):
+            if spec.has_params:
+                return spec.device or self.device
+        return self.device
+
+    def shapes(self, n_inputs: int) -> list[LayerShape]:
+        """Every layer's :class:`~devsim.layers.LayerShape` for inputs of ``n_inputs``
+        values; :class:`ParamError` where they do not fit (``input_shape`` or a layer)."""
+        in_shape = self.input_shape or (n_inputs,)
+        if math.prod(in_shape) != n_inputs:
+            raise ParamError(("input_shape",), f"must hold the data's {n_inputs} inputs, got "
+                                               f"{list(in_shape)} ({math.prod(in_shape)})")
+        return layer_shapes(self.layers, in_shape)
 
 
-def init_weights(scheme: str, gain: float, n_out: int, n_in: int,
+def init_weights(scheme: str, gain: float, shape: tuple[int, int], fans: tuple[int, int],
                  rng: np.random.Generator) -> np.ndarray:
-    """Initial (n_out, n_in) weights under a named scheme."""
+    """Initial weights of matrix ``shape`` under a named scheme, for weights of ``fans``
+    = (fan in, fan out) (a dense layer's (n_in, n_out))."""
+    fan_in, fan_out = fans
     if scheme == "glorot_uniform":
-        limit = np.sqrt(6.0 / (n_in + n_out))
-        w = rng.uniform(-limit, limit, size=(n_out, n_in))
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=shape)
     elif scheme == "glorot_normal":
-        w = rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), size=(n_out, n_in))
+        w = rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), size=shape)
     else:
-        w = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in))
+        w = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)
     return gain * w
 
 
@@ -118,17 +145,22 @@ class Network:
     def __init__(self, params: NetworkParams, n_inputs: int,
                  init_rng: np.random.Generator, device_rng: np.random.Generator):
         self.params = params
-        widths = [n_inputs] + [layer.units for layer in params.layers]
-        self.shapes = tuple((widths[i + 1], widths[i]) for i in range(len(params.layers)))
+        self.layers = tuple(params.shapes(n_inputs))
+        """Each layer's :class:`~devsim.layers.LayerShape`."""
+        self.shapes = tuple(shape.matrix for shape in self.layers)
+        """(rows, columns) of each layer's parameter matrix ((0, 0): none)."""
         self.devices, self.activations = [], []
-        for (n_out, n_in), layer in zip(self.shapes, params.layers):
-            w = init_weights(params.init, params.init_gain, n_out, n_in, init_rng)
-            device = layer.device or params.device
-            self.devices.append(device.build(w, np.zeros(n_out), device_rng))
-            self.activations.append(layer.activation.build(n_out, device_rng))
+        for i, (spec, shape) in enumerate(zip(params.layers, self.layers)):
+            w = b = None
+            if spec.has_params:
+                w = init_weights(params.init, params.init_gain, shape.matrix, shape.fans,
+                                 init_rng)
+                b = np.zeros(shape.matrix[0])
+            self.devices.append(spec.build(shape, params.device_of(i), w, b, device_rng))
+            self.activations.append(spec.nonlinearity().build(shape.n_out, device_rng))
         sizes = [layer_size(s) for s in self.shapes]
         self.param_offsets = np.concatenate([[0], np.cumsum(sizes)])
-        self.node_offsets = np.concatenate([[0], np.cumsum([s[0] for s in self.shapes])])
+        self.node_offsets = np.concatenate([[0], np.cumsum([d.n_nodes for d in self.devices])])
         self.node_noise = (params.node_noise.build(self.n_nodes, device_rng)
                            if params.node_noise is not None else None)
         self.decorrelation = ([np.eye(n_in) for _, n_in in self.shapes]
@@ -137,7 +169,7 @@ class Network:
         self._chain = self._compiled_pass()  # compiled passes, if the devices offer them
         self._bias_slots = [slice(self.param_offsets[i + 1] - n_out, self.param_offsets[i + 1])
                             for i, ((n_out, _), layer) in enumerate(zip(self.shapes, params.layers))
-                            if not layer.bias]
+                            if layer.has_params and not layer.bias]
 
     @property
     def stateful(self) -> bool:
@@ -154,6 +186,14 @@ class Network:
     @property
     def n_nodes(self) -> int:
         return int(self.node_offsets[-1])
+
+    @property
+    def n_inputs(self) -> int:
+        return self.layers[0].n_in
+
+    @property
+    def n_outputs(self) -> int:
+        return self.layers[-1].n_out
 
     def run(self, x: np.ndarray, node_perturbation: np.ndarray | None = None,
             weight_perturbation: np.ndarray | None = None, record: bool = False,
@@ -185,7 +225,7 @@ class Network:
                 out = self._layers(h, 0, start, calls, node_perturbation, weight_perturbation,
                                    seeded, (inputs, preacts) if record else None)
                 return Pass(np.asarray(out, dtype=np.float64), inputs, preacts)
-            out = np.empty((len(h), self.shapes[-1][0]))
+            out = np.empty((len(h), self.n_outputs))
 
             def rows(t0, t1):
                 out[t0:t1] = self._layers(h[t0:t1], t0, start, calls, node_perturbation,
@@ -225,7 +265,7 @@ class Network:
                 a = device.forward(h, node, wgt)
             if recorded is not None:
                 recorded[0].append(h)
-                recorded[1].append(a)
+                recorded[1].append(a if device.n_nodes else a[:, :0])  # no nodes: none
                 h = act(a)
             else:
                 h = act.in_place(a)  # a is ours (devices return fresh or kept arrays)
@@ -264,6 +304,8 @@ class Network:
         """The device model's compiled whole-network pass over these layers (see
         :meth:`devsim.device.DeviceParams.compiled_pass`), where all layers share one
         device model that offers one and it accepts them; else None."""
+        if any(layer.kind != "dense" for layer in self.params.layers):
+            return None
         kinds = {type(layer.device or self.params.device) for layer in self.params.layers}
         if len(kinds) != 1:
             return None
@@ -280,12 +322,19 @@ class Network:
         """The flat parameters the devices hold now."""
         return np.concatenate([device.read() for device in self.devices])
 
+    def local_gradient(self, layer: int, node_signal: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Layer ``layer``'s flat parameter vector of local products of its nodes' signal
+        (T, its nodes) and its inputs x (:meth:`devsim.device.DeviceArray.local_gradient`)."""
+        return self.devices[layer].local_gradient(node_signal, x)
+
     def use_devices(self, devices: list) -> None:
         """Realise the layers on other device arrays of the same shapes (say, the int8
         layers of a post-training quantization); activations and layouts stay."""
         shapes = tuple(tuple(d.shape) for d in devices)
-        if shapes != self.shapes:
-            raise ValueError(f"devices have shapes {shapes}, the network {self.shapes}")
+        nodes = [d.n_nodes for d in devices]
+        if shapes != self.shapes or nodes != [d.n_nodes for d in self.devices]:
+            raise ValueError(f"devices have shapes {shapes} and {nodes} nodes, the network "
+                             f"{self.shapes} and {[d.n_nodes for d in self.devices]}")
         self.devices = list(devices)
         self._chain = None  # the layers' params no longer describe these devices
 

@@ -159,6 +159,9 @@ class Params:
 
     family: ClassVar[str | None] = None
     kind: ClassVar[str | None] = None
+    default_kind: ClassVar[str | None] = None
+    """The member of a family that a mapping without ``type`` selects (None: ``type`` is
+    required)."""
     _registry: ClassVar[dict[str, type] | None] = None
 
     def __init_subclass__(cls, family: str | None = None, kind: str | None = None, **kw):

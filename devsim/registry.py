@@ -1,7 +1,7 @@
 """Where the members of every family come from: Python entry points, read on first use.
 
 A family of interchangeable parts (devices, node-noise sources, activations,
-estimators, optimizers, data sources) is a parameter base class declared with
+estimators, optimizers, data sources, network layers) is a parameter base class declared with
 ``family="..."`` (:mod:`devsim.params`); a member registers itself when its class is
 defined (``kind="..."``). This module makes sure those classes are defined before
 anyone looks a member up: it loads every entry point of the family's group, devsim's
@@ -32,7 +32,7 @@ from types import ModuleType
 
 GROUPS = {"device": "devsim.devices", "noise": "devsim.noise",
           "activation": "devsim.activations", "estimator": "devsim.estimators",
-          "optimizer": "devsim.optimizers", "data": "devsim.data"}
+          "optimizer": "devsim.optimizers", "data": "devsim.data", "layer": "devsim.layers"}
 """The entry-point group of each family."""
 
 PRESET_GROUP = "devsim.presets"

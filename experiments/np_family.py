@@ -47,8 +47,8 @@ def train_and_evaluate(config, epochs: float) -> dict:
     seconds = time.perf_counter() - t0
     train = evaluate(bench, data.x_train, data.y_train, data.labels_train)
     test = evaluate(bench, data.x_test, data.y_test, data.labels_test)
-    return {"train": train["accuracy"], "test": test["accuracy"], "seconds": seconds,
-            "steps": bench.chip.steps}
+    return {"train": train["accuracy"], "test": test["accuracy"], "train_cost": train["cost"],
+            "seconds": seconds, "steps": bench.chip.steps}
 
 
 def run_methods(config, methods: dict, epochs: float, seeds) -> dict:

@@ -23,7 +23,8 @@ from devsim.bench import Bench
 from devsim.config import from_data
 from devsim.data import DataParams
 from devsim.device import DeviceParams, NoiseSourceParams
-from devsim.network import LayerParams, Network, NetworkParams
+from devsim.layers import Conv2DParams, DepthwiseConv2DParams, LayerParams, NetworkLayerParams
+from devsim.network import Network, NetworkParams
 from devsim.params import ParamError, Params
 from devsim.registry import GROUPS, preset_files
 from devsim.runconfig import RunConfig
@@ -32,7 +33,8 @@ from trainer.optim import OptimizerParams
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {base.family: base for base in (DeviceParams, NoiseSourceParams, ActivationParams,
-                                           EstimatorParams, OptimizerParams, DataParams)}
+                                           EstimatorParams, OptimizerParams, DataParams,
+                                           NetworkLayerParams)}
 """Every family base, by family name (the registry groups name the same families)."""
 assert set(FAMILIES) == set(GROUPS)
 
@@ -189,6 +191,23 @@ def estimator_variants() -> list[tuple[str, Params | ParamError]]:
                 except ParamError as error:
                     rows[key] = error
     return list(rows.items())
+
+
+WEIGHTED_LAYERS = {"dense": (LayerParams(units=6), (9,)),
+                   "conv2d": (Conv2DParams(channels=6), (3, 3, 1)),
+                   "depthwise_conv2d": (DepthwiseConv2DParams(depth_multiplier=3), (3, 3, 2))}
+"""An instance of every layer kind with parameters whose parameter matrix is (6, 9), with
+the input it takes."""
+
+
+def layer_rows() -> list:
+    """pytest params: every registered layer kind with parameters (a kind missing from
+    :data:`WEIGHTED_LAYERS` fails here, so a new kind gets its row)."""
+    kinds = sorted(k for k, cls in NetworkLayerParams.members().items() if cls.has_params)
+    assert set(kinds) == set(WEIGHTED_LAYERS), \
+        f"give every layer kind with parameters a row of WEIGHTED_LAYERS: {kinds}"
+    return table("layer kinds on devices",
+                 [pytest.param(WEIGHTED_LAYERS[kind], id=kind) for kind in kinds])
 
 
 def table(name: str, rows: list) -> list:

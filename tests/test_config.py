@@ -30,6 +30,10 @@ def _errors(text, overrides=()):
     return info.value.messages
 
 
+LAYER0 = "\n  layers:\n    - {units: 8, activation: tanh}"
+MAP = "\n  input_shape: [8, 8, 1]\n  layers:\n"
+"""The first layer of BASE, and the start of a layer list on an 8x8 image."""
+
 # (description, replace old -> new in BASE, expected start of the single message)
 BAD = [
     ("negative seed", ("seed: 3", "seed: -1"), "c.yaml:2: seed: must be >= 0, got -1"),
@@ -78,6 +82,33 @@ BAD = [
     ("not YAML", ("name: t", "name: [t"), "c.yaml:2: not valid YAML"),
     ("file data without path", ("{type: digits}", "{type: file}"),
      "c.yaml:3: data.path: must name a .npz or .h5 file"),
+    # convolution layers: the shape errors name the layer that does not fit its input
+    ("conv without input shape", (LAYER0, "\n  layers:\n    - {type: conv2d, channels: 4}"),
+     "c.yaml:5: network.input_shape: layers[0] (conv2d) needs a map: give the input's "
+     "[H, W, C]"),
+    ("input shape of two numbers", (LAYER0, "\n  input_shape: [8, 8]" + LAYER0),
+     "c.yaml:6: network.input_shape: must be [H, W, C] (or empty for a flat input), got [8, 8]"),
+    ("kernel larger than the map", (LAYER0, MAP + "    - {type: conv2d, channels: 4, "
+                                    "kernel: [9, 9], padding: valid}"),
+     "c.yaml:8: network.layers[0].kernel: a 9x9 window with 'valid' padding does not fit "
+     "the 8x8x1 map it gets"),
+    ("pool too large after a strided conv", (LAYER0, MAP + "    - {type: conv2d, channels: 4, "
+                                             "stride: [4, 4]}\n    - {type: max_pool, pool: [3, 3]}"),
+     "c.yaml:9: network.layers[1].pool: a 3x3 window with 'valid' padding does not fit the "
+     "2x2x4 map it gets"),
+    ("dense on a map", (LAYER0, MAP + "    - {type: depthwise_conv2d}"),
+     "c.yaml:9: network.layers[1]: a dense layer takes a flat input, got a 8x8x1 map; put "
+     "{type: flatten} before it"),
+    ("flatten of a vector", (LAYER0, MAP + "    - flatten\n    - flatten"),
+     "c.yaml:9: network.layers[1]: flatten takes a map, got a vector of 64"),
+    ("kernel of one number", (LAYER0, MAP + "    - {type: conv2d, channels: 2, kernel: [3]}"),
+     "c.yaml:8: network.layers[0].kernel: must be [height, width], got [3]"),
+    ("misspelt layer type", (LAYER0, "\n  layers:\n    - {type: conv_2d, channels: 2}"),
+     "c.yaml:7: network.layers[0].type: unknown layer type 'conv_2d' (did you mean 'conv2d'?)"),
+    ("decorrelation of a map", (LAYER0, "\n  decorrelation: true" + MAP
+                                + "    - {type: conv2d, channels: 2}\n    - flatten"),
+     "c.yaml:6: network.decorrelation: needs dense layers only (one square matrix per input "
+     "vector), but layers[0] is conv2d"),
 ]
 
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import typing
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import NamedTuple
 
@@ -91,8 +91,21 @@ def _config(slot: tuple, kind: str | None, key: str, value) -> dict:
     if kind is not None and node.get("type") != kind:
         node.clear()
         node["type"] = kind
+        node.update(_required(next(cls for s, cls in SLOTS if s == slot and cls.kind == kind)))
     node[key] = value
     return data
+
+
+def _required(cls) -> dict:
+    """Valid values of the fields of ``cls`` that have no default (a layer's width, say):
+    the least its rules allow."""
+    out = {}
+    for f in fields(cls):
+        if f.default is MISSING and f.default_factory is MISSING:
+            rules = (f.metadata or {}).get("rules") or {}
+            assert typing.get_type_hints(cls)[f.name] is int, (cls, f.name)
+            out[f.name] = rules.get("ge", rules.get("gt", 0) + 1)
+    return out
 
 
 def _case_config(case: Case, value) -> dict:
@@ -118,11 +131,12 @@ def test_the_schema_walk_reaches_every_registered_class():
     from devsim.activations import ActivationParams
     from devsim.data import DataParams
     from devsim.device import DeviceParams, NoiseSourceParams
+    from devsim.layers import NetworkLayerParams
     from trainer.base import EstimatorParams
     from trainer.optim import OptimizerParams
     reached = {cls for _, cls in SLOTS}
     for family in (DeviceParams, NoiseSourceParams, ActivationParams, EstimatorParams,
-                   OptimizerParams, DataParams):
+                   OptimizerParams, DataParams, NetworkLayerParams):
         assert set(family.members().values()) <= reached, family.family
     assert len(CASES) > 250
 

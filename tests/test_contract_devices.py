@@ -1,5 +1,8 @@
 """Contract table of the device models: every registered model and every device preset,
-plugins included, checked for what devsim relies on (see :mod:`devsim.device`)."""
+plugins included, checked for what devsim relies on (see :mod:`devsim.device`), with the
+layer of every kind that holds parameters (dense, conv2d, depthwise_conv2d: the model's
+own convolution or its arrays holding the unrolled kernel) where the promise concerns
+a layer's computation."""
 from __future__ import annotations
 
 import pickle
@@ -10,13 +13,15 @@ import pytest
 import yaml
 from threadpoolctl import threadpool_limits
 
-from contracts import device_rows
+from contracts import WEIGHTED_LAYERS, device_rows, layer_rows
 from devsim import parallel
 from devsim.config import from_data
 from devsim.device import DeviceArray, DeviceParams, RowSplitArray
 
 ROWS = device_rows()
-N_OUT, N_IN = 6, 9
+LAYERS = layer_rows()
+DENSE = WEIGHTED_LAYERS["dense"]
+N_OUT, N_IN = 6, 9  # the parameter matrix of every layer row
 BATCHES = (1, 7, 64, 300)  # 300: calls long enough to be split across threads
 
 
@@ -25,94 +30,107 @@ def _layer(seed=0, scale=0.3):
     return rng.uniform(-scale, scale, (N_OUT, N_IN)), rng.uniform(-scale, scale, N_OUT)
 
 
-def _inputs(n, seed=1):
-    return np.random.default_rng(seed).uniform(-1.0, 1.0, (n, N_IN))
+def _inputs(n, seed=1, layer=DENSE):
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, (n, int(np.prod(layer[1]))))
 
 
-def _ports(n, seed=2):
+def _ports(n, seed=2, layer=DENSE):
     rng = np.random.default_rng(seed)
-    return (0.05 * rng.standard_normal((n, N_OUT)),
+    return (0.05 * rng.standard_normal((n, layer[0].shape(layer[1]).n_out)),
             0.01 * rng.standard_normal((n, N_OUT * N_IN + N_OUT)))
 
 
-def _build(params, seed=3):
+def _build(params, seed=3, layer=DENSE):
+    """The layer ``layer`` = (spec, input shape) on the device ``params`` (a dense layer
+    through the model's own ``build``)."""
     w, b = _layer()
-    return params.build(w, b, np.random.default_rng(seed))
+    spec, in_shape = layer
+    return spec.build(spec.shape(in_shape), params, w, b, np.random.default_rng(seed))
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
-def test_builds_an_array_of_the_declared_kind(params):
-    array = _build(params)
+def test_builds_an_array_of_the_declared_kind(layer, params):
+    array = _build(params, layer=layer)
     assert isinstance(array, DeviceArray) and tuple(array.shape) == (N_OUT, N_IN)
     assert array.n_params == N_OUT * N_IN + N_OUT and array.read().shape == (array.n_params,)
+    assert array.n_nodes == layer[0].shape(layer[1]).n_out
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
 @pytest.mark.parametrize("batch", BATCHES)
-def test_output_shapes_and_dtypes_with_every_port(params, batch):
-    array = _build(params)
-    node, weights = _ports(batch)
+def test_output_shapes_and_dtypes_with_every_port(layer, params, batch):
+    array = _build(params, layer=layer)
+    node, weights = _ports(batch, layer=layer)
     for args in ((), (node,), (None, weights), (node, weights)):
-        out = array.forward(_inputs(batch), *args)
-        assert out.shape == (batch, N_OUT) and out.dtype in (np.float32, np.float64)
+        out = array.forward(_inputs(batch, layer=layer), *args)
+        assert out.shape == (batch, array.n_nodes) and out.dtype in (np.float32, np.float64)
         assert np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
-def test_same_seed_same_bits_and_reads_in_order(params):
+def test_same_seed_same_bits_and_reads_in_order(layer, params):
     outs = []
     for _ in range(2):
-        array = _build(params)
-        outs.append([array.forward(_inputs(n, seed=n), *_ports(n)) for n in (5, 300)])
+        array = _build(params, layer=layer)
+        outs.append([array.forward(_inputs(n, seed=n, layer=layer), *_ports(n, layer=layer)) for n in (5, 300)])
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
-def test_result_does_not_depend_on_the_thread_count(params):
+def test_result_does_not_depend_on_the_thread_count(layer, params):
     outs = []
     for threads in (1, 2):
         with threadpool_limits(threads):
             before = numba.get_num_threads()
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
             try:
-                array = _build(params)
-                outs.append(array.forward(_inputs(300), *_ports(300)))
+                array = _build(params, layer=layer)
+                outs.append(array.forward(_inputs(300, layer=layer), *_ports(300, layer=layer)))
             finally:
                 numba.set_num_threads(before)
     np.testing.assert_array_equal(*outs)
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
-def test_probes_split_over_calls_equal_one_call(params):
+def test_probes_split_over_calls_equal_one_call(layer, params):
     """A probe's result depends on its place in the array's life, not on the call it
     came in, when calls are cut at canonical blocks (:mod:`devsim.parallel`; stateful
     arrays carry their state across the calls)."""
-    x, (node, weights) = _inputs(300), _ports(300)
-    whole = _build(params).forward(x, node, weights)
-    array = _build(params)
+    x, (node, weights) = _inputs(300, layer=layer), _ports(300, layer=layer)
+    whole = _build(params, layer=layer).forward(x, node, weights)
+    array = _build(params, layer=layer)
     B = parallel.BLOCK_ROWS
     parts = [array.forward(x[a:b], node[a:b], weights[a:b])
              for a, b in ((0, B), (B, 4 * B), (4 * B, 300))]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
-def test_without_nonidealities_equals_the_ideal_device(params):
+def test_without_nonidealities_equals_the_ideal_device(layer, params):
     ideal_params = DeviceParams.members()["ideal"]()
-    array = _build(params.without_nonidealities())
+    array = _build(params.without_nonidealities(), layer=layer)
     w, b = np.split(array.read(), [N_OUT * N_IN])
-    ideal = ideal_params.build(w.reshape(N_OUT, N_IN), b, np.random.default_rng(0))
-    x = _inputs(64)
+    spec, in_shape = layer
+    ideal = spec.build(spec.shape(in_shape), ideal_params, w.reshape(N_OUT, N_IN), b,
+                       np.random.default_rng(0))
+    x = _inputs(64, layer=layer)
     expected = ideal.forward(x)
     bound = np.broadcast_to(array.ideal_error_bound(x), expected.shape)
     error = np.abs(array.forward(x) - expected)
     assert np.all(error <= bound + 1e-12 * (1.0 + np.abs(expected))), error.max()
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
-def test_writes_land_as_the_write_physics_says(params):
-    array = _build(params.without_nonidealities())
+def test_writes_land_as_the_write_physics_says(layer, params):
+    array = _build(params.without_nonidealities(), layer=layer)
     rng = np.random.default_rng(9)
     for _ in range(3):
         before = array.read()  # a change toward zero keeps parameters within range
@@ -124,12 +142,13 @@ def test_writes_land_as_the_write_physics_says(params):
             np.max(np.abs(landed - delta) - tolerance)
 
 
+@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("params", ROWS)
-def test_pickled_array_continues_where_the_original_is(params):
-    array = _build(params)
-    array.forward(_inputs(10))
+def test_pickled_array_continues_where_the_original_is(layer, params):
+    array = _build(params, layer=layer)
+    array.forward(_inputs(10, layer=layer))
     copy = pickle.loads(pickle.dumps(array))
-    x, ports = _inputs(20, seed=5), _ports(20, seed=6)
+    x, ports = _inputs(20, seed=5, layer=layer), _ports(20, seed=6, layer=layer)
     np.testing.assert_array_equal(copy.forward(x, *ports), array.forward(x, *ports))
     np.testing.assert_array_equal(copy.read(), array.read())
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 import devices.conv as conv
-from devices.conv import (ArrayConv2D, ArrayDepthwise, IdealConv2D, IdealDepthwise, conv2d,
-                          conv2d_reference, depthwise_conv2d, depthwise_conv2d_reference,
-                          pool2d, pool2d_reference)
+import devsim.array_layers as array_layers
+from devices.conv import (IdealConv2D, IdealDepthwise, conv2d, conv2d_reference,
+                          depthwise_conv2d, depthwise_conv2d_reference, pool2d_reference)
+from devsim.array_layers import ArrayConv2D, ArrayDepthwise, pool2d, pool2d_np
 from devices.crossbar import CrossbarParams
 from devices.ideal import IdealParams
 from devsim.conv_geometry import ConvGeometry
@@ -61,7 +62,7 @@ def test_float_kernels_match_references():
         ref = depthwise_conv2d_reference(maps(x, g), tfl, bd, g)
         np.testing.assert_allclose(depthwise_conv2d(g, wd, bd, x), ref.reshape(3, -1),
                                    rtol=1e-12, atol=1e-12)
-        for kind in conv.POOLS:
+        for kind in array_layers.POOLS:
             np.testing.assert_allclose(pool2d(kind, g, x),
                                        pool2d_reference(kind, maps(x, g), g).reshape(3, -1),
                                        rtol=1e-12)
@@ -69,8 +70,25 @@ def test_float_kernels_match_references():
         pool2d("sum_pool", g, x)
 
 
+def test_pool_kernel_is_its_numpy_twin_and_keeps_nan():
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        g = random_geometry(rng)
+        x = rng.normal(size=(3, g.in_size))
+        np.testing.assert_array_equal(pool2d("max_pool", g, x), pool2d_np("max_pool", g, x))
+        np.testing.assert_allclose(pool2d("avg_pool", g, x), pool2d_np("avg_pool", g, x),
+                                   rtol=1e-14, atol=0)
+        assert pool2d("avg_pool", g, x.astype(np.float32)).dtype == np.float32
+    g = ConvGeometry(2, 2, 1, 2, 2, 2, 2, "valid")
+    for kind in array_layers.POOLS:
+        assert np.isnan(pool2d(kind, g, np.array([[1.0, np.nan, 3.0, -1.0]]))).all()
+
+
+@pytest.mark.parametrize("block_bytes", [None, 1])
 @pytest.mark.parametrize("depthwise", [False, True])
-def test_perturbation_ports_are_perturbed_kernels(depthwise):
+def test_perturbation_ports_are_perturbed_kernels(depthwise, block_bytes, monkeypatch):
+    if block_bytes is not None:  # conv2d makes its window rows one probe at a time
+        monkeypatch.setattr(conv, "_COLS_BYTES", block_bytes)
     rng = np.random.default_rng(1 + depthwise)
     g = ConvGeometry(5, 6, 3, 3, 2, 2, 1, "same")
     shape = (6, g.taps) if depthwise else (4, g.patch_size)
@@ -132,7 +150,7 @@ def test_noisy_crossbar_conv_is_one_mvm_per_position(monkeypatch):
     # on the explicit window rows, with each probe's weight perturbation on all its
     # positions; perturbed calls split into parts (here one probe each) draw one call's
     # noise. Every position is a read, with its time and energy.
-    monkeypatch.setattr(conv, "_REPEAT_BYTES", 1)
+    monkeypatch.setattr(array_layers, "_REPEAT_BYTES", 1)
     rng = np.random.default_rng(4)
     g = ConvGeometry(5, 5, 2, 3, 3, 1, 1, "same")
     w, b = rng.normal(0, 0.5, (4, g.patch_size)), rng.normal(0, 0.1, 4)

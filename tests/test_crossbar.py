@@ -642,3 +642,30 @@ def test_importing_devices_lets_idle_openmp_threads_sleep_unless_told_otherwise(
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True, cwd=Path(__file__).parents[1])
     assert out.stdout.strip() == expected
+
+
+def test_hardware_set_time_moves_drifting_conv_layers():
+    """Convolutions unrolled onto drifting crossbars take the bench's clock too: with
+    identity activations and zero biases the network is homogeneous, so its outputs
+    scale by the drift factor once per layer with parameters (max pooling commutes with
+    a positive factor)."""
+    from devices.crossbar import CrossbarParams
+    from devsim.bench import Bench
+    from devsim.config import from_data
+    from devsim.network import Network, NetworkParams
+
+    rng = np.random.default_rng(1)
+    params = from_data(NetworkParams, {
+        "input_shape": [5, 5, 2], "device": {"type": "crossbar", "drift_nu": 0.1},
+        "layers": [{"type": "conv2d", "channels": 3, "activation": "identity"},
+                   {"type": "max_pool", "pool": [2, 2], "padding": "same"},
+                   {"type": "depthwise_conv2d", "depth_multiplier": 2,
+                    "activation": "identity"},
+                   "flatten", {"units": 4, "activation": "identity"}]})
+    assert isinstance(params.device, CrossbarParams)
+    bench = Bench(Network(params, 50, rng, rng), "mse")
+    x = rng.normal(size=(6, 50))
+    before = bench.outputs(x)
+    assert bench.set_time(1e4) == 3
+    np.testing.assert_allclose(bench.outputs(x), before * ((1e4 + 20.0) / 20.0) ** -0.3,
+                               rtol=1e-12)

@@ -138,12 +138,15 @@ def test_cli_writes_table_csv_and_png_and_keeps_what_is_there(drifting, tmp_path
     (["--at", "1s,3q"], "--at: unknown time unit 'q' in '3q'"),
     (["--at", "1s", "--repeats", "0"], "--repeats: must be >= 1, got 0"),
     (["--at", "1s", "--set", "network.device.drift_nu=-1"],
-     "run.h5:config_yaml:38: network.device.drift_nu: must be >= 0.0, got -1.0"),
+     "run.h5:config_yaml:{line}: network.device.drift_nu: must be >= 0.0, got -1.0"),
 ])
 def test_bad_input_is_one_line_and_exit_2(drifting, tmp_path, capsys, extra, message):
     assert main(["evaluate", str(drifting), "--out", str(tmp_path / "x"), *extra]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("devsim: error: ") and message in err
+    stored = read_trace(drifting).config_yaml.splitlines()  # the line of the key it names
+    line = 1 + next(i for i, text in enumerate(stored) if text.strip().startswith("drift_nu:"))
+    assert err.count("\n") == 1 and err.startswith("devsim: error: ")
+    assert message.format(line=line) in err
     assert not list(tmp_path.iterdir())
 
 

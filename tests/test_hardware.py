@@ -145,3 +145,61 @@ def test_perturbations_cover_whole_layers_from_the_first_run(rng):
     with pytest.raises(ValueError, match=r"expected \(6, 9\) \(or the width of the first "
                                          r"layers run: 4, 7\)"):
         hw.cost(x, y, node_perturbation=node[:, :5])
+
+
+# ------------------------------------------------------------------ convolutional networks
+def _cnn_bench(pool: str, loss="cross_entropy", seed=0):
+    """A 5x5x2 image through conv2d (3x3 'same', tanh), pooling ('same': partial windows
+    at the border), a strided depthwise conv ('valid'), flatten and a dense output."""
+    from conftest import chip_of, lab
+    from devsim.config import from_data
+    from devsim.network import Network, NetworkParams
+    params = from_data(NetworkParams, {
+        "input_shape": [5, 5, 2], "loss": loss, "layers": [
+            {"type": "conv2d", "channels": 3, "activation": "tanh"},
+            {"type": pool, "pool": [2, 2], "padding": "same"},
+            {"type": "depthwise_conv2d", "depth_multiplier": 2, "padding": "valid",
+             "activation": {"type": "leaky_relu", "slope": 0.1}},
+            "flatten",
+            {"units": 3, "activation": "sigmoid"}]})
+    rng = np.random.default_rng(seed)
+    net = Network(params, 50, rng, rng)
+    net.write(rng.normal(0.0, 0.1, net.n_params))  # biases off zero too
+    return lab(chip_of(net, loss))
+
+
+@pytest.mark.parametrize("pool", ["avg_pool", "max_pool"])
+def test_reference_gradient_of_a_cnn_matches_finite_differences(rng, pool):
+    bench = _cnn_bench(pool)
+    x, y = rng.normal(size=(6, 50)), np.eye(3)[rng.integers(0, 3, 6)]
+    model, p = bench.reference(), bench.read_params()
+    assert bench.chip.layer_shapes == ((3, 18), (0, 0), (6, 9), (0, 0), (3, 6))
+    g = model.gradient(p, x, y)
+    h = 1e-6
+    fd = np.array([(model.costs(p + h * e, x, y).mean() - model.costs(p - h * e, x, y).mean())
+                   / (2 * h) for e in np.eye(len(p))])
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(model.costs(p, x, y), bench.chip.cost(x, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("pool", ["avg_pool", "max_pool"])
+def test_local_products_of_the_node_gradient_are_the_parameter_gradient(rng, pool):
+    """Each sample's cost gradient at every node, by central differences through the
+    chip's node port, turned into parameter gradients by the chip's local products
+    (shared kernel weights summed over the positions they serve), is the gradient of
+    the reference model (an independent backward pass through the layers)."""
+    bench = _cnn_bench(pool)
+    hw = bench.chip
+    x, y = rng.normal(size=(4, 50)), np.eye(3)[rng.integers(0, 3, 4)]
+    n, h = hw.n_nodes, 1e-6
+    assert list(np.diff(hw.node_offsets)) == [75, 0, 6, 0, 3]
+    steps = np.concatenate([h * np.eye(n), -h * np.eye(n)])
+    costs = hw.cost(np.repeat(x, 2 * n, axis=0), np.repeat(y, 2 * n, axis=0),
+                    node_perturbation=np.tile(steps, (len(x), 1))).reshape(len(x), 2, n)
+    node_gradient = (costs[:, 0] - costs[:, 1]) / (2 * h)
+    inputs = hw.probe(x, y).inputs
+    local = np.concatenate([
+        hw.local_gradient(i, node_gradient[:, hw.node_offsets[i]:hw.node_offsets[i + 1]], xi)
+        for i, xi in enumerate(inputs)])
+    exact = bench.reference().gradient(bench.read_params(), x, y) * len(x)
+    np.testing.assert_allclose(local, exact, rtol=1e-5, atol=1e-8)

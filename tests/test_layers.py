@@ -17,8 +17,9 @@ def test_import_linter_contracts_are_kept():
 
 
 @pytest.mark.parametrize("module", ["devsim", "devices", "trainer", "devsim.params",
-                                    "devices.crossbar", "devices.mcu", "trainer.base",
-                                    "trainer.loop", "devsim.cli"])
+                                    "devsim.layers", "devices.crossbar", "devices.mcu",
+                                    "devices.mcu_conv", "trainer.base", "trainer.loop",
+                                    "devsim.cli"])
 def test_any_package_or_module_imports_first_in_a_fresh_interpreter(module):
     proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)

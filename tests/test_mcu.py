@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 import yaml
 
-from devsim.device import DeviceParams
-from devices.mcu import (CORES, INT32_MAX, INT32_MIN, MCUParams, QuantParams,
-                         activation_bounds, choose_quant_params, dequantize,
-                         fully_connected, fully_connected_perturbed,
-                         fully_connected_perturbed_reference, fully_connected_rademacher,
-                         fully_connected_reference,
-                         multiply_by_quantized_multiplier, post_training_quantize, quantize,
-                         quantize_multiplier, rademacher_lsb, requant_params, requantize,
-                         round_half_away,
-                         rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
+from devices.mcu import (CORES, MCUParams, fully_connected, fully_connected_perturbed,
+                         fully_connected_rademacher, rademacher_lsb, requantize)
+from devices.mcu_quant import (INT32_MAX, INT32_MIN, QuantParams, activation_bounds,
+                               choose_quant_params, dequantize, quantize, quantize_multiplier,
+                               requant_params, round_half_away)
+from devices.mcu_quantize import post_training_quantize
+from devices.mcu_reference import (fully_connected_perturbed_reference,
+                                   fully_connected_reference, multiply_by_quantized_multiplier,
+                                   rounding_divide_by_pot, saturating_rounding_doubling_high_mul)
 from devsim import crng
 from devsim.activations import Identity, ReLU
-from devsim.config import ConfigError, from_data
 from devsim.bench import Bench
+from devsim.config import ConfigError, from_data
+from devsim.device import DeviceParams
 from devsim.losses import mse
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError

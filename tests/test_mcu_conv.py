@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from devices.mcu import (INT32_MAX, MCUDense, MCUParams, QuantParams, activation_bounds,
-                         dequantize, quantize, rademacher_lsb)
-from devices.mcu_conv import (MCUConv2D, MCUDepthwise, average_pool_reference,
+from devices.mcu import MCUDense, MCUParams, rademacher_lsb
+from devices.mcu_conv import (MCUConv2D, MCUDepthwise, MCUPool, average_pool_reference,
                               conv_per_channel_reference, depthwise_conv_per_channel_reference,
                               max_pool_reference, perturbed_reference, pool_q)
+from devices.mcu_quant import INT32_MAX, QuantParams, activation_bounds, dequantize, quantize
 from devsim import crng
 from devsim.conv_geometry import ConvGeometry
 from devsim.device import Meter
@@ -345,3 +345,62 @@ def test_device_rejects_mismatched_kernel():
         MCUConv2D.from_float(g, np.ones((2, 9)), np.zeros(2), q, q, MCUParams())
     with pytest.raises(ValueError, match="multiple"):
         MCUDepthwise.from_float(g, np.ones((4, 9)), np.zeros(4), q, q, MCUParams())
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_a_quantized_cnn_network_is_the_tflm_graph_of_its_layers(tflm, per_channel):
+    # A float CNN from a network config, post-training quantized by devsim.quantize and
+    # run through the network's layer loop (float in, dequantized out), against the TFLM
+    # graph of its layers: QUANTIZE -> CONV_2D(relu) -> MAX_POOL -> DEPTHWISE(relu, x2,
+    # stride 2) -> AVG_POOL('same') -> FULLY_CONNECTED -> DEQUANTIZE (flatten is
+    # FULLY_CONNECTED's own reading of the map).
+    from devsim.array_layers import Flatten
+    from devsim.config import from_data
+    from devsim.network import Network, NetworkParams
+    from devsim.quantize import quantize_network
+    params = from_data(NetworkParams, {"input_shape": [9, 9, 2], "layers": [
+        {"type": "conv2d", "channels": 5, "kernel": [3, 3], "activation": "relu"},
+        {"type": "max_pool", "pool": [2, 2], "stride": [1, 1]},
+        {"type": "depthwise_conv2d", "depth_multiplier": 2, "stride": [2, 2],
+         "activation": "relu"},
+        {"type": "avg_pool", "pool": [3, 3], "stride": [2, 2], "padding": "same"},
+        "flatten",
+        {"units": 7, "activation": "identity"}]})
+    rng = np.random.default_rng(8)
+    net = Network(params, 162, rng, rng)
+    net.write(rng.normal(0.0, 0.05, net.n_params))
+    x = rng.uniform(-1.0, 1.0, (40, 162))
+    int8 = quantize_network(net, x[:20], MCUParams(per_channel=per_channel))
+    ours = int8.run(x).outputs
+
+    first = int8.devices[0]
+    graph = tflm.graph((len(x), 9, 9, 2), "float32")
+    graph.quantize(first.input_q)
+    for layer in int8.devices:
+        if isinstance(layer, Flatten):
+            continue
+        if isinstance(layer, MCUPool):
+            g = layer.geometry
+            graph.pool(layer.kind, (g.kernel_h, g.kernel_w), (g.stride_h, g.stride_w), g.padding)
+            continue
+        scales = layer.weight_scales if per_channel else layer.weight_scales[:1]
+        if isinstance(layer, MCUConv2D):
+            g = layer.geometry
+            stride = (g.stride_h, g.stride_w)
+            if isinstance(layer, MCUDepthwise):
+                graph.depthwise(layer.tflite_filter, layer.b_q, scales, layer.output_q, stride,
+                                g.padding, layer.depth_multiplier, layer.fused_activation)
+            else:
+                graph.conv2d(layer.tflite_filter, layer.b_q, scales, layer.output_q, stride,
+                             g.padding, layer.fused_activation)
+        else:
+            graph.fully_connected(layer.w_q, layer.b_q, scales, layer.output_q,
+                                  layer.fused_activation)
+    graph.dequantize()
+    theirs = tflm.run(graph.finish(), x.astype(np.float32).reshape(len(x), 9, 9, 2))
+    q_out = int8.devices[-1].output_q
+    assert theirs.shape == ours.shape == (40, 7)
+    assert np.array_equal(quantize(ours, *q_out), quantize(theirs, *q_out))
+    assert len(np.unique(quantize(ours, *q_out))) > 40
+    # and the float network it came from is close (the int8 model is a faithful copy)
+    assert np.corrcoef(ours.ravel(), net.run(x).outputs.ravel())[0, 1] > 0.95

@@ -132,3 +132,31 @@ def test_cnn_training_buffers():
         memory_report(CNN, [None, None, "bp", None])
     with pytest.raises(ValueError, match="pool kind"):
         pool_footprint("sum", ConvGeometry(4, 4, 1, 2, 2))
+
+
+def test_a_cnn_run_config_is_accounted_layer_by_layer():
+    # The CNN above as a network of a run config (its flatten costs nothing: TFLite's
+    # FULLY_CONNECTED reads the map), trained by QZO on every layer with parameters: the
+    # pool is never trained, whatever the estimator asks for every layer.
+    from devsim.config import ConfigError, loads
+    from devsim.runner import RunConfig, build
+    config = loads("""
+        data: {type: digits}
+        network:
+          input_shape: [8, 8, 1]
+          device: {type: mcu, sram_kib: 256}
+          loss: cross_entropy
+          layers:
+            - {type: conv2d, channels: 8}
+            - {type: depthwise_conv2d, stride: [2, 2]}
+            - {type: avg_pool, pool: [2, 2]}
+            - flatten
+            - {units: 10, activation: identity}
+        train: {estimator: {type: qzo, queries: 6, node_from: 1}}
+        """, RunConfig)
+    built = build(config)
+    expected = memory_report(CNN, ["zo_weight", "zo_node", None, "zo_node"], n_queries=6)
+    assert built.memory == expected and expected.sram_bytes == 4318
+    with pytest.raises(ConfigError, match=r"network\.device\.sram_kib: needs 4\.2 KiB"):
+        build(config.replace(network=config.network.replace(
+            device=config.network.device.replace(sram_kib=4))))

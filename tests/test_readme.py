@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from devsim import load_config
 
 ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
@@ -86,6 +89,17 @@ def test_what_can_my_chip_learn_walkthrough_runs(tmp_path, monkeypatch, capsys):
     assert re.search(r"to target  test accuracy 0.9: [\d,]+ hardware steps, hardware time "
                      r"[\d.e+-]+ s, energy [\d.e+-]+ J", out)
     assert (tmp_path / "pcm_digits_energy.png").is_file()
+
+
+def test_cnn_excerpt_is_the_shipped_cnn_config():
+    """The README's CNN is configs/cnn_digits_mcu.yaml (which the config contract table
+    runs); its layers load as the config's."""
+    from devsim.config import from_data
+    from devsim.network import NetworkParams
+    excerpt = from_data(NetworkParams, yaml.safe_load(_blocks("yaml")[2])["network"])
+    shipped = load_config(ROOT / "configs/cnn_digits_mcu.yaml").network
+    assert excerpt.layers == shipped.layers and excerpt.input_shape == shipped.input_shape
+    assert (excerpt.device.kind, excerpt.device.sram_kib) == ("mcu", shipped.device.sram_kib)
 
 
 @pytest.mark.parametrize("line", [l for b in _blocks("sh")[2:] for l in b.strip().splitlines()])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from devices.mcu import bias_scales
+from devices.mcu_quant import bias_scales
 
 _FUSED = {"none": "NONE", "relu": "RELU", "relu6": "RELU6"}
 _OPS = {"fc": "FULLY_CONNECTED", "conv2d": "CONV_2D", "depthwise": "DEPTHWISE_CONV_2D",

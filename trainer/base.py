@@ -29,7 +29,6 @@ import numpy as np
 
 from devsim.hardware import Hardware, Request, Result
 from devsim.training import EstimatorParams, Footprint, Timescales
-from trainer.kernels import layer_gradient
 
 __all__ = ["Estimate", "Estimator", "EstimatorParams", "Footprint", "Setup", "Timescales",
            "Window", "layer_gradient"]
@@ -118,3 +117,15 @@ class Estimator:
         except StopIteration as done:  # (a finished window keeps no generator: checkpoints
             self._request, self._estimate = None, done.value  # pickle estimators)
             self._rounds = None
+
+
+def layer_gradient(chip: Hardware, node_signal: np.ndarray,
+                   inputs: list[np.ndarray]) -> np.ndarray:
+    """Each synapse's local estimate from its node's signal and its own input, for every
+    layer whose input is in ``inputs``: the sum over the window's steps of (node
+    estimate) x (presynaptic input), as the chip's synapse circuits form it
+    (:meth:`~devsim.hardware.Hardware.local_gradient`: dW = node_signal_l^T @ x_l,
+    db = sum_t node_signal_l for a dense layer)."""
+    offsets = chip.node_offsets
+    return np.concatenate([chip.local_gradient(i, node_signal[:, offsets[i]:offsets[i + 1]], x)
+                           for i, x in enumerate(inputs)])

@@ -42,7 +42,7 @@ from devsim.losses import LOSSES
 from trainer.base import Estimate, Estimator, Window
 from trainer.compiled_kernels import mgd_windows, np_windows
 from trainer.executors import Executor, Plain
-from trainer.kernels import CBLAS
+from devsim.dense import CBLAS
 from trainer.mgd import MGD
 from trainer.node_perturbation import NodePerturbation
 from trainer.optim import AdamState, MomentumState, ScheduleState, decay_schedule

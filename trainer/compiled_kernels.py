@@ -15,10 +15,10 @@ import numpy as np
 from numba import njit
 
 from devsim.activations import apply_in_place
-from devsim.dense import affine_block
+from devsim.dense import affine_block, column_sums, correlate
 from devsim.losses import loss_rows
 from devsim.parallel import BLOCK_ROWS
-from trainer.kernels import column_sums, correlate, mean, norm, row_squares
+from trainer.kernels import mean, norm, row_squares
 from trainer.mgd import highpass
 from trainer.perturbations import rademacher_codes
 
@@ -60,7 +60,7 @@ def _forward(layers, shapes, acts, node_target, perturbation, perturbed, rows, x
 
 @njit(cache=True, nogil=True)
 def _layer_gradient(shapes, signal, x, hidden, steps, gradient, cblas):
-    """:func:`trainer.kernels.layer_gradient` of ``signal`` (steps, nodes) with the layer
+    """:func:`trainer.base.layer_gradient` of ``signal`` (steps, nodes) with the layer
     inputs of the window's first ``steps`` probes (``x``, then ``hidden``)."""
     node_at, param_at = 0, 0
     for l in range(shapes.shape[0]):

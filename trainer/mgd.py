@@ -41,10 +41,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from devsim.dense import column_sums
 from devsim.hardware import Request
 from devsim.params import ParamError, param
 from trainer.base import Estimate, Estimator, EstimatorParams, Window, layer_gradient
-from trainer.kernels import column_sums, mean
+from trainer.kernels import mean
 from trainer.perturbations import KINDS, Perturbation
 
 
@@ -123,7 +124,7 @@ class MGD(Estimator):
 
     def __init__(self, params: MGDParams, chip, tau_p: int, seed: int):
         self.params, self.tau_p = params, tau_p
-        self.offsets = chip.node_offsets
+        self.chip = chip
         self.channels = chip.n_nodes if params.target == "nodes" else chip.n_params
         self.perturbation = Perturbation(params.perturbation, self.channels, params.epsilon,
                                          seed, params.sparsity)
@@ -180,7 +181,7 @@ class MGD(Estimator):
             decay, scale = beta ** steps, float(self.channels)
         signal = (weights * change)[:, None] * perturbation / p.epsilon ** 2
         if p.target == "nodes":
-            gradient = layer_gradient(self.offsets, signal,
+            gradient = layer_gradient(self.chip, signal,
                                       [h[:steps] for h in result.inputs])
         else:
             gradient = np.empty(signal.shape[1])

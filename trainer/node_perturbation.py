@@ -131,7 +131,9 @@ class NodePerturbation(Estimator):
         self.chip = chip
         self.offsets = chip.node_offsets
         self.n_nodes = chip.n_nodes
-        self.n_layers = len(chip.layer_shapes)
+        self.node_layers = [layer for layer in range(len(chip.layer_shapes))
+                            if self.offsets[layer + 1] > self.offsets[layer]]
+        """The layers with nodes (pooling and flatten have none)."""
         if params.perturbation == "bernoulli":
             self.mean = params.offset + params.sigma * params.p
             self.variance = params.sigma ** 2 * params.p * (1.0 - params.p)
@@ -157,7 +159,7 @@ class NodePerturbation(Estimator):
         """The passes of every draw, as (first, second) pairs of the layer whose nodes a
         noisy pass perturbs (-1: all; None: a clean pass)."""
         p = self.params
-        layers = range(self.n_layers) if p.kind == "inp" else (-1,)
+        layers = self.node_layers if p.kind == "inp" else (-1,)
         first = (lambda layer: None) if p.passes == "clean_noisy" else (lambda layer: layer)
         return [(first(layer), layer) for _ in range(p.draws) for layer in layers]
 
@@ -186,7 +188,7 @@ class NodePerturbation(Estimator):
                                    node_perturbation=np.concatenate(stacked), record=True)
             passes = _split(result, batch, ([None] if clean_noisy else []) + noise)
         clean = passes.pop(0) if clean_noisy else None
-        per_draw = self.n_layers if p.kind == "inp" else 1
+        per_draw = len(self.node_layers) if p.kind == "inp" else 1
         total = 0.0
         for draw in range(p.draws):
             signal = np.zeros((batch, self.n_nodes))
@@ -206,7 +208,7 @@ class NodePerturbation(Estimator):
                                                    _nodes(second) - _nodes(first))
             # Layer inputs from pass 1; in INP the last pair perturbs only the output
             # layer, so its first pass holds every layer's unperturbed input.
-            total = total + layer_gradient(self.offsets, signal, first.inputs)
+            total = total + layer_gradient(self.chip, signal, first.inputs)
         decorrelate(self.chip, first.inputs, p.decorrelation_lr)
         cost = mean((clean if clean is not None else passes[0]).costs)
         return Estimate(total / (p.draws * batch), float(cost))

@@ -17,11 +17,14 @@ window's samples (the minibatch, B of them) and ``queries`` = n random direction
   (a zero after the layer's non-linearity means a ReLU that is off; the output layer
   perturbs every unit). Only the suffix of the network runs, from the layer's cached
   input; the node estimate g_a (per sample) and the layer input x give the weight
-  estimate locally, dW = mean_b g_a x^T, db = mean_b g_a.
+  estimate locally, dW = mean_b g_a x^T, db = mean_b g_a (for a convolution, the chip's
+  synapses also sum over the output positions a weight serves:
+  :meth:`~devsim.hardware.Hardware.local_gradient`).
 
 Layers before ``node_from`` use weight perturbation and the rest node perturbation
 (the paper's mixture by depth); ``train_layers`` selects the layers trained at all
-(sparse training); the others get a zero estimate and so are never written.
+(sparse training); the others, and layers without parameters (pooling, flatten), get a
+zero estimate and so are never written.
 
 Scale correction: for Rademacher u, E[g] = grad L to first order and
 E|g|^2 = |grad L|^2 (n + d - 1) / n, so c g with c = n / (n + d - 1) has the least
@@ -85,11 +88,14 @@ class QZOParams(EstimatorParams, kind="qzo"):
         if chip.capabilities.integer is None:
             raise ParamError(("type",), "qzo needs a chip with integer parameters and outputs "
                                  "(device type mcu on every layer)")
-        n_layers = len(chip.layer_shapes)
+        n_layers, offsets = len(chip.layer_shapes), chip.param_offsets
         for i, layer in enumerate(self.train_layers):
             if layer >= n_layers:
                 raise ParamError(("train_layers", i),
                                  f"the network has layers 0..{n_layers - 1}, got {layer}")
+            if offsets[layer + 1] == offsets[layer]:
+                raise ParamError(("train_layers", i),
+                                 f"layer {layer} has no parameters to train")
         return QZO(self, chip, int(setup.rng.integers(2 ** 63)))
 
 
@@ -108,10 +114,11 @@ class QZO(Estimator):
     then for each trained layer the suffix of the network run from its recorded input."""
 
     def __init__(self, params: QZOParams, chip, seed: int):
-        self.params = params
+        self.params, self.chip = params, chip
         self.shapes = chip.layer_shapes
         self.param_offsets, self.node_offsets = chip.param_offsets, chip.node_offsets
-        self.modes = params.layer_modes(len(self.shapes))
+        self.modes = [mode if self.param_offsets[i + 1] > self.param_offsets[i] else None
+                      for i, mode in enumerate(params.layer_modes(len(self.shapes)))]
         self.param_lsb = chip.capabilities.integer.param_lsb
         self.node_lsb = chip.capabilities.integer.node_lsb
         self.weight_key = crng.stream_key_np(seed, 0)
@@ -192,7 +199,7 @@ class QZO(Estimator):
         if p.scale_correction:
             g_nodes *= (n / (n + np.maximum(active.sum(axis=1), 1) - 1))[:, None]
         g_nodes /= lsb  # per real unit of the layer's output
-        return np.concatenate([(g_nodes.T @ inputs).ravel(), g_nodes.sum(axis=0)]) / batch
+        return self.chip.local_gradient(layer, g_nodes, inputs) / batch
 
 
 def baseline_samples(window: Window) -> np.ndarray:
