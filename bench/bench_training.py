@@ -290,14 +290,13 @@ def time_row(case: Case, repeat: int, min_time: float) -> Row:
     assert method.steps(rows) == window_steps, (case.label, method.steps(rows), window_steps)
     candidates = {"devsim": (devsim_call, steps), "numpy": (numpy_calls(method, windows), steps)}
     if case == PER_STEP:
-        per_step = nt.MGDPerStep(copy.deepcopy(method.model), nt.optimizer("sgd", NETWORKS[
-            case.net].sgd_lr), np.random.default_rng(6), "nodes", method.epsilon)
+        per_step = nt.MGDPerStep(copy.deepcopy(method.model), nt.optimizer("sgd", case.lr),
+                                 np.random.default_rng(6), "nodes", method.epsilon)
         candidates["per step"] = (numpy_calls(per_step, 1), window_steps)
     best = race({name: fn for name, (fn, _) in candidates.items()}, repeat, min_time)
     rate = {name: n / best[name] for name, (_, n) in candidates.items()}
     queries = METHODS[case.method][0].get("queries", 1)
-    finite = bool(np.isfinite(built.bench.read_params()).all() and (
-        case.method == "QZO" or np.isfinite(method.model.flat).all()))
+    finite = bool(np.isfinite(built.bench.read_params()).all() and method.finite())
     return Row(case, type(loop.executor).__name__, rate["devsim"], rate["numpy"],
                nt.flops_per_step(FLOPS_KEY[case.method], chip.layer_shapes, rows, queries),
                window_seconds, finite, rate.get("per step"))

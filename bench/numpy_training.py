@@ -247,6 +247,10 @@ class Method:
         """Mean cost of the rows on the network as trained so far."""
         return self.model.mean_cost(x, y)
 
+    def finite(self) -> bool:
+        """Whether every parameter is still finite (training has not diverged)."""
+        return bool(np.isfinite(self.model.flat).all())
+
     def window(self, x, y) -> int:
         self.opt.step(self.model.flat, self.estimate(x, y, self.draw(len(x))))
         return self.steps(len(x))
@@ -270,6 +274,7 @@ class MGD(Method):
         return codes
 
     def estimate(self, x, y, codes):
+        """The window's estimate (on the nodes, ``codes`` become the signal in place)."""
         rows = len(x)
         if self.target == "nodes":
             out, inputs, _ = self.model.node_pairs(x, codes)
@@ -431,6 +436,9 @@ class QZO(Method):
     def mean_cost(self, x, y):
         return float(self._run(0, mcu.quantize(x, *self.layers[0].input_q).astype(np.float64),
                                y).mean())
+
+    def finite(self):
+        return True  # integers, clamped to their ranges
 
     def draw(self, rows):
         return [2 * self.rng.integers(0, 2, (rows, self.queries, n), dtype=np.int8) - 1
