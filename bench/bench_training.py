@@ -353,9 +353,9 @@ def check_row(row: Row) -> None:
 
 
 # ------------------------------------------------------------------ the machine
-def gemm_rates(repeat: int, sizes=(256, 1024)) -> dict[int, float]:
-    """The machine's float64 GEMM rate (FLOP/s) with BLAS on 1 and on 2 threads: the best
-    of square ``np.matmul`` products of ``sizes``, raced in interleaved rounds."""
+def gemm_rates(repeat: int, sizes=(256, 1024)) -> dict[tuple[int, int], float]:
+    """The machine's float64 GEMM rate (FLOP/s) of square ``np.matmul`` products of each
+    size with BLAS on 1 and on 2 threads, by (size, threads), raced in interleaved rounds."""
     rng = np.random.default_rng(0)
     candidates = {}
     for n in sizes:
@@ -364,8 +364,7 @@ def gemm_rates(repeat: int, sizes=(256, 1024)) -> dict[int, float]:
             candidates[n, threads] = (lambda a=a, b=b, out=out: np.matmul(a, b, out=out),
                                       lambda t=threads: threadpool_limits(t, user_api="blas"))
     best = race(candidates, max(repeat, 7))
-    return {threads: max(2.0 * n ** 3 / best[n, t] for n, t in best if t == threads)
-            for threads in (1, 2)}
+    return {(n, t): 2.0 * n ** 3 / seconds for (n, t), seconds in best.items()}
 
 
 def _load() -> str:
@@ -453,12 +452,14 @@ def main(argv=None) -> list[Row]:
             rows.append(row)
             print(f"{case.label}: {row.executor} {_rate(row.devsim)} vs {_rate(row.numpy)}",
                   flush=True)
-        rates = {n: max(rate, rates[n]) for n, rate in gemm_rates(args.repeat).items()}
-        gemm = max(rate for n, rate in rates.items() if n <= args.threads)
+        rates = {k: max(rate, rates[k]) for k, rate in gemm_rates(args.repeat).items()}
+        gemm = max(rate for (_, t), rate in rates.items() if t <= args.threads)
         print(f"\n{started:%Y-%m-%d %H:%M}, {time.perf_counter() - clock:.0f} s; BLAS "
-              f"{args.threads} threads, Numba {numba.get_num_threads()}; float64 GEMM: "
-              f"{rates[1] / 1e9:.1f} GFLOP/s on 1 thread, {rates[2] / 1e9:.1f} on 2; the "
-              f"bound at {gemm / 1e9:.1f}")
+              f"{args.threads} threads, Numba {numba.get_num_threads()}; float64 GEMM, GFLOP/s "
+              f"(the better of the runs before and after the rows): "
+              + ", ".join(f"{n}^3 on {t} thread{'s' * (t > 1)} {r / 1e9:.1f}"
+                          for (n, t), r in rates.items())
+              + f"; the bound at {gemm / 1e9:.1f}")
         print(f"load before: {load}\nload after: {_load()}\n")
         print("\n".join(table(rows, gemm)))
         print("\n" + "\n".join(targets(rows, gemm) + notes(rows)))
