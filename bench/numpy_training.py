@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from devices import mcu
+from devices.mcu_reference import multiply_by_quantized_multiplier
 
 
 # ------------------------------------------------------------------ the network
@@ -420,8 +421,8 @@ class QZO(Method):
         d = self.layers[l]
         acc = (q - d.input_q.zero_point) @ self.w[l].T
         acc += self.b[l]
-        y = mcu.multiply_by_quantized_multiplier(acc.astype(np.int64), d.multiplier,
-                                                 d.shift) + d.output_q.zero_point
+        y = multiply_by_quantized_multiplier(acc.astype(np.int64), d.multiplier,
+                                             d.shift) + d.output_q.zero_point
         y = np.clip(y, d.act_min, d.act_max)
         return np.maximum(y, d.output_q.zero_point) if self.relu[l] else y
 
