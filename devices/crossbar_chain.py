@@ -200,7 +200,7 @@ class Chain:
         bases = [d.begin_forward(n_rows) for d in self.devices]
         ai, af, precision, lock = _shared_arguments(self._precision)
         with lock:
-            self._describe(ai, af, precision.dtype.name)
+            self._describe(ai, af, self._precision)
             for index, base in enumerate(bases):
                 ai[_HEAD + _LAYER_INTS * index + _BASE] = base
             ai[_ROWS], ai[_X], ai[_OUT] = n_rows, x.ctypes.data, out.ctypes.data

@@ -20,14 +20,13 @@ by (probe, output), so the draws do not depend on the split either.
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
-BLOCK_ROWS = 32
+BLOCK_ROWS = 128
 """Rows of a canonical block: every product over probes is made in blocks of this many
 rows (the last block of a call may be shorter)."""
 
@@ -101,29 +100,41 @@ def run_split(part, n_rows: int, threads: int) -> None:
                 raise error
 
 
-@contextlib.contextmanager
-def single_threaded_blas():
-    """Hold the loaded BLAS libraries to one thread each while any such context is open
-    (in any thread; contexts nest): products over probes must not depend on BLAS's thread
-    count, and a threaded product inside a split would compete with the parts."""
-    global _held, _restore
-    with _lock:
-        if _held == 0:
-            blas = _blas_controllers()
-            _restore = [lib.num_threads for lib in blas]
-            for lib in blas:
-                if lib.num_threads != 1:
-                    lib.set_num_threads(1)
-        _held += 1
-    try:
-        yield
-    finally:
+class _SingleThreadedBlas:
+    """The context of :func:`single_threaded_blas` (a class, not a generator: entered
+    once per network pass, where a generator's overhead is a tenth of a small pass)."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        global _held, _restore
+        with _lock:
+            if _held == 0:
+                blas = _blas_controllers()
+                _restore = [lib.num_threads for lib in blas]
+                for lib, n in zip(blas, _restore):
+                    if n != 1:
+                        lib.set_num_threads(1)
+            _held += 1
+
+    def __exit__(self, *exc):
+        global _held
         with _lock:
             _held -= 1
             if _held == 0:
                 for lib, n in zip(_blas_controllers(), _restore):
                     if n != 1:
                         lib.set_num_threads(n)
+
+
+_SINGLE_THREADED_BLAS = _SingleThreadedBlas()
+
+
+def single_threaded_blas() -> _SingleThreadedBlas:
+    """Hold the loaded BLAS libraries to one thread each while any such context is open
+    (in any thread; contexts nest): products over probes must not depend on BLAS's thread
+    count, and a threaded product inside a split would compete with the parts."""
+    return _SINGLE_THREADED_BLAS
 
 
 def _workers(n: int) -> ThreadPoolExecutor:

@@ -38,11 +38,12 @@ from trainer.executors import Plain
 
 WIDTHS = (6, 8, 4)
 B = parallel.BLOCK_ROWS
-PROBES = 20 * B
-"""640 probes: a call long enough to be split across two threads (devsim.parallel)."""
-CALLS = ((0, B), (B, 10 * B), (10 * B, PROBES))
-"""The same probes over three calls cut at block boundaries, the later two long enough
-to be split across threads themselves."""
+PROBES = 5 * B
+"""A call long enough to be split across two threads (devsim.parallel)."""
+CALLS = ((0, B), (B, 3 * B), (3 * B, PROBES))
+"""The same probes over three calls cut at block boundaries, the second long enough to
+be split across threads itself."""
+assert 3 * B - B >= 2 * parallel.MIN_ROWS_PER_THREAD
 WAYS = [(threads, calls) for threads in (1, 2) for calls in ("one call", "split calls")]
 
 

@@ -106,8 +106,9 @@ def test_probes_split_over_calls_equal_one_call(layer, params):
     whole = _build(params, layer=layer).forward(x, node, weights)
     array = _build(params, layer=layer)
     B = parallel.BLOCK_ROWS
+    assert 2 * B < 300  # three calls: one block, one block, the rest
     parts = [array.forward(x[a:b], node[a:b], weights[a:b])
-             for a, b in ((0, B), (B, 4 * B), (4 * B, 300))]
+             for a, b in ((0, B), (B, 2 * B), (2 * B, 300))]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
@@ -175,6 +176,7 @@ def test_row_parts_equal_the_whole_call(params):
     whole = _build(params).forward(x, node, weights)
     call = array.begin_forward(300)
     B = parallel.BLOCK_ROWS  # parts of whole blocks, in any order
+    assert 2 * B < 300
     parts = [array.forward_rows(call, x[a:b], a, node[a:b], weights[a:b])
-             for a, b in ((6 * B, 300), (0, B), (B, 6 * B))]
+             for a, b in ((2 * B, 300), (0, B), (B, 2 * B))]
     np.testing.assert_array_equal(np.concatenate([parts[1], parts[2], parts[0]]), whole)
