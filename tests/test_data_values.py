@@ -151,5 +151,5 @@ def test_large_raw_features_get_a_hint_and_scaled_ones_do_not(tmp_path):
             ArrayFile(path=str(tmp_path / "d.npz"), scale="unit").load(rng)
         hints = [w for w in caught if issubclass(w.category, DataWarning)]
         assert len(hints) == int(warns)
-        if warns:
-            assert "reaches 150" in str(hints[0].message)
+        if warns:   # pointed at the code that asked for the data
+            assert "reaches 150" in str(hints[0].message) and hints[0].filename == __file__
