@@ -36,8 +36,8 @@ def test_check_output_refuses_what_it_must(tmp_path):
     check_output(tmp_path / "new" / "deeper" / "t.h5")
     assert (tmp_path / "new" / "deeper").is_dir()
     (tmp_path / "file").write_bytes(b"x")
-    with pytest.raises(OutputError, match="cannot write the trace there"):
-        check_output(tmp_path / "file" / "t.h5")
+    with pytest.raises(OutputError, match=r"cannot write the trace there \(\w[^()]*\)$"):
+        check_output(tmp_path / "file" / "t.h5")       # the reason in words, no errno
 
 
 def test_a_trace_starts_incomplete_and_close_completes_it(tmp_path):
@@ -52,7 +52,7 @@ def test_a_trace_starts_incomplete_and_close_completes_it(tmp_path):
     attrs = trace_attrs(w.partial)
     assert attrs["complete"] is False
     assert attrs["stop_reason"] == "" and attrs["seed"] == 7
-    assert attrs["devsim_trace_version"] == trace.TRACE_VERSION
+    assert attrs["devsim_trace_version"] == 1 == trace.TRACE_VERSION   # the file format
     assert set(json.loads(attrs["versions"])) >= {"devsim", "numpy", "numba", "h5py"}
     w.close({"steps": 20})
     assert path.exists() and not w.partial.exists()
@@ -200,3 +200,47 @@ def test_reading_a_file_without_devsim_attributes_is_a_trace_error(tmp_path):
         read_trace(tmp_path / "x.h5")
     with pytest.raises(TraceError, match="no such file"):
         trace_attrs(tmp_path / "none.h5")
+
+
+def test_the_writer_makes_missing_folders(tmp_path):
+    w = writer(tmp_path / "a" / "b" / "t.h5")
+    w.close()
+    assert read_trace(tmp_path / "a" / "b" / "t.h5").complete
+
+
+def test_a_writer_that_cannot_start_raises_and_leaves_nothing(tmp_path):
+    with pytest.raises(ZeroDivisionError):          # a snapshot array of no width
+        TraceWriter(tmp_path / "t.h5", "", seed=0, scalars=["cost"], evals=[],
+                    snapshots={"params": 0})
+    assert not (tmp_path / "t.h5.partial").exists() and not (tmp_path / "t.h5").exists()
+
+
+def test_a_reopened_trace_flushes_when_aborted(tmp_path):
+    w = writer(tmp_path / "t.h5")
+    w.scalar(1, cost=1.0)
+    w.abort()
+    again = TraceWriter.reopen(tmp_path / "t.h5", {"scalars": 1, "evals": 0, "snapshots": 0})
+    again.scalar(2, cost=2.0)
+    again.abort("stopped again")
+    t = read_trace(again.partial)
+    np.testing.assert_array_equal(t.scalars["cost"], [1.0, 2.0])
+    assert t.attrs["stop_reason"] == "stopped again"
+
+
+def test_a_failed_write_is_a_write_error_and_abort_then_only_closes(tmp_path, monkeypatch):
+    w = writer(tmp_path / "t.h5")
+    w.scalar(1, cost=1.0)
+    w.flush()
+    w.scalar(2, cost=2.0)
+
+    def broken():
+        raise OSError("Can't write data (file system full)\nmore detail")
+    monkeypatch.setattr(w.scalars, "flush", broken)
+    with pytest.raises(WriteError, match=r"writing the trace failed \(Can't write data "
+                                         r"\(file system full\)\); rows after every row up "
+                                         r"to step 1 \(its last flush\) may be lost$"):
+        w.flush()
+    w.abort("interrupted")                     # no second attempt to write
+    t = read_trace(w.partial)
+    np.testing.assert_array_equal(t.scalars["cost"], [1.0])
+    assert t.attrs["stop_reason"] == ""
