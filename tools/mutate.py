@@ -304,18 +304,25 @@ def read_results(module: str) -> dict | None:
             "list": rows}
 
 
+def _table_row(name, rows) -> str:
+    c = score(rows)
+    return (f"| {name} | {len(rows)} | {c['killed']} | {c['timeout']} | {c['survived']} | "
+            f"{c['equivalent']} | {c['score']:.0f} % |")
+
+
 def write_table():
     """The per-module score table into mutation/README.md, between its markers."""
     lines = ["| module | mutants | killed | timeout | survived | equivalent | score |",
              "|---|---:|---:|---:|---:|---:|---:|"]
+    every = []
     for module in load_targets():
         results = read_results(module)
         if results is None:
             continue
         rows = [[r[0]] for r in results["list"]]
-        c = score(rows)
-        lines.append(f"| `{module}` | {len(rows)} | {c['killed']} | {c['timeout']} | "
-                     f"{c['survived']} | {c['equivalent']} | {c['score']:.0f} % |")
+        every += rows
+        lines.append(_table_row(f"`{module}`", rows))
+    lines.append(_table_row("all", every))
     readme = RESULTS / "README.md"
     text = readme.read_text()
     head, rest = text.split(TABLE_START)
