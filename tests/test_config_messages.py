@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from devsim.config import ConfigError, dump, from_data, loads, parse_overrides, apply_overrides
-from devsim.params import Params, param
+from devsim.params import Params
 from devsim.runconfig import RunConfig
 from trainer.optim import AdamParams, OptimizerParams, SGDParams
 

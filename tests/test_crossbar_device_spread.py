@@ -8,7 +8,6 @@ sqrt(2 (n - 1)))."""
 from math import erf, exp, pi, sqrt
 
 import numpy as np
-import pytest
 
 from devices.crossbar import CrossbarParams
 from devices.ideal import IdealParams

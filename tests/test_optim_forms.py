@@ -4,8 +4,7 @@ configured coefficients reaching the transforms, clipping composed before the sc
 import numpy as np
 import pytest
 
-from trainer.optim import (AdamParams, MomentumParams, SGDParams, adam, clip_by_global_norm,
-                           momentum)
+from trainer.optim import AdamParams, MomentumParams, SGDParams, adam, momentum
 
 G = [np.array([1.0, -2.0, 0.5]), np.array([0.5, 0.5, -1.0]), np.array([-1.0, 0.0, 2.0])]
 

@@ -211,8 +211,8 @@ class _Finder(ast.NodeVisitor):
             operand = start + (3 if isinstance(node.op, ast.Not) else 1)
             while self.source[operand] in " \t":
                 operand += 1
-            self.add(start, end, self.source[operand:end], "drop sign" if isinstance(node.op, ast.USub)
-                     else "drop not" if isinstance(node.op, ast.Not) else "drop invert")
+            kind = {ast.USub: "drop sign", ast.Not: "drop not", ast.Invert: "drop invert"}
+            self.add(start, end, self.source[operand:end], kind[type(node.op)])
         self.generic_visit(node)
 
     def negate(self, test):

@@ -48,8 +48,8 @@ LOCK = Path(tempfile.gettempdir()) / "devsim-mutate.lock"
 TABLE_START, TABLE_END = "<!-- scores: start -->", "<!-- scores: end -->"
 
 
-def results_path(module: str) -> Path:
-    return RESULTS / (module.removesuffix(".py").replace("/", ".") + ".txt")
+def results_path(module: str, folder: Path = RESULTS) -> Path:
+    return folder / (module.removesuffix(".py").replace("/", ".") + ".txt")
 
 
 def code_line(source: str, mutant: Mutant) -> str:
@@ -207,7 +207,7 @@ def mutate_module(module: str, tests: list[str], args, scratch: Scratch) -> dict
     else:
         chosen = sample(module, everything, args.sample, args.seed)
     equivalents = load_equivalents().get(module, [])
-    previous = read_results(module) if args.survivors else None
+    previous = read_results(module, args.out) if args.survivors else None
     if previous is not None and previous["source"] != digest:
         print(f"{module}: source changed since the last run; running every mutant")
         previous = None
@@ -288,13 +288,13 @@ def write_results(module, tests, rows, source, digest, total, args, baseline) ->
         fields = [status, where, mutant.operator, mutant.edit, code_line(source, mutant),
                   " ".join(note.split())]
         lines.append("\t".join(fields))
-    RESULTS.mkdir(exist_ok=True)
-    results_path(module).write_text("\n".join(lines) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path(module, args.out).write_text("\n".join(lines) + "\n")
     return counts
 
 
-def read_results(module: str) -> dict | None:
-    path = results_path(module)
+def read_results(module: str, folder: Path = RESULTS) -> dict | None:
+    path = results_path(module, folder)
     if not path.exists():
         return None
     text = path.read_text().splitlines()
@@ -350,6 +350,9 @@ def main(argv=None):
                         help="print the sampled mutants and exit")
     parser.add_argument("--table", action="store_true",
                         help="write the score table of mutation/README.md and exit")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder of the result files (default mutation/; another "
+                             "for a check sample that must not replace the recorded one)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the scratch copy
@@ -371,7 +374,7 @@ def main(argv=None):
     try:
         for module in modules:
             counts = mutate_module(module, targets[module], args, scratch)
-            where = "" if args.at else f" -> {results_path(module).relative_to(ROOT)}"
+            where = "" if args.at else f" -> {results_path(module, args.out)}"
             print(f"{module}: {counts['score']:.1f} % killed, {counts['survived']} survived,"
                   f" {counts['equivalent']} equivalent{where}")
     finally:
