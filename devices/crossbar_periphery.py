@@ -134,7 +134,8 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
     ``adc_step`` (if > 0); ``y`` is added to ``out`` or written there. Probe p uses
     normal draws ``base + p * draw_block(n, n_groups) + j`` of
     :func:`devsim.crng.normal32` (j = n + g for group g's reference) and, for
-    stochastic rounding, uniform draws ``base + p * n + j`` of ``key_round``.
+    stochastic rounding, uniform draws ``base + p * draw_block(n, n_groups) + j`` of
+    ``key_round``.
 
     Arithmetic is in the precision of ``out`` (and ``bias``, which must match it):
     float32 arrays add, scale and round in float32, over twice the SIMD lanes of
@@ -169,7 +170,7 @@ def readout_rows(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var,
             rows = min(block, t1 - t)
             crng.normals32(key, base + p * stride, draws[:rows * per_row])
         zn = draws[k * per_row:(k + 1) * per_row]
-        rbase = base + p * np.uint64(n)
+        rbase = base + p * stride
         a = acc[t]
         if has_bias:
             for j in range(n):
@@ -238,8 +239,7 @@ def readout_np(acc, bias, out, accumulate, row_sq, var_scale, var_tj, out_var, s
     if adc_step > 0:
         y = np.clip(y, -real(adc_bound), real(adc_bound))
         if stochastic:
-            u = crng.uniform_np(key_round, np.uint64(base) + t * np.uint64(n)
-                                + np.arange(n, dtype=np.uint64)[None, :])
+            u = crng.uniform_np(key_round, first + np.arange(n, dtype=np.uint64)[None, :])
             y = (np.floor(y.astype(np.float64) * (1.0 / adc_step) + u) * adc_step
                  ).astype(out.dtype)
         else:

@@ -1,0 +1,136 @@
+"""What the node- and weight-perturbation estimators ask the chip for: which nodes or
+parameters each pass perturbs and by which law, whether the chip's own noise acts, how
+many steps a window takes, and which pass's cost is reported (trainer/node_perturbation.py,
+trainer/weight_perturbation.py)."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from conftest import build_estimator, make_hardware
+from devices.noise import GaussianNoiseParams
+from devsim.params import ParamError
+from trainer.base import Window
+from trainer.node_perturbation import ANPParams, INPParams, NPParams
+from trainer.weight_perturbation import WPParams
+
+
+def run_window(estimator, chip, window):
+    """The requests of one window in order, their results, and the estimate."""
+    estimator.start(window)
+    requests, results = [], []
+    while (request := estimator.ask()) is not None:
+        requests.append(request)
+        results.append(chip.run(request))
+        estimator.tell(results[-1])
+    return requests, results, estimator.result()
+
+
+def window_of(rng, batch, n_in, n_out):
+    return Window(rng.normal(size=(batch, n_in)), rng.random((batch, n_out)),
+                  np.ones(batch, bool))
+
+
+@pytest.mark.parametrize("params", [
+    NPParams(), NPParams(passes="noisy_noisy", draws=2), ANPParams(draws=3),
+    ANPParams(passes="noisy_noisy"), INPParams(), INPParams(passes="noisy_noisy", draws=2),
+    ANPParams(perturbation="device"), ANPParams(perturbation="device", passes="noisy_noisy"),
+], ids=lambda p: f"{p.kind}-{p.perturbation}-{p.passes}-{p.draws}")
+def test_node_window_steps_is_what_the_window_runs(params):
+    # B probes per pass: one shared clean pass (clean_noisy), then per draw (and, for
+    # INP, per layer of the 3 here) one noisy pass, or two with noisy_noisy.
+    hw = make_hardware((4, 3, 3, 2), seed=1, node_noise=GaussianNoiseParams(std=0.01))
+    window = window_of(np.random.default_rng(2), 5, 4, 2)
+    est = build_estimator(params, hw, 3)
+    steps = hw.steps
+    run_window(est, hw, window)
+    clean = params.passes == "clean_noisy"
+    noisy = params.draws * (3 if params.kind == "inp" else 1) * (1 if clean else 2)
+    assert est.window_steps(window) == hw.steps - steps == 5 * (int(clean) + noisy)
+
+
+@pytest.mark.parametrize("passes", ["clean_noisy", "noisy_noisy"])
+def test_inp_passes_perturb_one_layer_each_and_np_every_layer(passes):
+    # On a 4-3-3-2 network: INP's noisy passes perturb layers 0, 1, 2 in turn, only
+    # their own nodes; NP's and ANP's every node. A clean pass has no perturbation.
+    hw = make_hardware((4, 3, 3, 2), seed=2)
+    batch, offsets = 6, hw.node_offsets
+    window = window_of(np.random.default_rng(3), batch, 4, 2)
+    for params, layers in ((INPParams(passes=passes), [0, 1, 2]),
+                           (NPParams(passes=passes), [None]),
+                           (ANPParams(passes=passes), [None])):
+        (request,), _, _ = run_window(build_estimator(params, hw, 4), hw, window)
+        rows = request.node_perturbation.reshape(-1, batch, hw.n_nodes)
+        noisy_rows = rows[1:] if passes == "clean_noisy" else rows
+        if passes == "clean_noisy":
+            assert not rows[0].any()
+        expected = [layer for layer in layers for _ in range(1 if passes == "clean_noisy"
+                                                                else 2)]
+        assert len(noisy_rows) == len(expected)
+        for block, layer in zip(noisy_rows, expected):
+            inside = (np.zeros(hw.n_nodes, bool) if layer is not None
+                      else np.ones(hw.n_nodes, bool))
+            if layer is not None:
+                inside[offsets[layer]:offsets[layer + 1]] = True
+            assert np.all(block[:, inside] != 0) and not block[:, ~inside].any(), \
+                (params.kind, layer)
+        assert not request.noisy
+
+
+def test_device_noise_runs_noisy_passes_and_injects_nothing():
+    hw = make_hardware((4, 3, 2), seed=3, node_noise=GaussianNoiseParams(std=0.02))
+    window = window_of(np.random.default_rng(4), 5, 4, 2)
+    for passes, flags in (("clean_noisy", [False, True]), ("noisy_noisy", [True])):
+        requests, _, _ = run_window(
+            build_estimator(ANPParams(perturbation="device", passes=passes), hw, 5), hw, window)
+        assert [r.noisy for r in requests] == flags
+        assert all(r.node_perturbation is None for r in requests)
+
+
+@pytest.mark.parametrize("params", [NPParams(), ANPParams(passes="noisy_noisy"),
+                                    INPParams(passes="noisy_noisy"),
+                                    ANPParams(perturbation="device", passes="noisy_noisy")],
+                         ids=lambda p: f"{p.kind}-{p.perturbation}-{p.passes}")
+def test_reported_cost_is_the_first_passes_mean(params):
+    # The clean pass where there is one, else the first noisy pass (of the first draw).
+    hw = make_hardware((4, 3, 2), seed=4, node_noise=GaussianNoiseParams(std=0.05))
+    window = window_of(np.random.default_rng(6), 7, 4, 2)
+    _, results, estimate = run_window(build_estimator(params, hw, 7), hw, window)
+    costs = results[0].costs
+    assert estimate.cost == costs[:7].mean()
+    assert estimate.cost != costs[7:14].mean()
+
+
+def test_weight_perturbation_laws_and_steps():
+    # Rademacher: every entry exactly +-sigma; Gaussian: mean 0 and variance sigma^2
+    # (n = 8 x 15 x 40 draws; the sample variance's relative standard error is
+    # sqrt(2 / n), the tolerance five of those). A window is a clean pass and a moved
+    # one: 2 B steps.
+    hw = make_hardware((4, 3), seed=5)
+    window = window_of(np.random.default_rng(7), 8, 4, 3)
+    sigma = 0.05
+    draws = {}
+    for law in ("rademacher", "gaussian"):
+        est = build_estimator(WPParams(perturbation=law, sigma=sigma), hw, 8)
+        blocks = []
+        for _ in range(40):
+            steps = hw.steps
+            (request,), _, _ = run_window(est, hw, window)
+            assert est.window_steps(window) == hw.steps - steps == 16
+            assert not request.weight_perturbation[:8].any()
+            blocks.append(request.weight_perturbation[8:])
+        draws[law] = np.concatenate(blocks).ravel()
+    assert np.all(np.abs(draws["rademacher"]) == sigma)
+    assert abs(np.mean(draws["rademacher"] > 0) - 0.5) < 5 * 0.5 / np.sqrt(4800)
+    gauss = draws["gaussian"]
+    n = len(gauss)
+    assert abs(gauss.mean()) < 5 * sigma / np.sqrt(n)
+    assert gauss.var() == pytest.approx(sigma ** 2, rel=5 * np.sqrt(2 / n))
+    assert len(np.unique(np.abs(gauss))) > n // 2
+
+
+def test_weight_perturbation_needs_the_weight_port():
+    hw = make_hardware((3, 2))
+    hw.capabilities = dataclasses.replace(hw.capabilities, ports=frozenset({"nodes"}))
+    with pytest.raises(ParamError, match="no 'weights' port"):
+        build_estimator(WPParams(), hw, 0)
