@@ -5,8 +5,10 @@ order (devsim/config.py)."""
 import dataclasses
 
 import pytest
+import yaml
 
-from devsim.config import ConfigError, dump, from_data, loads, parse_overrides, apply_overrides
+from devsim.config import (ConfigError, apply_overrides, dump, from_data, loads,
+                           parse_overrides, preset_catalog)
 from devsim.params import Params
 from devsim.runconfig import RunConfig
 from trainer.optim import AdamParams, OptimizerParams, SGDParams
@@ -57,6 +59,60 @@ def test_preset_mistakes(tmp_path):
         assert message.endswith(expected) and message.startswith("c.yaml:")
 
 
+def test_a_preset_named_by_its_file_is_read_beside_the_config(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "fast.yaml").write_text("type: adam\nlr: 0.25\n")
+    config = "optimizer: {preset: mine/fast.yaml, b1: 0.5}\n"
+
+    @dataclasses.dataclass(frozen=True)
+    class Holder(Params):
+        """Holds an optimizer."""
+        optimizer: OptimizerParams = dataclasses.field(default_factory=SGDParams)
+
+    assert loads(config, Holder, base_dir=tmp_path).optimizer == AdamParams(lr=0.25, b1=0.5)
+
+
+def test_an_unreadable_preset_is_named_with_the_reason(tmp_path, monkeypatch):
+    (tmp_path / "presets").mkdir()
+    locked = tmp_path / "presets" / "locked.yaml"
+    locked.write_text("type: crossbar\n")
+    real = type(locked).read_text
+
+    def read_text(self, *args, **kwargs):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(locked), "read_text", read_text)
+    config = "network:\n  device: {preset: locked}\n  layers: [{units: 2}]\ndata: {type: parity}\n"
+    (message,) = messages(lambda: loads(config, RunConfig, source="c.yaml", base_dir=tmp_path))
+    assert message == f"c.yaml:2: network.device.preset: cannot read preset {locked}: " \
+                      "Permission denied"
+
+
+def test_the_catalog_lists_names_kinds_sources_and_shadowing(tmp_path, monkeypatch):
+    beside, extra = tmp_path / "presets", tmp_path / "extra"
+    beside.mkdir()
+    extra.mkdir()
+    (beside / "a.b.yaml").write_text("type: crossbar\n# first comment\n# Source: Doe 2024\n")
+    (beside / "plain.yaml").write_text("type: mtj\n# only a comment\n")
+    (beside / "bare.yaml").write_text("type: ideal\n")
+    (beside / "broken.yaml").write_text("type: [\n")
+    (extra / "plain.yaml").write_text("# Source: elsewhere\ntype: ideal\n")
+    monkeypatch.setenv("DEVSIM_PRESETS", str(extra))
+    found = {(p.name, p.origin): p for p in preset_catalog(tmp_path)}
+    assert [(p.kind, p.source, p.shadowed) for p in (
+        found["a.b", "beside the config"], found["plain", "beside the config"],
+        found["bare", "beside the config"], found["plain", "DEVSIM_PRESETS"])] == [
+        ("crossbar", "Doe 2024", False), ("mtj", "only a comment", False),
+        ("ideal", "(no comment)", False), ("ideal", "elsewhere", True)]
+    broken = found["broken", "beside the config"]
+    with pytest.raises(yaml.YAMLError) as parse:
+        yaml.safe_load("type: [\n")
+    assert (broken.kind, broken.source) == (
+        "?", f"cannot be read: {str(parse.value).splitlines()[0]}")  # its first line
+
+
 def test_set_mistakes_name_the_path():
     with pytest.raises(ConfigError, match=r"^--set a\.\.b: cannot read key path at ''$"):
         parse_overrides(["a..b=1"])
@@ -67,6 +123,11 @@ def test_set_mistakes_name_the_path():
     with pytest.raises(ConfigError, match=r"^--set network\.loss\.kind\.x: network\.loss is "
                                           r"not a mapping$"):
         apply_overrides(data, parse_overrides(["network.loss.kind.x=1"]))
+    short = {"network": {"device": {"cell": "crossbar"}}}
+    with pytest.raises(ConfigError, match=r"^--set network\.device\.cell\.g_max: "
+                                          r"network\.device\.cell is the short form "
+                                          r"'crossbar'; set it as a mapping$"):
+        apply_overrides(short, parse_overrides(["network.device.cell.g_max=1"]))
     assert apply_overrides(data, parse_overrides(["network.layers[1].units=4"])) \
         ["network"]["layers"][1] == {"units": 4}
 

@@ -452,6 +452,27 @@ def test_ir_drop_first_order_attenuation():
     assert np.all(np.diff(want) < 0)  # further from the driver, less voltage
 
 
+
+def test_ir_drop_with_a_reference_column_per_array():
+    """``reference`` mapping: each row of an array holds its columns' G+ devices, then the
+    array's reference device (mid-range) last; every column's weight reads
+    2 w_max (G+ a_c - G_ref a_ref) in range units, with the first-order attenuations of
+    that array's row (two arrays here: columns {0, 1} and {2})."""
+    n_out, n_in, r, g_max = 3, 4, 2.0, 100.0
+    w = np.array([0.5, -0.25, 0.75])[:, None] * np.ones((n_out, n_in))
+    xbar = build(w, np.zeros(n_out), wire_resistance_ohm=r, g_max=g_max, mapping="reference",
+                 tile_cols=2)
+    got = xbar.read()[: n_out * n_in].reshape(n_out, n_in)
+    want = np.empty(n_out)
+    for cols in ([0, 1], [2]):
+        u = np.append(0.5 + w[cols, 0] / 2.0, 0.5)       # G+ of the columns, then G_ref
+        row = u * g_max * 1e-6
+        a = np.array([1.0 - r * sum(row[s:].sum() for s in range(c + 1))
+                      for c in range(row.size)])
+        want[cols] = 2.0 * (u[:-1] * a[:-1] - u[-1] * a[-1])
+    np.testing.assert_allclose(got, np.tile(want, (n_in, 1)).T, rtol=1e-12)
+    assert np.all(np.abs(want - w[:, 0]) > 1e-4)    # the drop is visible
+
 # ---------------------------------------------------------------- writes
 def test_soft_bound_step_shrinkage_and_asymmetry():
     n_out, n_in = 10, 20

@@ -91,7 +91,12 @@ def _stream_loop(n, tau, seed, chunks):
 @pytest.mark.parametrize("chunks", [[1] * 50, [2, 5, 1, 13, 40], [3, 3, 7, 11, 200]])
 def test_vectorised_stream_equals_step_by_step_loop(n, tau, chunks):
     stream = SampleStream(n, tau, np.random.default_rng(9))
-    parts = [stream.next(c) for c in chunks]
+    parts = []
+    for c in chunks:  # peek_new foretells each call's flags without moving the stream
+        peeked = [stream.peek_new(c), stream.peek_new(c)]
+        parts.append(stream.next(c))
+        for flags in peeked:
+            np.testing.assert_array_equal(flags, parts[-1][1])
     idx, new = _stream_loop(n, tau, 9, chunks)
     np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), idx)
     np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), new)
