@@ -4,8 +4,8 @@ Targets are float rows (one-hot for classification), so every loss takes
 ``(outputs (T, n), targets (T, n))`` and returns ``(T,)`` float64 costs. The costs are
 compiled kernels (:func:`mse_rows`, :func:`cross_entropy_rows`, dispatched by
 :func:`loss_rows`) that the chip and compiled executors share, each row summed in
-order; ``*_np`` are their NumPy twins. ``gradient`` (d cost / d outputs) serves the
-reference backpropagation baseline only.
+order. :func:`loss_gradient` (d cost / d outputs) serves the reference backpropagation
+baseline only.
 """
 from __future__ import annotations
 
@@ -69,20 +69,9 @@ def cross_entropy(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return costs
 
 
-def mse_np(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """NumPy twin of :func:`mse`."""
-    d = outputs - targets
-    return np.einsum("ti,ti->t", d, d) / outputs.shape[1]
-
-
 def _log_softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def cross_entropy_np(outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """NumPy twin of :func:`cross_entropy`."""
-    return -np.einsum("ti,ti->t", targets, _log_softmax(outputs))
 
 
 def loss_function(name: str):
