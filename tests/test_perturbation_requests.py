@@ -134,3 +134,46 @@ def test_weight_perturbation_needs_the_weight_port():
     hw.capabilities = dataclasses.replace(hw.capabilities, ports=frozenset({"nodes"}))
     with pytest.raises(ParamError, match="no 'weights' port"):
         build_estimator(WPParams(), hw, 0)
+
+
+def _synapse_sums(hw, signal, inputs):
+    """Each layer's dW = signal_l^T x_l and db = sum_t signal_l, flat (dense layers)."""
+    offsets = hw.node_offsets
+    parts = []
+    for layer, x in enumerate(inputs):
+        s = signal[:, offsets[layer]:offsets[layer + 1]]
+        parts += [(s.T @ x).ravel(), s.sum(axis=0)]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("params", [
+    NPParams(draws=2), NPParams(passes="noisy_noisy", draws=2),
+    ANPParams(passes="noisy_noisy", draws=2), ANPParams(draws=3)],
+    ids=lambda p: f"{p.kind}-{p.passes}-{p.draws}")
+def test_node_estimates_of_several_draws_recomputed_from_the_passes(params):
+    # Per draw, the pair (clean, noisy d) or (noisy 2d, noisy 2d + 1); NP's node signal
+    # dC (eps - E eps) / v or dC (eps2 - eps1) / (2 v), ANP's dC n da / |da|^2; the
+    # synapse sums with the pair's first-pass inputs; the mean over draws and probes.
+    hw = make_hardware((4, 3, 2), seed=8)
+    batch = 5
+    window = window_of(np.random.default_rng(9), batch, 4, 2)
+    (request,), (result,), estimate = run_window(build_estimator(params, hw, 10), hw, window)
+    n_pass = len(result.costs) // batch
+    costs = result.costs.reshape(n_pass, batch)
+    eps = request.node_perturbation.reshape(n_pass, batch, hw.n_nodes)
+    acts = np.concatenate(result.preactivations, axis=1).reshape(n_pass, batch, hw.n_nodes)
+    inputs = [[x[k * batch:(k + 1) * batch] for x in result.inputs] for k in range(n_pass)]
+    clean = params.passes == "clean_noisy"
+    total = np.zeros(hw.n_params)
+    for d in range(params.draws):
+        a, b = (0, 1 + d) if clean else (2 * d, 2 * d + 1)
+        d_cost = (costs[b] - costs[a])[:, None]
+        if params.kind == "np":
+            signal = d_cost * ((eps[b] - eps[a]) / (1 if clean else 2)) / params.sigma ** 2
+        else:
+            da = acts[b] - acts[a]
+            signal = d_cost * hw.n_nodes * da / (da ** 2).sum(axis=1, keepdims=True)
+        total += _synapse_sums(hw, signal, inputs[a])
+    np.testing.assert_allclose(estimate.gradient, total / (params.draws * batch), rtol=1e-10,
+                               atol=1e-14)
+    assert estimate.cost == costs[0].mean()
