@@ -97,6 +97,8 @@ def choose_quant_params(rmin: float, rmax: float) -> tuple[np.float32, int]:
     TFLite's ``ChooseQuantizationParams``: the range is widened to include 0, the
     zero point is taken from whichever end gives the smaller rounding error and
     nudged to an integer in [-128, 127]. The scale is returned as float32, as stored.
+    The point range [0, 0] gets scale 1 and zero point 0: any scale represents it, and 1
+    keeps divisions by the scale finite.
     """
     rmin, rmax = min(float(rmin), 0.0), max(float(rmax), 0.0)
     if rmax == rmin:
