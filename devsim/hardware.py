@@ -160,6 +160,10 @@ class Hardware:
         x, start = request.x, request.start
         if not 0 <= start < len(self.layer_shapes):
             raise ValueError(f"start layer {start} is not a layer of this chip")
+        n_out = self._network.n_outputs
+        if np.shape(request.y) != (x.shape[0], n_out):
+            raise ValueError(f"y has shape {np.shape(request.y)}, expected ({x.shape[0]}, "
+                             f"{n_out}): a target row per probe")
         nodes = self.n_nodes - self.node_offsets[start]
         _check_rows(x, request.node_perturbation, self.node_offsets[start:], "node_perturbation")
         _check_rows(x, request.weight_perturbation, self.param_offsets[start:],

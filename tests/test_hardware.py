@@ -86,6 +86,15 @@ def test_bad_perturbation_shape_is_rejected(rng):
         hw.cost(np.zeros((3, 5)), np.zeros((3, 3)), node_perturbation=np.zeros((3, 2)))
 
 
+@pytest.mark.parametrize("y_shape", [(4, 3), (3, 6), (3,), (6, 3)])
+def test_targets_need_a_row_per_probe_and_a_column_per_output(y_shape):
+    hw = make_hardware()                          # 5 inputs, 3 outputs
+    steps = hw.steps
+    with pytest.raises(ValueError, match=r"^y has shape .*, expected \(3, 3\)"):
+        hw.cost(np.zeros((3, 5)), np.zeros(y_shape))
+    assert hw.steps == steps                      # nothing ran
+
+
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 @pytest.mark.parametrize("act", [ReLU(), LeakyReLU(0.1), Logistic(L=1.5, k=2.0, x0=0.1, y0=-0.2,
                                                                    k_spread=0.3, L_spread=0.2)])

@@ -104,7 +104,16 @@ def test_cnn_excerpt_is_the_shipped_cnn_config():
 
 @pytest.mark.parametrize("line", [l for b in _blocks("sh")[2:] for l in b.strip().splitlines()])
 def test_cli_tour_lines_parse(line):
-    """Each tour command is accepted by the argument parser (run lines are not executed here)."""
+    """Each tour command is accepted by the argument parser (run lines are not executed
+    here); the mutation tool's lines list their sample instead of running it."""
+    words = line.split("#")[0].split()
+    if words[:2] == ["python", "tools/mutate.py"]:
+        sys.path.insert(0, str(ROOT / "tools"))
+        try:
+            import mutate
+        finally:
+            sys.path.remove(str(ROOT / "tools"))
+        mutate.main(words[2:] + ["--list"])
+        return
     from devsim.cli import parser
-    args = line.split("#")[0].split()[1:]
-    parser().parse_args(args)
+    parser().parse_args(words[1:])
