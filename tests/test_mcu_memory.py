@@ -160,3 +160,24 @@ def test_a_cnn_run_config_is_accounted_layer_by_layer():
     with pytest.raises(ConfigError, match=r"network\.device\.sram_kib: needs 4\.2 KiB"):
         build(config.replace(network=config.network.replace(
             device=config.network.device.replace(sram_kib=4))))
+
+
+@pytest.mark.parametrize("multiplier", [1, 2, 3])
+def test_a_depthwise_layer_is_accounted_with_its_depth_multiplier(multiplier):
+    from devices.mcu_memory import footprint
+    from devsim.layers import DepthwiseConv2DParams
+    shape = DepthwiseConv2DParams(depth_multiplier=multiplier).shape((6, 6, 2))
+    assert footprint(shape) == depthwise_footprint(shape.geometry, multiplier)
+    assert (footprint(shape).weights, footprint(shape).channels) == (2 * multiplier * 9,
+                                                                     2 * multiplier)
+
+
+def test_a_budget_met_exactly_fits_and_the_error_names_three_largest_items():
+    r = memory_report(CNN, ["zo_node", None, None, None])
+    r.check(sram_kib=r.sram_bytes / 1024, flash_kib=r.flash_bytes / 1024)   # exactly
+    with pytest.raises(MemoryBudgetError) as err:
+        r.check(sram_kib=(r.sram_bytes - 1) / 1024)
+    largest = sorted(r.sram.items(), key=lambda kv: kv[1], reverse=True)
+    assert len(largest) > 3
+    detail = str(err.value).split("(largest: ")[1].rstrip(")")
+    assert detail == ", ".join(f"{k} {n / 1024:.1f} KiB" for k, n in largest[:3])
