@@ -139,3 +139,69 @@ def test_weight_and_node_directions_are_independent_streams():
     m = min(len(weights), len(node_signs))
     agree = np.count_nonzero(weights[:m] == node_signs[:m])
     assert abs(agree - m / 2) <= 4.5 * np.sqrt(m) / 2, (agree, m)
+
+
+def node_requests(hw, params, x, y):
+    """Every request of one window of ``params`` on ``hw``, its results and the estimate."""
+    est = build_estimator(params, hw, 4)
+    est.start(batch(x, y))
+    requests, results = [], []
+    while (request := est.ask()) is not None:
+        requests.append(request)
+        results.append(hw.run(request))
+        est.tell(results[-1])
+    return requests, results, est.result()
+
+
+def test_node_directions_skip_the_units_a_relu_holds_at_zero():
+    # A hidden ReLU unit at zero does not pass a perturbation on, so its direction is
+    # zero: per sample, exactly the units whose clean output (the next layer's input) is
+    # zero get no perturbation in any of the n queries.
+    hw, _, x = quantized_hardware((4, 3, 3, 2), seed=4)     # layer 0 of three
+    y = np.random.default_rng(2).uniform(-1, 1, (16, 2))
+    n = 5
+    requests, results, _ = node_requests(
+        hw, QZOParams(node_from=0, train_layers=(0,), queries=n, mu_node=2), x[:16], y)
+    clean_outputs = results[0].inputs[1]
+    step = next(r.node_perturbation for r in requests if r.node_perturbation is not None)
+    step = step[:, :3].reshape(16, n, 3)
+    held = clean_outputs == 0
+    assert held.any() and not held.all()
+    assert np.all((step == 0) == held[:, None, :])
+
+
+def test_node_scale_correction_is_n_over_n_plus_active_units_minus_one():
+    # The same directions (same seed) with and without the correction: on the identity
+    # output layer both units are always active, so every node estimate, and with it
+    # the layer's weight estimate, is scaled by n / (n + 2 - 1).
+    hw, _, x = quantized_hardware((4, 3, 2), seed=6)
+    y = np.random.default_rng(3).uniform(-1, 1, (8, 2))
+    n = 3
+    span = slice(hw.param_offsets[1], hw.param_offsets[2])
+    estimates = [node_requests(hw, QZOParams(node_from=1, train_layers=(1,), queries=n,
+                                             scale_correction=on), x[:8], y)[2].gradient[span]
+                 for on in (False, True)]
+    assert np.linalg.norm(estimates[0]) > 0
+    np.testing.assert_allclose(estimates[1], estimates[0] * n / (n + 1), rtol=1e-12)
+
+
+def test_node_directions_are_never_replayed_by_a_later_window():
+    # A window of 2 samples, then one of 8 (its directions 4x as many): were the later
+    # window to reuse the earlier one's counters, the earlier sign sequence (20 signs)
+    # would reappear in it as a run; by chance that has probability below 61 / 2^20.
+    hw, _, x = quantized_hardware((4, 3, 2), seed=7)
+    y = np.random.default_rng(4).uniform(-1, 1, (10, 2))
+    est = build_estimator(QZOParams(node_from=1, train_layers=(1,), queries=5), hw, 9)
+    signs = []
+    for rows in (slice(0, 2), slice(2, 10)):
+        est.start(batch(x[rows], y[rows]))
+        steps = []                         # the + step, and the - step where central
+        while (request := est.ask()) is not None:
+            if request.node_perturbation is not None:
+                steps.append(request.node_perturbation)
+            est.tell(hw.run(request))
+        signs.append(np.sign(steps[0]).ravel())
+    first, later = signs
+    assert len(first) == 20 and len(later) == 80 and np.all(first != 0)
+    runs = np.lib.stride_tricks.sliding_window_view(later, len(first))
+    assert not np.any(np.all(runs == first, axis=1))
