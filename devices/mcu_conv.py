@@ -471,7 +471,10 @@ class MCUPool(ParameterlessLayer, IntegerArray):
 
     def ideal_error_bound(self, x):
         """Against float pooling of ``x``: the largest input quantization error in the
-        window (a mean or a maximum moves no further) and one LSB for the mean's rounding."""
+        window (a mean or a maximum moves no further; quantization is monotone, so the
+        int8 maximum is the quantized float maximum) and, for the mean, half an LSB for
+        its rounding to the nearest integer."""
         x = np.asarray(x, dtype=np.float64)
         x_err = np.abs(x - self.dequantize_output(self.quantize_input(x)))
-        return pool2d("max_pool", self.geometry, x_err) + self.output_lsb * (1.0 + 1e-6)
+        rounding = 0.5 * self.output_lsb * (1.0 + 1e-6) if self.kind == "avg_pool" else 0.0
+        return pool2d("max_pool", self.geometry, x_err) + rounding

@@ -547,6 +547,39 @@ def test_post_training_quantize_chains_and_rejects_sigmoid():
         post_training_quantize(ws, bs, ["sigmoid", "identity"], rng.uniform(size=(10, 3)))
 
 
+def test_calibration_ranges_are_the_float_networks():
+    # Each layer's output range is that of the float network on the calibration rows,
+    # after the layer's ReLU, and feeds the next layer; the hidden values stay below 1.
+    rng = np.random.default_rng(4)
+    ws = [rng.uniform(-0.3, 0.3, (4, 3)), rng.uniform(-1, 1, (2, 4))]
+    bs = [np.array([0.1, -0.1, 0.0, 0.05]), np.array([0.2, -0.3])]
+    x = rng.uniform(size=(20, 3))
+    hidden = np.maximum(x @ ws[0].T + bs[0], 0.0)
+    out = hidden @ ws[1].T + bs[1]
+    assert 0 < hidden.max() < 1 and (hidden == 0).any()
+    layers = post_training_quantize(ws, bs, ["relu", "identity"], x)
+    assert [layer.output_q for layer in layers] == [
+        QuantParams.from_range(hidden.min(), hidden.max()),
+        QuantParams.from_range(out.min(), out.max())]
+
+
+def test_calibration_range_of_a_depthwise_layer_by_hand():
+    # 4x4 maps of 2 channels, 3x3 'valid' kernels: out[i, j, c] = b[c] +
+    # sum_ab x[i + a, j + b, c] w[c, 3 a + b] (maps flat in HWC order)
+    from devsim.layers import DepthwiseConv2DParams
+    shape = DepthwiseConv2DParams(kernel=(3, 3), padding="valid",
+                                  activation="identity").shape((4, 4, 2))
+    rng = np.random.default_rng(5)
+    w, b = rng.normal(size=(2, 9)), np.array([0.5, -0.5])
+    x = rng.uniform(size=(6, 32))
+    maps = x.reshape(6, 4, 4, 2)
+    out = np.array([[[[b[c] + sum(maps[t, i + a, j + k, c] * w[c, 3 * a + k]
+                                  for a in range(3) for k in range(3))
+                       for c in range(2)] for j in range(2)] for i in range(2)]
+                    for t in range(6)])
+    (layer,) = post_training_quantize([w], [b], ["identity"], x, layers=[shape])
+    assert layer.output_q == QuantParams.from_range(out.min(), out.max())
+
 def test_quant_params_from_range_represent_zero():
     q = QuantParams.from_range(-0.3, 1.7)
     assert dequantize(np.array([q.zero_point], np.int8), *q)[0] == 0.0

@@ -12,6 +12,7 @@ from devices.mcu_conv import (MCUConv2D, MCUDepthwise, MCUPool, average_pool_ref
                               max_pool_reference, perturbed_reference, pool_q)
 from devices.mcu_quant import INT32_MAX, QuantParams, activation_bounds, dequantize, quantize
 from devsim import crng
+from devsim.array_layers import pool2d
 from devsim.conv_geometry import ConvGeometry
 from devsim.device import Meter
 
@@ -404,3 +405,74 @@ def test_a_quantized_cnn_network_is_the_tflm_graph_of_its_layers(tflm, per_chann
     assert len(np.unique(quantize(ours, *q_out))) > 40
     # and the float network it came from is close (the int8 model is a faithful copy)
     assert np.corrcoef(ours.ravel(), net.run(x).outputs.ravel())[0, 1] > 0.95
+
+
+def test_two_conv_layers_of_one_shape_called_in_turn_each_run_their_own_kernel():
+    # Unperturbed single-probe calls, alternating between two layers of the same shape:
+    # each output is its own layer's (against the reference kernel), never a kernel left
+    # over from the other's call.
+    rng = np.random.default_rng(12)
+    g = ConvGeometry(5, 5, 2, 3, 3)
+    q = QuantParams.from_range(-1, 1)
+    layers = [MCUConv2D.from_float(g, rng.normal(0, 0.4, (3, g.patch_size)),
+                                   rng.normal(0, 0.1, 3), q, q, MCUParams()) for _ in range(2)]
+    x = rng.integers(-128, 128, (6, g.in_size)).astype(np.int8)
+    for t in range(6):
+        layer = layers[t % 2]
+        want = reference_of(layer, as_map(x[t:t + 1], g)).reshape(1, -1)
+        assert np.array_equal(layer.forward_q(x[t:t + 1]), want), t
+
+
+def test_rademacher_steps_beyond_two_weight_ranges_are_refused():
+    g = ConvGeometry(4, 4, 1, 3, 3)
+    q = QuantParams.from_range(-1, 1)
+    layer = MCUConv2D.from_float(g, np.ones((2, 9)), np.zeros(2), q, q, MCUParams())
+    with pytest.raises(ValueError, match=r"^mu_weight must be in \[0, 254\], got 255$"):
+        layer.forward_q_rademacher(np.zeros((1, 16), np.int8), 0, 0, 255, 1)
+
+
+def test_conv_local_gradient_is_the_derivative_of_the_signal_weighted_output():
+    # The float conv is linear in (w, b): d/dw_ok <g, conv(w, b, x)> = <g, conv(e_ok, 0, x)>
+    from devices.conv import conv2d
+    rng = np.random.default_rng(13)
+    g = ConvGeometry(4, 3, 2, 2, 2, 1, 1, "same")
+    q = QuantParams.from_range(-1, 1)
+    layer = MCUConv2D.from_float(g, rng.normal(0, 0.4, (3, g.patch_size)), np.zeros(3), q, q,
+                                 MCUParams())
+    x, signal = rng.normal(size=(4, g.in_size)), rng.normal(size=(4, g.n_positions * 3))
+    basis = np.eye(3 * g.patch_size + 3)
+    want = [np.sum(signal * conv2d(g, e[:-3].reshape(3, g.patch_size), e[-3:], x))
+            for e in basis]
+    np.testing.assert_allclose(layer.local_gradient(signal, x), want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_pool_layer_has_no_parameters_meters_its_reads_and_refuses_unknown_kinds():
+    g = ConvGeometry(4, 4, 3, 2, 2, 2, 2)
+    q = QuantParams.from_range(-1, 1)
+    with pytest.raises(ValueError, match="pool kind must be 'avg_pool' or 'max_pool'"):
+        MCUPool("min_pool", g, q, MCUParams())
+    params = MCUParams(clock_hz=50e6, cycles_per_mac=3.0, energy_per_cycle_j=2e-10)
+    pool = MCUPool("avg_pool", g, q, params)
+    assert pool.param_lsb.shape == (0,)
+    pool.forward_q(np.zeros((5, g.in_size), np.int8))
+    cycles = 5 * g.n_positions * g.taps * g.in_c * 3.0
+    assert pool.meter.reads == 5
+    assert pool.meter.time_s == pytest.approx(cycles / 50e6, rel=1e-12)
+    assert pool.meter.energy_j == pytest.approx(cycles * 2e-10, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["max_pool", "avg_pool"])
+def test_pool_error_bound_is_sound_and_the_maximums_is_reached(kind):
+    # Max: quantization is monotone, so the int8 maximum is the quantized float maximum
+    # and its error is one of the window's input errors (the bound is reached wherever the
+    # maximum carries the window's largest error). Mean: the window's largest input error
+    # plus half an LSB for its rounding.
+    rng = np.random.default_rng(14)
+    g = ConvGeometry(6, 6, 2, 2, 2, 2, 2)
+    pool = MCUPool(kind, g, QuantParams.from_range(-1, 1), MCUParams())
+    x = rng.uniform(-1, 1, (200, g.in_size))
+    error = np.abs(pool.forward(x) - pool2d(kind, g, x))
+    bound = pool.ideal_error_bound(x)
+    assert np.all(error <= bound)
+    if kind == "max_pool":
+        assert np.mean(error == bound) > 0.2
