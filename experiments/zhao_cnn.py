@@ -91,7 +91,7 @@ class SparseBackpropParams(BackpropParams):
 
 class SparseBackprop(Backprop):
     def __init__(self, bench, offsets):
-        super().__init__(bench)
+        super().__init__(bench, decorrelation_lr=0.0)
         self.mask = np.zeros(offsets[-1], dtype=bool)
         for layer in SPARSE:
             self.mask[offsets[layer]:offsets[layer + 1]] = True

@@ -178,6 +178,27 @@ def test_decorrelated_reference_gradient_matches_finite_differences():
     assert np.allclose(model.gradient(theta, x, y), fd, atol=1e-8)
 
 
+@pytest.mark.parametrize("lr", [0.0, 0.1])
+def test_decorrelated_backprop_steps_r_by_the_rule_on_its_window(lr):
+    # DBP: the exact gradient through R, and R stepped by the decorrelation rule on the
+    # layer inputs of the window's pass (left as it was at lr = 0), as decorrelate() steps
+    # a twin chip from the same inputs.
+    chips = [make_hardware((4, 3, 2), seed=4, decorrelation=True) for _ in range(2)]
+    rng = np.random.default_rng(12)
+    start = [np.eye(n) + 0.2 * rng.normal(size=(n, n)) for n in (4, 3)]
+    for chip in chips:
+        chip.write_decorrelation([r - np.eye(len(r)) for r in start])
+    hw, twin = chips
+    x, y = rng.normal(size=(8, 4)), rng.random((8, 2))
+    want_gradient = lab(twin).reference().gradient(lab(twin).read_params(), x, y)
+    dbp = build_estimator(BackpropParams(decorrelation_lr=lr), hw, 0, bench=lab(hw))
+    est = estimate(dbp, hw, Window(x, y, np.ones(8, bool)))
+    np.testing.assert_allclose(est.gradient, want_gradient, rtol=1e-12)
+    decorrelate(twin, twin.probe(x, y).inputs, lr)
+    for got, want, first in zip(hw.read_decorrelation(), twin.read_decorrelation(), start):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        assert (lr > 0) == (not np.allclose(got, first))
+
 def test_decorrelated_anp_trains_r_and_weights_together():
     # DANP with two noisy passes on correlated inputs: the cost falls and R decorrelates.
     n = 4

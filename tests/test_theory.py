@@ -291,3 +291,18 @@ def test_curve_is_the_iterated_recursion():
 def test_invalid_arguments_rejected(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize("sigma, cost_noise", [(0.0, 0.0), (0.3, 0.0), (0.3, 0.2)])
+def test_gd_curve_is_a_pure_geometric_decay_whatever_sigma_and_cost_noise(sigma, cost_noise):
+    # GD injects nothing: e_t = r^t e0 with r = 1 - 2 eta + (N + 2) eta^2, no floor.
+    eta, n_in, e0 = 0.05, 6, 2.5
+    r = 1 - 2 * eta + (n_in + 2) * eta ** 2
+    curve = theory.learning_curve("gd", eta, sigma, n_in, 3, 40, e0, cost_noise=cost_noise)
+    np.testing.assert_allclose(curve, e0 * r ** np.arange(41), rtol=1e-12)
+
+
+def test_a_curve_of_zero_steps_is_the_start():
+    assert theory.learning_curve("np", 0.01, 0.1, 4, 2, 0, 1.5).tolist() == [1.5]
+    with pytest.raises(ValueError, match="steps: must be an integer >= 0"):
+        theory.learning_curve("np", 0.01, 0.1, 4, 2, -1, 1.5)

@@ -39,7 +39,7 @@ class BackpropParams(EstimatorParams, kind="backprop"):
 class Backprop(Estimator):
     """Mean gradient over the window's samples from the bench's reference model."""
 
-    def __init__(self, bench, decorrelation_lr: float = 0.0):
+    def __init__(self, bench, decorrelation_lr: float):
         self.bench, self.decorrelation_lr = bench, decorrelation_lr
 
     def window_steps(self, window):
