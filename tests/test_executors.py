@@ -291,3 +291,20 @@ def test_advancing_in_any_chunks_gives_the_same_bits():
     for r in results[1:]:
         for key in ("params", "optimizer", "estimator", "steps", "stream"):
             assert r[key] == results[0][key], key
+
+
+@pytest.mark.parametrize("tau_theta", [1, 3])
+def test_update_is_one_window_on_either_executor(tau_theta):
+    """``update()`` runs exactly one window, even of one step (analog MGD takes no
+    baseline probes), where the compiled executor would run many per call."""
+    increments = {}
+    for mode in ("plain", "auto"):
+        loop = _loop(_network(), MGDParams(mode="analog"), _optimizer("sgd", "constant"),
+                     Timescales(tau_theta=tau_theta), mode)
+        assert isinstance(loop.executor, Compiled) == (mode == "auto")
+        increments[mode] = []
+        for _ in range(3):
+            steps = loop.chip.steps
+            loop.update()
+            increments[mode].append(loop.chip.steps - steps)
+    assert increments["plain"] == increments["auto"] == [tau_theta] * 3

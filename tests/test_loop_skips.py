@@ -48,18 +48,3 @@ def test_a_non_finite_window_writes_nothing_and_keeps_the_optimizer_state(cost, 
     third = loop.update()                    # momentum continues from the first window
     np.testing.assert_allclose(third.update_norm, 10.0 * (0.5 * 0.1 + 0.1) * np.sqrt(11))
 
-
-def test_update_runs_exactly_one_window_even_of_one_step():
-    # Windows of one probe (tau_theta = 1): each update() is one window, one step, one
-    # scripted estimate.
-    hw = make_hardware((3, 2, 1))
-    rng = np.random.default_rng(1)
-    x, y = rng.normal(size=(6, 3)), rng.random((6, 1))
-    script = [(float(k), [0.01 * (k + 1)] * 11) for k in range(4)]
-    loop = TrainingLoop(hw, x, y, Scripted(script), MomentumParams(lr=1.0, beta=0.0).build(),
-                        Timescales(tau_theta=1), rng)
-    for k in range(3):
-        steps = hw.steps
-        stats = loop.update()
-        assert hw.steps == steps + 1
-        assert stats.cost == float(k)
