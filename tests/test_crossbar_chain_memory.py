@@ -43,8 +43,9 @@ def test_deep_chain_in_three_parts_equals_the_layer_path_within_its_work_space(
     # output takes the second of the two output slots, the last before the row sums
     activations = (Sigmoid(), ReLU(), Identity(), Sigmoid())[:depth]
     chained, layered = twin_networks(widths, activations, device)
-    monkeypatch.setattr(parallel, "row_threads", lambda n_rows: 3)   # parts 0-31, 32-63, 64-99
-    rows = 100
+    monkeypatch.setattr(parallel, "row_threads", lambda n_rows: 3)
+    rows = 2 * parallel.BLOCK_ROWS + 44        # three parts of whole blocks, the last short
+    assert len(set(parallel.part_bounds(rows, 3))) == 4
     size = rows * (max(widths[:-1]) + 3 * max(widths[1:]) + 1)
     rng = np.random.default_rng(3)
     x = rng.uniform(-0.5, 1.5, (rows, widths[0]))

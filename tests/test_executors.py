@@ -308,3 +308,11 @@ def test_update_is_one_window_on_either_executor(tau_theta):
             loop.update()
             increments[mode].append(loop.chip.steps - steps)
     assert increments["plain"] == increments["auto"] == [tau_theta] * 3
+
+
+def test_an_executor_without_its_window_says_so():
+    from trainer.executors import Executor
+    chip = chip_of(_network(), "mse")
+    with pytest.raises(NotImplementedError):
+        Executor(chip).window(MGDParams().build(Setup(chip, np.random.default_rng(0),
+                                                      Timescales(), None)), None)

@@ -476,3 +476,16 @@ def test_pool_error_bound_is_sound_and_the_maximums_is_reached(kind):
     assert np.all(error <= bound)
     if kind == "max_pool":
         assert np.mean(error == bound) > 0.2
+
+
+def test_an_average_pool_rounding_a_tie_reaches_its_bound():
+    # Inputs on the grid (no input error) whose window mean is half an LSB: the mean
+    # rounds away from zero, an error of exactly half an LSB, the bound (to 1e-6).
+    g = ConvGeometry(2, 2, 1, 2, 2, 2, 2)
+    q = QuantParams.from_range(-1, 1)
+    pool = MCUPool("avg_pool", g, q, MCUParams())
+    x = dequantize(np.array([[0, 1, 0, 1]]) + q.zero_point, *q)
+    assert np.array_equal(pool.quantize_input(x) - q.zero_point, [[0, 1, 0, 1]])
+    error = np.abs(pool.forward(x) - x.mean())
+    assert error[0, 0] == pytest.approx(0.5 * pool.output_lsb, rel=1e-12)
+    assert error[0, 0] <= pool.ideal_error_bound(x)[0, 0] <= error[0, 0] * (1 + 2e-6)
