@@ -316,3 +316,23 @@ def test_an_executor_without_its_window_says_so():
     with pytest.raises(NotImplementedError):
         Executor(chip).window(MGDParams().build(Setup(chip, np.random.default_rng(0),
                                                       Timescales(), None)), None)
+
+
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-nodes-analog", "np"])
+def test_advance_stops_at_the_first_window_that_reaches_the_bound(variant):
+    """Discrete MGD takes a baseline probe per new sample (tau_x = 3 here, so windows differ
+    in length): one ``advance(until)`` of the compiled executor runs the windows the plain
+    loop needs, one by one, to reach ``until``; the last of them reaches it."""
+    scales = Timescales(tau_x=3, tau_theta=5)
+    for until in (1, 7, 40, 133):
+        loops = [_loop(_network(), VARIANTS[variant], _optimizer("sgd", "constant"), scales,
+                       mode) for mode in ("plain", "auto")]
+        plain, compiled = loops
+        assert isinstance(compiled.executor, Compiled)
+        before = []
+        while plain.chip.steps < until:
+            before.append(plain.chip.steps)
+            plain.advance(until)
+        stats = compiled.advance(until)
+        assert len(stats) == len(before) and compiled.chip.steps == plain.chip.steps
+        assert before[-1] < until <= compiled.chip.steps

@@ -105,8 +105,6 @@ class Compiled(Executor):
         for i, (n_out, _) in enumerate(chip.layer_shapes):
             if n_out == 1:  # NumPy's products of one column are dot products
                 problems.append(f"layer {i} with one output")
-        if chip.loss not in LOSSES:
-            problems.append(f"loss {chip.loss!r}")
         if chip.capabilities.decorrelation:
             problems.append("decorrelation matrices")
         if chip.capabilities.noisy_nodes:
