@@ -311,18 +311,24 @@ def _table_row(name, rows) -> str:
 
 
 def write_table():
-    """The per-module score table into mutation/README.md, between its markers."""
+    """The per-module score table into mutation/README.md, between its markers: the
+    modules of each package in targets.yaml's order, each package's total, then all."""
     lines = ["| module | mutants | killed | timeout | survived | equivalent | score |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     every = []
-    for module in load_targets():
-        results = read_results(module)
-        if results is None:
-            continue
-        rows = [[r[0]] for r in results["list"]]
-        every += rows
-        lines.append(_table_row(f"`{module}`", rows))
-    lines.append(_table_row("all", every))
+    modules = list(load_targets())
+    for package in ("trainer", "devices", "devsim"):
+        in_package = []
+        for module in (m for m in modules if m.split("/")[0] == package):
+            results = read_results(module)
+            if results is not None:
+                rows = [[r[0]] for r in results["list"]]
+                in_package += rows
+                lines.append(_table_row(f"`{module}`", rows))
+        if in_package:
+            lines.append(_table_row(f"**{package}/ in all**", in_package))
+            every += in_package
+    lines.append(_table_row("**all**", every))
     readme = RESULTS / "README.md"
     text = readme.read_text()
     head, rest = text.split(TABLE_START)
