@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 from contracts import ROOT, table
 from conftest import chip_of, lab
 from devsim.activations import ActivationParams
-from devsim.device import DeviceParams
+from devsim.device import DeviceParams, NoiseSourceParams
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError
 from devsim.runner import load_config, run
@@ -24,7 +24,7 @@ from trainer.base import Setup
 from trainer.compiled import OPTIMIZERS, Compiled, CompiledMGD, CompiledNP
 from trainer.executors import Plain, select
 from trainer.loop import TrainingLoop
-from trainer.mgd import MGDParams
+from trainer.mgd import MGD, MGDParams
 
 VARIANTS = {
     "mgd-nodes": MGDParams(target="nodes"),
@@ -52,12 +52,12 @@ def _optimizer(kind, schedule):
 
 
 def _network(acts=("relu", "sigmoid"), widths=(6, 5, 3), loss="mse", device=None, seed=3,
-             bias=True):
+             bias=True, **network):
     members = ActivationParams.members()
     layers = tuple(LayerParams(units=w, activation=members[a](), bias=bias)
                    for w, a in zip(widths[1:], acts))
     params = NetworkParams(layers=layers, loss=loss,
-                           **({"device": device} if device is not None else {}))
+                           **({"device": device} if device is not None else {}), **network)
     rng = np.random.default_rng(seed)
     return Network(params, widths[0], rng, rng)
 
@@ -255,10 +255,14 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
     (dict(estimator=EstimatorParams.members()["inp"]()), "estimator kind 'inp' (needs np or anp)"),
     (dict(estimator=EstimatorParams.members()["np"](perturbation="rademacher")),
      "perturbation 'rademacher' (needs 'gaussian')"),
+    (dict(network=dict(decorrelation=True)), "decorrelation matrices"),
+    (dict(network=dict(node_noise=NoiseSourceParams.members()["gaussian"]())),
+     "intrinsic node noise"),
 ])
 def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, reason):
     network = _network(change.get("acts", ("relu", "sigmoid")), change.get("widths", (6, 5, 3)),
-                       device=change.get("device"), bias=change.get("bias", True))
+                       device=change.get("device"), bias=change.get("bias", True),
+                       **change.get("network", {}))
     estimator = change.get("estimator", MGDParams())
     loop = _loop(network, estimator, _optimizer("sgd", "constant"), Timescales(), "auto")
     assert isinstance(loop.executor, Plain)
@@ -336,3 +340,17 @@ def test_advance_stops_at_the_first_window_that_reaches_the_bound(variant):
         stats = compiled.advance(until)
         assert len(stats) == len(before) and compiled.chip.steps == plain.chip.steps
         assert before[-1] < until <= compiled.chip.steps
+
+
+def test_a_compiled_executor_without_its_parts_says_so():
+    """A subclass must say what it refuses of an estimator, how many probes its windows
+    take and how it runs them."""
+    class Incomplete(Compiled):
+        estimator_type = MGD
+    loop = _loop(_network(), MGDParams(), _optimizer("sgd", "constant"), Timescales(), "plain")
+    with pytest.raises(NotImplementedError):
+        Incomplete.refusals(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
+    for method, args in ((Compiled._probes, (loop, 1, 8)),
+                         (Compiled._run, (loop, None, None, None, None))):
+        with pytest.raises(NotImplementedError):
+            method(None, *args)
