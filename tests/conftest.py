@@ -52,6 +52,17 @@ def estimate(estimator, chip, window):
     return Plain(chip).window(estimator, window)
 
 
+def run_window(estimator, chip, window):
+    """The requests of one window in order, their results, and the estimate."""
+    estimator.start(window)
+    requests, results = [], []
+    while (request := estimator.ask()) is not None:
+        requests.append(request)
+        results.append(chip.run(request))
+        estimator.tell(results[-1])
+    return requests, results, estimator.result()
+
+
 @pytest.fixture(scope="module")
 def tflm():
     """The tflite-micro oracle (:mod:`tflm_oracle`); skips where the wheel is missing."""

@@ -7,23 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import build_estimator, make_hardware
+from conftest import build_estimator, make_hardware, run_window
 from devices.noise import GaussianNoiseParams
 from devsim.params import ParamError
 from trainer.base import Window
 from trainer.node_perturbation import ANPParams, INPParams, NPParams
 from trainer.weight_perturbation import WPParams
-
-
-def run_window(estimator, chip, window):
-    """The requests of one window in order, their results, and the estimate."""
-    estimator.start(window)
-    requests, results = [], []
-    while (request := estimator.ask()) is not None:
-        requests.append(request)
-        results.append(chip.run(request))
-        estimator.tell(results[-1])
-    return requests, results, estimator.result()
 
 
 def window_of(rng, batch, n_in, n_out):

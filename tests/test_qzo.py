@@ -187,19 +187,25 @@ def test_layers_without_bias_get_no_bias_perturbation():
 
 
 # ------------------------------------------------------------------ the estimator
-def exact_weight_expectation(hw, layer, x, y, mu_w, mu_b):
-    """E_u[(L(theta + mu u) - L(theta)) u / mu] over all 2^d sign vectors (d small)."""
+def exact_weight_expectation(hw, layer, x, y, mu_w, mu_b, difference="forward"):
+    """E_u[(L(theta + mu u) - L(theta)) u / mu] (forward) or
+    E_u[(L(theta + mu u) - L(theta - mu u)) / 2 u / mu] (central) over all 2^d sign
+    vectors (d small)."""
     shape = hw.layer_shapes[layer]
     d = shape[0] * shape[1] + shape[0]
     signs = np.array(list(itertools.product((-1.0, 1.0), repeat=d)))
     mu = np.where(np.arange(d) < shape[0] * shape[1], mu_w, mu_b)
     span = slice(hw.param_offsets[layer], hw.param_offsets[layer + 1])
     clean = hw.probe(x, y)
-    b = len(x)
-    costs = suffix_costs(hw, layer, np.repeat(clean.inputs[layer], len(signs), axis=0),
-                            np.repeat(y, len(signs), axis=0),
-                            weight_perturbation=np.tile(signs * mu * hw.capabilities.integer.param_lsb[span], (b, 1)))
-    change = costs.reshape(b, len(signs)).mean(axis=0) - clean.costs.mean()
+    rows = np.repeat(clean.inputs[layer], len(signs), axis=0)
+    targets = np.repeat(y, len(signs), axis=0)
+    step = np.tile(signs * mu * hw.capabilities.integer.param_lsb[span], (len(x), 1))
+    plus = suffix_costs(hw, layer, rows, targets, weight_perturbation=step)
+    if difference == "forward":
+        change = plus.reshape(len(x), len(signs)).mean(axis=0) - clean.costs.mean()
+    else:
+        minus = suffix_costs(hw, layer, rows, targets, weight_perturbation=-step)
+        change = (plus - minus).reshape(len(x), len(signs)).mean(axis=0) / 2.0
     return change @ signs / len(signs) / mu
 
 

@@ -3,12 +3,10 @@ the central-difference weight estimate's exact expectation, the declared step co
 independent weight and node streams (trainer/qzo.py)."""
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from conftest import build_estimator, estimate, lab
-from test_qzo import batch, quantized_hardware, suffix_costs
+from conftest import build_estimator, estimate, lab, run_window
+from test_qzo import batch, exact_weight_expectation, quantized_hardware
 from trainer.base import Window
 from trainer.qzo import QZOParams, weight_directions
 
@@ -63,22 +61,6 @@ def test_forward_node_estimate_on_one_output_is_exact_up_to_the_mean_sign():
     assert set(np.rint(k).astype(int)) <= {-3, -1, 1, 3}
 
 
-def exact_central_weight_expectation(hw, layer, x, y, mu_w, mu_b):
-    """E_u[(L(theta + mu u) - L(theta - mu u)) / 2 u / mu] over all 2^d sign vectors."""
-    shape = hw.layer_shapes[layer]
-    d = shape[0] * shape[1] + shape[0]
-    signs = np.array(list(itertools.product((-1.0, 1.0), repeat=d)))
-    mu = np.where(np.arange(d) < shape[0] * shape[1], mu_w, mu_b)
-    span = slice(hw.param_offsets[layer], hw.param_offsets[layer + 1])
-    inputs = hw.probe(x, y).inputs[layer]
-    rows, targets = np.repeat(inputs, len(signs), axis=0), np.repeat(y, len(signs), axis=0)
-    step = np.tile(signs * mu * hw.capabilities.integer.param_lsb[span], (len(x), 1))
-    plus = suffix_costs(hw, layer, rows, targets, weight_perturbation=step)
-    minus = suffix_costs(hw, layer, rows, targets, weight_perturbation=-step)
-    change = (plus - minus).reshape(len(x), len(signs)).mean(axis=0) / 2.0
-    return change @ signs / len(signs) / mu
-
-
 def test_central_weight_estimate_expectation_is_exact():
     # The (2, 3) output layer has d = 8: the expectation over all 256 directions is
     # exact. N = 400 estimates of n = 4 directions: per component the mean lies within
@@ -87,7 +69,7 @@ def test_central_weight_estimate_expectation_is_exact():
     x = x[:4]
     y = np.random.default_rng(6).uniform(-1, 1, (4, 2))
     mu_w, mu_b, n, runs = 2, 60, 4, 400
-    exact = exact_central_weight_expectation(hw, 1, x, y, mu_w, mu_b)
+    exact = exact_weight_expectation(hw, 1, x, y, mu_w, mu_b, difference="central")
     span = slice(hw.param_offsets[1], hw.param_offsets[2])
     est = build_estimator(QZOParams(queries=n, mu_weight=mu_w, mu_bias=mu_b,
                                     train_layers=(1,), scale_correction=False,
@@ -143,14 +125,7 @@ def test_weight_and_node_directions_are_independent_streams():
 
 def node_requests(hw, params, x, y):
     """Every request of one window of ``params`` on ``hw``, its results and the estimate."""
-    est = build_estimator(params, hw, 4)
-    est.start(batch(x, y))
-    requests, results = [], []
-    while (request := est.ask()) is not None:
-        requests.append(request)
-        results.append(hw.run(request))
-        est.tell(results[-1])
-    return requests, results, est.result()
+    return run_window(build_estimator(params, hw, 4), hw, batch(x, y))
 
 
 def test_node_directions_skip_the_units_a_relu_holds_at_zero():
