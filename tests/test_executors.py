@@ -145,6 +145,21 @@ def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedu
     _assert_same(runs)
 
 
+@pytest.mark.parametrize("variant", ["mgd-nodes", "np", "anp"])
+def test_a_chip_with_intrinsic_node_noise_runs_compiled_with_the_same_bits(variant):
+    """The covered estimators inject their own perturbations and never ask for noisy
+    passes, so the chip's own node noise never acts: the compiled executor covers such a
+    chip with the plain loop's bits, at one and two threads."""
+    noise = NoiseSourceParams.members()["gaussian"](std=0.05)
+    runs = _both(lambda mode: _loop(_network(node_noise=noise), VARIANTS[variant],
+                                    _optimizer("adam", "constant"),
+                                    Timescales(tau_x=2, tau_theta=10), mode),
+                 stops=(57, 300), threads=(1, 2))
+    assert [r[1] for r in runs[:2]] == [Plain, CompiledMGD if variant == "mgd-nodes"
+                                        else CompiledNP]
+    _assert_same(runs)
+
+
 @pytest.mark.parametrize("acts,loss,widths", table("compiled executor: layers and losses", [
     pytest.param(("identity",), "mse", (4, 3), id="one-layer-identity-mse"),
     pytest.param(("sigmoid", "identity"), "cross_entropy", (6, 5, 3), id="sigmoid-identity-ce"),
@@ -256,8 +271,6 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
     (dict(estimator=EstimatorParams.members()["np"](perturbation="rademacher")),
      "perturbation 'rademacher' (needs 'gaussian')"),
     (dict(network=dict(decorrelation=True)), "decorrelation matrices"),
-    (dict(network=dict(node_noise=NoiseSourceParams.members()["gaussian"]())),
-     "intrinsic node noise"),
 ])
 def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, reason):
     network = _network(change.get("acts", ("relu", "sigmoid")), change.get("widths", (6, 5, 3)),

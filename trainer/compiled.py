@@ -26,7 +26,8 @@ runs go through :class:`~trainer.executors.Plain`:
   (:meth:`devsim.device.DeviceArray.exact_parameters`: the ideal device) with a bias,
   more than one output (NumPy makes a one-column product by other BLAS routines) and
   an identity, sigmoid or ReLU activation (those with compiled code), an ``mse`` or
-  ``cross_entropy`` loss, no decorrelation and no node noise;
+  ``cross_entropy`` loss and no decorrelation matrices (the chip's own node noise may be
+  there: these estimators never ask for noisy passes, so it never acts);
 - no per-window diagnostics (``train.diagnose_cosine``), and NumPy's BLAS reachable from
   compiled code (:data:`devsim.blas.AVAILABLE`).
 """
@@ -107,8 +108,6 @@ class Compiled(Executor):
                 problems.append(f"layer {i} with one output")
         if chip.capabilities.decorrelation:
             problems.append("decorrelation matrices")
-        if chip.capabilities.noisy_nodes:
-            problems.append("intrinsic node noise")
         if not blas.AVAILABLE:
             problems.append("NumPy's BLAS entry points (not found)")
         return problems
