@@ -216,8 +216,8 @@ def conv_per_channel(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift, in_h, in_w
     n_probe = x_q.shape[0]
     n_out, n_k = w_q.shape
     xc = np.empty(n_k, dtype=np.int16)
-    w = np.zeros((n_out, n_k), dtype=np.int16)  # zeros: no probe sees memory unwritten
-    b = np.zeros(n_out, dtype=np.int32)
+    w = np.empty((n_out, n_k), dtype=np.int16)
+    b = np.empty(n_out, dtype=np.int32)
     acc = np.empty(n_out, dtype=np.int32)
     for t in range(n_probe):
         if t == 0 or dw_q.shape[0] > 0:
@@ -246,8 +246,8 @@ def depthwise_conv_per_channel(x_q, w_q, bias_q, dw_q, db_q, multiplier, shift,
     n_probe = x_q.shape[0]
     n_out, taps = w_q.shape
     xc = np.empty(taps * in_c, dtype=np.int16)
-    w = np.zeros((n_out, taps), dtype=np.int16)  # zeros: no probe sees memory unwritten
-    b = np.zeros(n_out, dtype=np.int32)
+    w = np.empty((n_out, taps), dtype=np.int16)
+    b = np.empty(n_out, dtype=np.int32)
     acc = np.empty(n_out, dtype=np.int32)
     for t in range(n_probe):
         if t == 0 or dw_q.shape[0] > 0:
