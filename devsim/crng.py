@@ -69,6 +69,19 @@ def sign(key, index):
 
 
 @njit(cache=True)
+def sign_bits(key, first):
+    """The signs of indices first .. first+63 as one word: bit b is set where
+    ``sign(key, first + b)`` is -1 (two hashes where ``first`` is not a multiple of 64),
+    so loops over many signs take one hash call per 64."""
+    word = np.uint64(first) >> np.uint64(6)
+    shift = np.uint64(first) & np.uint64(63)
+    low = bits(key, word)
+    if shift == 0:
+        return low
+    return (low >> shift) | (bits(key, word + np.uint64(1)) << (np.uint64(64) - shift))
+
+
+@njit(cache=True)
 def fill_signs(key, first, out):
     """out[k] = sign(key, first + k) for a float64 ``out``: the signs in bulk (64 per hash).
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from devsim import blas, parallel
+from devsim import blas, crng, parallel
 
 CBLAS = blas.entry_points()
 """This process's BLAS entry points, the ``cblas`` argument of the compiled kernels."""
@@ -35,6 +35,76 @@ def add_weight_perturbation(x, perturbation, n_out, out):
             for i in range(n_in):
                 acc += perturbation[t, row + i] * x[t, i]
             out[t, j] += acc
+
+
+@njit(cache=True, nogil=True)
+def add_code_perturbation(x, key, counters, offset, amplitude, n_out, out):
+    """:func:`add_weight_perturbation` of random sign codes made on the fly: probe t's
+    flat [dW_t, db_t] is amplitude * crng.sign(key, counters[t] + offset + k) (none
+    where counters[t] < 0).
+
+    The same bits as adding the materialised codes (``amplitude * sign`` times x is
+    +-(amplitude x) exactly), without a (probes x parameters) array: MGD on the weights
+    of a large layer would otherwise stream hundreds of MB per window. Rows go in fours
+    so that four independent sums hide the adder's latency; each sum keeps its order.
+    """
+    n_probe, n_in = x.shape
+    scaled = np.empty(n_in)
+    one = np.uint64(1)
+    for t in range(n_probe):
+        if counters[t] < 0:
+            continue
+        first = counters[t] + offset
+        for i in range(n_in):
+            scaled[i] = amplitude * x[t, i]
+        bias_at = first + n_out * n_in
+        for j0 in range(0, n_out, 4):
+            j1 = min(n_out, j0 + 4)
+            acc = np.empty(4)
+            for j in range(j0, j1):
+                acc[j - j0] = -amplitude if crng.sign_bits(key, bias_at + j) & one else amplitude
+            if j1 - j0 == 4:
+                _add_signed_rows4(key, first + j0 * n_in, n_in, scaled, acc)
+            else:
+                for j in range(j0, j1):
+                    acc[j - j0] = _add_signed_row(key, first + j * n_in, scaled, acc[j - j0])
+            for j in range(j0, j1):
+                out[t, j] += acc[j - j0]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_signed_row(key, first, values, acc):
+    """acc + sum over i of values[i] signed by crng.sign(key, first + i), in order."""
+    n = values.shape[0]
+    one = np.uint64(1)
+    for i0 in range(0, n, 64):
+        word = crng.sign_bits(key, first + i0)
+        for i in range(i0, min(n, i0 + 64)):
+            acc += -values[i] if (word >> np.uint64(i - i0)) & one else values[i]
+    return acc
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_signed_rows4(key, first, stride, values, acc):
+    """:func:`_add_signed_row` for four rows at once (row r's signs from first + r
+    stride), each sum in its own order."""
+    n = values.shape[0]
+    one = np.uint64(1)
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    for i0 in range(0, n, 64):
+        w0 = crng.sign_bits(key, first + i0)
+        w1 = crng.sign_bits(key, first + stride + i0)
+        w2 = crng.sign_bits(key, first + 2 * stride + i0)
+        w3 = crng.sign_bits(key, first + 3 * stride + i0)
+        chunk = values[i0:i0 + 64]
+        for i in range(chunk.shape[0]):
+            b = np.uint64(i)
+            v = chunk[i]
+            a0 += -v if (w0 >> b) & one else v
+            a1 += -v if (w1 >> b) & one else v
+            a2 += -v if (w2 >> b) & one else v
+            a3 += -v if (w3 >> b) & one else v
+    acc[0], acc[1], acc[2], acc[3] = a0, a1, a2, a3
 
 
 def add_weight_perturbation_np(x, perturbation, n_out, out):

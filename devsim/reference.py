@@ -46,15 +46,18 @@ def _layer_forward(layer: LayerShape, w, b, h):
     return h  # flatten
 
 
-def _layer_backward(layer: LayerShape, w, h, delta):
+def _layer_backward(layer: LayerShape, w, h, delta, need_input: bool = True):
     """(flat parameter gradient, input gradient) of the layer for the pre-activation
-    gradient ``delta`` (T, n_out) at inputs h."""
+    gradient ``delta`` (T, n_out) at inputs h; without ``need_input`` (the first layer,
+    whose input is the data) dense and conv2d layers give None for the second."""
     g, kind, n = layer.geometry, layer.kind, len(h)
     if kind == "dense":
-        return np.concatenate([(delta.T @ h).ravel(), delta.sum(axis=0)]), delta @ w
+        return (np.concatenate([(delta.T @ h).ravel(), delta.sum(axis=0)]),
+                delta @ w if need_input else None)
     if kind == "conv2d":
         d = delta.reshape(n, g.n_positions, -1)
-        return g.kernel_gradient(delta, h, w.shape[0]), g.col2im(d @ w)
+        return (g.kernel_gradient(delta, h, w.shape[0]),
+                g.col2im(d @ w) if need_input else None)
     if kind == "depthwise_conv2d":
         d = delta.reshape(n, g.n_positions, g.in_c, -1)
         cols = np.einsum("tpcm,cmk->tpkc", d, w.reshape(g.in_c, -1, g.taps))
@@ -123,7 +126,8 @@ class IdealModel:
         grads = []
         for i in reversed(range(len(self.layers))):
             delta = delta * self.activations[i].derivative(zs[i])
-            grad, delta = _layer_backward(self.layers[i], params[i][0], hs[i], delta)
+            grad, delta = _layer_backward(self.layers[i], params[i][0], hs[i], delta,
+                                          need_input=i > 0)
             grads.append(grad)
         return np.concatenate(grads[::-1])
 

@@ -85,6 +85,16 @@ def test_bulk_float32_normals_are_standard_normal():
     assert np.abs(z).max() < 6.67  # u1 >= 2^-32 bounds the radius
 
 
+def test_sign_bits_are_the_next_64_signs_at_any_offset():
+    """Bit b of sign_bits(first) is set exactly where sign(first + b) is -1, aligned or not."""
+    key = np.uint64(0xC0FFEE)
+    for first in (0, 1, 63, 64, 65, 127, 12_345_678_901):
+        word = int(crng.sign_bits(key, first))
+        set_bits = np.array([(word >> b) & 1 for b in range(64)])
+        signs = crng.sign_np(key, np.arange(first, first + 64))
+        np.testing.assert_array_equal(set_bits, (signs < 0).astype(int))
+
+
 def test_fill_signs_equals_counter_stream_at_any_offset():
     """Whole-word and bit-by-bit parts of fill_signs give crng.sign_np's signs exactly."""
     key = np.uint64(0xC0FFEE)

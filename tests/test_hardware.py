@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from conftest import make_bench, make_hardware
-from devsim.dense import add_weight_perturbation, add_weight_perturbation_np
+from devsim import crng
+from devsim.dense import (add_code_perturbation, add_weight_perturbation,
+                          add_weight_perturbation_np)
 from devices.noise import BernoulliNoiseParams, GaussianNoiseParams
 from devsim.activations import LeakyReLU, Logistic, ReLU
 
@@ -67,6 +69,28 @@ def test_weight_perturbation_kernel_equals_numpy_twin(rng):
     add_weight_perturbation(x, pert, 5, a)
     add_weight_perturbation_np(x, pert, 5, b)
     np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_in, n_out, offset", [(7, 5, 3), (64, 4, 0), (130, 9, 61),
+                                                  (200, 3, 1000)])
+def test_code_perturbation_is_the_materialised_codes_bit_for_bit(rng, n_in, n_out, offset):
+    """Sign codes made inside the product give add_weight_perturbation's bits for the
+    same codes written out (rows in fours and the rest, words across row ends, probes
+    without a code)."""
+    key, amplitude = crng.stream_key_np(11, 0), 0.0371
+    x = rng.normal(size=(6, n_in))
+    n_params = n_out * (n_in + 1)
+    counters = np.array([0, -1, 5 * n_params, 7, 3 * n_params + 64, -1])
+    codes = np.zeros((6, n_params))
+    for t, first in enumerate(counters):
+        if first >= 0:
+            codes[t] = amplitude * crng.sign_np(key, first + offset + np.arange(n_params))
+    start = rng.normal(size=(6, n_out))
+    expected, out = start.copy(), start.copy()
+    add_weight_perturbation(x, codes, n_out, expected)
+    add_code_perturbation(x, key, counters, offset, amplitude, n_out, out)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out[[1, 5]], start[[1, 5]])
 
 
 def test_write_lands_exactly_on_ideal_device(rng):

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from devsim import crng
-from trainer.perturbations import KINDS, Perturbation, rademacher_codes, rademacher_codes_np
+from devsim.dense import column_sums
+from trainer.perturbations import (KINDS, Perturbation, correlate_codes, rademacher_codes,
+                                   rademacher_codes_np)
 
 PERIODIC = ("walsh", "frequency", "time")
 
@@ -110,6 +112,22 @@ def test_code_kernel_matches_twin_and_generic_path():
     p = Perturbation("code", K, 0.3, seed=11)
     np.testing.assert_array_equal(out, p.codes((3 + np.arange(steps)) // tau_p))
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 0.3)  # eps is the L2 norm
+
+
+@pytest.mark.parametrize("steps, K, tau_p", [(5, 13, 1), (7, 4097, 3), (40, 2048 + 64, 2)])
+def test_code_correlation_is_the_column_sums_of_the_written_codes(steps, K, tau_p):
+    """correlate_codes gives column_sums of amplitude_t * code_t bit for bit (tiles,
+    whole and partial words, codes held over tau_p steps), from zero."""
+    key, first_step = crng.stream_key_np(5, 0), 17
+    codes = np.empty((steps, K))
+    rademacher_codes(key, first_step, tau_p, 1.0, codes)
+    amplitudes = np.random.default_rng(K).normal(size=steps) * 1e-3
+    expected = np.empty(K)
+    column_sums(amplitudes[:, None] * codes, expected)
+    counters = (first_step + np.arange(steps)) // tau_p * K
+    out = np.full(K, np.nan)
+    correlate_codes(key, counters, amplitudes, out)
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_invalid_arguments():

@@ -169,8 +169,8 @@ class Compiled(Executor):
         raise NotImplementedError
 
     def _arrays(self, loop, rows: int, width: int) -> dict:
-        """Work arrays for windows of ``rows`` probes and estimates over ``width``
-        channels, kept between calls."""
+        """Work arrays for windows of ``rows`` probes and per-probe codes and signals
+        over ``width`` nodes, kept between calls."""
         key = (rows, width)
         if key not in self._work:
             sizes = self.shapes[:, 0] * (self.shapes[:, 1] + 1)
@@ -178,6 +178,7 @@ class Compiled(Executor):
             self._work[key] = dict(
                 x=np.empty((rows, loop.x.shape[1])), y=np.empty((rows, loop.y.shape[1])),
                 costs=np.empty(rows), codes=np.empty((rows, width)),
+                counters=np.empty(rows, dtype=np.int64),
                 signal=np.empty((rows, width)), per_probe=np.empty(rows),
                 norms=np.empty(rows), gradient=np.empty(int(sizes.sum())),
                 step=np.empty(int(sizes.sum())), new_velocity=np.empty(int(sizes.sum())),
@@ -218,10 +219,11 @@ class CompiledMGD(Compiled):
             beta = p.tau_lp / (p.tau_lp + 1.0)
             weights = (1.0 - beta) * beta ** np.arange(T - 1, -1, -1.0)
             decay, scale = beta ** T, float(estimator.channels)
-        a = self._arrays(loop, 2 * T, estimator.channels)
+        nodes = estimator.channels if p.target == "nodes" else 0  # weights: codes on the fly
+        a = self._arrays(loop, 2 * T, nodes)
         buffers = (a["x"], a["y"], a["costs"], a["codes"][:T], a["signal"][:T],
                    a["per_probe"][:T], a["gradient"], a["step"], a["new_velocity"],
-                   a["new_second"])
+                   a["new_second"], a["counters"])
         ran = mgd_windows(
             self.layers, self.shapes, self.acts, self.loss, loop.x, loop.y, idx, new, T,
             p.target == "nodes", p.mode == "discrete", estimator.perturbation.key,

@@ -4,7 +4,10 @@ each followed by the optimizer's step and the write (:mod:`trainer.compiled` dri
 Every operation is the one the plain ask/tell loop makes, in the same order, through the
 same kernels (:mod:`devsim.dense`, :mod:`devsim.losses`, :mod:`trainer.kernels`,
 :func:`trainer.perturbations.rademacher_codes`, :func:`trainer.mgd.highpass`), so a window
-gives the same bits either way. The probes of a window run in canonical blocks of
+gives the same bits either way. MGD on the weights makes each probe's sign code inside its
+products and its correlation (:func:`devsim.dense.add_code_perturbation`,
+:func:`trainer.perturbations.correlate_codes`): the same bits as the plain loop's
+materialised codes, without a (probes x parameters) array per window. The probes of a window run in canonical blocks of
 :data:`devsim.parallel.BLOCK_ROWS` rows, as the chip runs them.
 """
 from __future__ import annotations
@@ -15,24 +18,29 @@ import numpy as np
 from numba import njit
 
 from devsim.activations import apply_in_place
-from devsim.dense import affine_block, column_sums, correlate
+from devsim.dense import add_code_perturbation, affine_block, correlate
 from devsim.losses import loss_rows
 from devsim.parallel import BLOCK_ROWS
 from trainer.kernels import mean, norm, row_squares
 from trainer.mgd import highpass
-from trainer.perturbations import rademacher_codes
+from trainer.perturbations import correlate_codes, rademacher_codes
 
 
 @njit(cache=True, nogil=True)
-def _forward(layers, shapes, acts, node_target, perturbation, perturbed, rows, x, hidden,
-             preactivations, keep, cblas):
+def _forward(layers, shapes, acts, node_noise, perturbed, key, counters, amplitude, rows, x,
+             hidden, preactivations, keep, cblas):
     """The window's ``rows`` probes (inputs ``x``) through every layer into ``hidden[l]``
     (and, with ``keep``, the pre-activations into ``preactivations[l]``), in canonical
     blocks, on the calling thread (Numba's parallel loops measured slower here: their
-    OpenMP threads spin between windows, and lose badly on a shared machine). Probe t
-    carries row ``t - perturbed[0]`` of ``perturbation`` on the nodes
-    (or the parameters) for perturbed[0] <= t < perturbed[1], zeros otherwise."""
+    OpenMP threads spin between windows, and lose badly on a shared machine).
+
+    Probe t carries row ``t - perturbed[0]`` of ``node_noise`` on the nodes for
+    perturbed[0] <= t < perturbed[1]; with ``node_noise`` of no columns it carries
+    instead the sign code from counter ``counters[t]`` on the parameters
+    (:func:`devsim.dense.add_code_perturbation`, amplitude ``amplitude``; none where
+    counters[t] < 0)."""
     empty = np.empty((0, 0))
+    node_target = node_noise.shape[1] > 0
     for block in range((rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
         b0 = block * BLOCK_ROWS
         b1 = min(rows, b0 + BLOCK_ROWS)
@@ -40,16 +48,16 @@ def _forward(layers, shapes, acts, node_target, perturbation, perturbed, rows, x
         node_at, param_at = 0, 0
         for l in range(shapes.shape[0]):
             n_out, n_in = shapes[l, 0], shapes[l, 1]
-            width = n_out if node_target else n_out * (n_in + 1)
-            at = node_at if node_target else param_at
-            part = np.zeros((b1 - b0, width))
-            for t in range(max(b0, perturbed[0]), min(b1, perturbed[1])):
-                part[t - b0] = perturbation[t - perturbed[0], at:at + width]
             out = hidden[l][b0:b1]
             if node_target:
+                part = np.zeros((b1 - b0, n_out))
+                for t in range(max(b0, perturbed[0]), min(b1, perturbed[1])):
+                    part[t - b0] = node_noise[t - perturbed[0], node_at:node_at + n_out]
                 affine_block(layers[l], n_out, h, part, empty, out, cblas)
             else:
-                affine_block(layers[l], n_out, h, empty, part, out, cblas)
+                affine_block(layers[l], n_out, h, empty, empty, out, cblas)
+                add_code_perturbation(h, key, counters[b0:b1], param_at, amplitude, n_out,
+                                      out)
             if keep:
                 preactivations[l][b0:b1] = out
             apply_in_place(acts[l], out)
@@ -156,8 +164,8 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
     ``clock + w*T``; the estimator's filter and integral (``hp_state``, ``integral``)
     and the optimizer's state (``velocity``, ``second``; ``count`` updates applied
     before the call) change in place."""
-    x, y, costs, codes, signal, change, gradient, step, new_v, new_s = buffers
-    n_in = x.shape[1]
+    x, y, costs, codes, signal, change, gradient, step, new_v, new_s, counters = buffers
+    n_in, n_params = x.shape[1], gradient.shape[0]
     perturbed = np.array([0, window])
     for w in range(idx.shape[0] // window):
         s0 = w * window
@@ -171,8 +179,12 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
                     x[rows] = x[t]
                     y[rows] = y[t]
                     rows += 1
-        rademacher_codes(key, clock + s0, tau_p, rms, codes)
-        _forward(layers, shapes, acts, node_target, codes, perturbed, rows, x, hidden,
+        if node_target:
+            rademacher_codes(key, clock + s0, tau_p, rms, codes)
+        else:  # each probe's code made inside its products, from its first counter
+            for t in range(rows):
+                counters[t] = (clock + s0 + t) // tau_p * n_params if t < window else -1
+        _forward(layers, shapes, acts, codes, perturbed, key, counters, rms, rows, x, hidden,
                  hidden, False, cblas)
         loss_rows(loss, hidden[shapes.shape[0] - 1][:rows], y[:rows], costs[:rows])
         if discrete:
@@ -191,14 +203,16 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
                     change[t] = -clip_change
                 elif change[t] > clip_change:
                     change[t] = clip_change
-        for t in range(window):  # homodyne detection: C~ theta~ / eps^2
-            weighted = weights[t] * change[t]
-            for k in range(codes.shape[1]):
-                signal[t, k] = weighted * codes[t, k] / eps2
-        if node_target:
+        if node_target:  # homodyne detection: C~ theta~ / eps^2
+            for t in range(window):
+                weighted = weights[t] * change[t]
+                for k in range(codes.shape[1]):
+                    signal[t, k] = weighted * codes[t, k] / eps2
             _layer_gradient(shapes, signal, x, hidden, window, gradient, cblas)
-        else:
-            column_sums(signal, gradient)
+        else:  # the same, as +-(C~ |theta~| / eps^2) on each code's sign
+            for t in range(window):
+                change[t] = weights[t] * change[t] * rms / eps2
+            correlate_codes(key, counters[:window], change[:window], gradient)
         if lowpass:
             finite = True
             for i in range(gradient.shape[0]):
@@ -228,6 +242,7 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
     ``noise`` (already scaled)."""
     x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s = buffers
     n_layers = shapes.shape[0]
+    no_codes = np.empty(0, dtype=np.int64)
     n_in, n_nodes = x.shape[1], noise.shape[1]
     for w in range(idx.shape[0] // batch):
         s0 = w * batch
@@ -237,8 +252,8 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
         x[batch:2 * batch] = x[:batch]
         y[batch:2 * batch] = y[:batch]
         perturbed = np.array([batch, 2 * batch])
-        _forward(layers, shapes, acts, True, noise[s0:s0 + batch], perturbed, 2 * batch, x,
-                 hidden, preactivations, activity, cblas)
+        _forward(layers, shapes, acts, noise[s0:s0 + batch], perturbed, np.uint64(0), no_codes,
+                 0.0, 2 * batch, x, hidden, preactivations, activity, cblas)
         loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
         for t in range(batch):
             d_cost[t] = costs[batch + t] - costs[t]

@@ -49,6 +49,36 @@ def rademacher_codes(key, first_step, tau_p, amplitude, out):
             out[t, k] *= amplitude
 
 
+@njit(cache=True, nogil=True)
+def correlate_codes(key, counters, amplitudes, out):
+    """out[k] = sum over t, in order from 0.0, of amplitudes[t] * sign(key, counters[t] + k):
+    the column sums of the rows ``amplitudes[t] * codes[t]`` with the sign codes made on
+    the fly, in the same bits, without a (rows x K) array (the parameters are taken in
+    tiles that stay in cache while every row adds to them)."""
+    K = out.shape[0]
+    one = np.uint64(1)
+    out[:] = 0.0
+    for k0 in range(0, K, _TILE):
+        k1 = min(K, k0 + _TILE)
+        for t in range(counters.shape[0]):
+            a = amplitudes[t]
+            c0 = k0
+            while c0 + 64 <= k1:  # whole words: a fixed loop of selects, vectorised
+                word = crng.sign_bits(key, counters[t] + c0)
+                block = out[c0:c0 + 64]
+                for b in range(64):
+                    block[b] += -a if (word >> np.uint64(b)) & one else a
+                c0 += 64
+            if c0 < k1:
+                word = crng.sign_bits(key, counters[t] + c0)
+                for k in range(c0, k1):
+                    out[k] += -a if (word >> np.uint64(k - c0)) & one else a
+
+
+_TILE = 2048
+"""Parameters per tile of :func:`correlate_codes` (16 KiB of float64: an L1 cache)."""
+
+
 def rademacher_codes_np(key, first_step, steps, tau_p, channels, amplitude):
     """NumPy twin of :func:`rademacher_codes`."""
     code_ids = (first_step + np.arange(steps)) // tau_p
