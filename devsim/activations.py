@@ -224,6 +224,17 @@ def apply_in_place(code, z):
                 flat[i] = 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def derivative(code, z, h):
+    """d act / dz of activation ``code`` at the pre-activation z whose output is h (the
+    sigmoid's from its output, h (1 - h); ReLU's 1 where z > 0, else 0)."""
+    if code == SIGMOID:
+        return h * (1.0 - h)
+    if code == RELU:
+        return 1.0 if z > 0 else 0.0
+    return 1.0
+
+
 @dataclass(frozen=True)
 class Sigmoid(ActivationParams, kind="sigmoid"):
     """The logistic function 1 / (1 + exp(-z))."""

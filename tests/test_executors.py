@@ -21,7 +21,9 @@ from devsim.runner import load_config, run
 from devsim.trace import read_trace
 from devsim.training import EstimatorParams, OptimizerParams, Timescales
 from trainer.base import Setup
-from trainer.compiled import OPTIMIZERS, Compiled, CompiledMGD, CompiledNP
+from trainer.backprop import BackpropParams
+from trainer.compiled import (EXECUTORS, OPTIMIZERS, Compiled, CompiledBackprop, CompiledMGD,
+                              CompiledNP)
 from trainer.executors import Plain, select
 from trainer.loop import TrainingLoop
 from trainer.mgd import MGD, MGDParams
@@ -36,6 +38,7 @@ VARIANTS = {
                                            cost_change_clip=0.002, normalize=False),
     "np": EstimatorParams.members()["np"](sigma=0.02),
     "anp": EstimatorParams.members()["anp"](sigma=0.02),
+    "backprop": BackpropParams(),
 }
 """The estimators' variants the compiled executors cover."""
 SCHEDULES = {"constant": {}, "cosine-clipped": dict(schedule="cosine", decay_updates=8,
@@ -98,7 +101,7 @@ def _trajectory(loop, stops):
                       for s in loop.advance(stop)]
     est = loop.estimator
     state = ([est.step, est._filter, est._integral] if hasattr(est, "step")
-             else [est.rng.random(3)])
+             else [est.rng.random(3)] if hasattr(est, "rng") else [])
     return dict(params=lab(loop.chip).read_params().tobytes(), stats=repr(stats),
                 steps=loop.chip.steps, meter=lab(loop.chip).meter(),
                 estimator=_flat(state),
@@ -140,7 +143,8 @@ def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedu
     runs = _both(lambda mode: _loop(_network(), estimator, optimizer, scales, mode),
                  stops=(57, 300, 301))
     compiled = kind in OPTIMIZERS
-    expected = CompiledMGD if variant.startswith("mgd") else CompiledNP
+    expected = (CompiledMGD if variant.startswith("mgd") else
+                CompiledBackprop if variant == "backprop" else CompiledNP)
     assert runs[1][1] is (expected if compiled else Plain) and runs[0][1] is Plain
     _assert_same(runs)
 
@@ -168,11 +172,27 @@ def test_a_chip_with_intrinsic_node_noise_runs_compiled_with_the_same_bits(varia
 def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, widths):
     optimizer = _optimizer("adam", "constant")
     scales = Timescales(tau_x=1, tau_p=1, tau_theta=9)
-    for estimator in ("mgd-nodes", "mgd-weights", "anp"):
+    for estimator in ("mgd-nodes", "mgd-weights", "anp", "backprop"):
         runs = _both(lambda mode: _loop(_network(acts, widths, loss), VARIANTS[estimator],
                                         optimizer, scales, mode), stops=(200,))
         assert issubclass(runs[1][1], Compiled)
         _assert_same(runs)
+
+
+@pytest.mark.parametrize("acts,loss", [(("sigmoid", "sigmoid"), "mse"),
+                                       (("relu", "identity"), "cross_entropy")])
+def test_backprop_from_the_chips_recorded_pass_is_the_reference_gradient(acts, loss):
+    """On an exact chip reference backprop takes its gradient from the chip's own pass
+    (the compiled kernel): the reference model's gradient to rounding."""
+    loop = _loop(_network(acts, (6, 5, 3), loss), VARIANTS["backprop"],
+                 _optimizer("sgd", "constant"), Timescales(tau_theta=12), "plain")
+    window = loop.next_window()
+    estimate = loop.executor.window(loop.estimator, window)
+    bench = lab(loop.chip)
+    reference = bench.reference().gradient(bench.read_params(), window.x, window.y)
+    np.testing.assert_allclose(estimate.gradient, reference, rtol=1e-12,
+                               atol=1e-15 * np.abs(reference).max())
+    assert np.count_nonzero(reference) > len(reference) // 2  # a gradient to compare
 
 
 @pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np"])
@@ -187,7 +207,7 @@ def test_long_windows_split_over_threads_give_the_same_bits(variant):
     _assert_same(runs)
 
 
-@pytest.mark.parametrize("variant", ["mgd-nodes", "anp"])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "anp", "backprop"])
 def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(variant):
     """A learning rate that overflows skips windows: the compiled call stops at each, so
     the runner sees it where the plain loop would, and the sample stream (and the
@@ -251,8 +271,7 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
         assert "\n" not in str(exc) and str(exc)
         return
     if isinstance(loop.executor, Plain):
-        assert all(e.refusals(lab(loop.chip), loop.estimator, optimizer)
-                   for e in (CompiledMGD, CompiledNP))
+        assert all(e.refusals(lab(loop.chip), loop.estimator, optimizer) for e in EXECUTORS)
         return
     _assert_same(_both(make, stops=(120,), threads=(1, 2)))
 

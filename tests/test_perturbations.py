@@ -50,6 +50,17 @@ def test_frequency_codes_are_shuffled_harmonics_with_sqrt2_amplitude():
     assert not np.array_equal(spectrum.argmax(axis=0), np.arange(1, K + 1))  # shuffled
 
 
+def test_frequency_phases_are_uniform_over_the_whole_turn():
+    """At code 0 channel k is sqrt(2) rms sin(phi_k): with phases uniform on [0, 2 pi)
+    half of the K values are negative (binomial, tolerance 5 standard deviations) and
+    their mean square is rms^2 (2 sin^2 has variance 1/2: 5 standard errors)."""
+    K = 400
+    p = Perturbation("frequency", K, 1.0, seed=9)
+    start = p.codes(np.array([0]))[0]
+    assert abs((start < 0).sum() - K / 2) < 5 * np.sqrt(K / 4)
+    assert abs((start ** 2).mean() / p.rms ** 2 - 1.0) < 5 * np.sqrt(1 / (2 * K))
+
+
 def test_time_codes_visit_every_channel_once_per_sweep_with_amplitude_eps():
     K, eps = 9, 0.2
     p = Perturbation("time", K, eps, seed=4)
@@ -79,7 +90,9 @@ def test_random_codes_average_to_the_identity(kind):
     """E[theta theta^T] = eps^2/K I: the empirical second moment over n codes has entries
     of standard deviation about (eps^2/K)/sqrt(n (1 - sparsity)) off the diagonal."""
     K, eps, n = 20, 1.0, 20000
-    codes = Perturbation(kind, K, eps, seed=8, sparsity=0.5).codes(np.arange(n))
+    p = Perturbation(kind, K, eps, seed=8, sparsity=0.5)
+    assert p.cycle == 0  # no period: orthogonal only on average
+    codes = p.codes(np.arange(n))
     m = codes.T @ codes / n * K / eps ** 2
     off = m[~np.eye(K, dtype=bool)]
     assert np.abs(off).max() < 5 * np.sqrt(2 / n)

@@ -16,6 +16,8 @@ from devsim.params import param
 from devsim.hardware import Request
 from trainer.base import Estimate, Estimator, EstimatorParams, Footprint, Window
 from trainer.decorrelation import check_decorrelation, decorrelate
+from trainer.exact_chip import ExactChip
+from trainer.kernels import mean
 
 
 @dataclass(frozen=True)
@@ -37,17 +39,28 @@ class BackpropParams(EstimatorParams, kind="backprop"):
 
 
 class Backprop(Estimator):
-    """Mean gradient over the window's samples from the bench's reference model."""
+    """Mean gradient over the window's samples from the bench's reference model.
+
+    On a chip of exact float layers (:class:`~trainer.exact_chip.ExactChip`: the ideal
+    device) the reference model is the chip itself: the gradient then comes from the
+    chip's own recorded pass of the window (one forward pass, not two), with the kernel
+    the compiled executor runs, so that both give the same bits."""
 
     def __init__(self, bench, decorrelation_lr: float):
         self.bench, self.decorrelation_lr = bench, decorrelation_lr
+        self._exact = None if ExactChip.refusals(bench) else ExactChip(bench)
 
     def window_steps(self, window):
         """One inference per sample (the costs the trace reports)."""
         return len(window.x)
 
     def rounds(self, window: Window):
-        result = yield Request(window.x, window.y, record=self.decorrelation_lr > 0.0)
-        gradient = self.bench.reference().gradient(self.bench.read_params(), window.x, window.y)
+        record = self._exact is not None or self.decorrelation_lr > 0.0
+        result = yield Request(window.x, window.y, record=record)
+        if self._exact is not None:
+            gradient = self._exact.backprop(window.x, window.y, result)
+        else:
+            gradient = self.bench.reference().gradient(self.bench.read_params(), window.x,
+                                                       window.y)
         decorrelate(self.bench.chip, result.inputs, self.decorrelation_lr)
-        return Estimate(gradient, float(result.costs.mean()))
+        return Estimate(gradient, mean(result.costs))

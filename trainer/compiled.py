@@ -20,6 +20,8 @@ runs go through :class:`~trainer.executors.Plain`:
 - :class:`CompiledNP`: ``np`` and ``anp`` with Gaussian noise, one draw, a clean and a
   noisy pass; not ``inp``, other noise laws (NumPy draws them in buffered chunks), the
   chip's own noise or decorrelation (DNP and DANP: the rule's products are NumPy's);
+- :class:`CompiledBackprop`: reference backpropagation (a baseline outside the rule),
+  not decorrelated (DBP);
 - optimizers ``sgd``, ``momentum`` (Nesterov too) and ``adam``, with clipping and
   schedules (plugins' optimizers go through Plain);
 - chips whose every layer is an exact float array
@@ -27,7 +29,8 @@ runs go through :class:`~trainer.executors.Plain`:
   more than one output (NumPy makes a one-column product by other BLAS routines) and
   an identity, sigmoid or ReLU activation (those with compiled code), an ``mse`` or
   ``cross_entropy`` loss and no decorrelation matrices (the chip's own node noise may be
-  there: these estimators never ask for noisy passes, so it never acts);
+  there: these estimators never ask for noisy passes, so it never acts):
+  :class:`~trainer.exact_chip.ExactChip`;
 - no per-window diagnostics (``train.diagnose_cosine``), and NumPy's BLAS reachable from
   compiled code (:data:`devsim.blas.AVAILABLE`).
 """
@@ -38,12 +41,13 @@ from types import MappingProxyType
 
 import numpy as np
 
-from devsim import blas, parallel
-from devsim.losses import LOSSES
-from trainer.base import Estimate, Estimator, Window
-from trainer.compiled_kernels import mgd_windows, np_windows
-from trainer.executors import Executor, Plain
+from devsim import parallel
 from devsim.dense import CBLAS
+from trainer.backprop import Backprop
+from trainer.base import Estimate, Estimator, Window
+from trainer.compiled_kernels import backprop_windows, mgd_windows, np_windows
+from trainer.exact_chip import ExactChip
+from trainer.executors import Executor, Plain
 from trainer.mgd import MGD
 from trainer.node_perturbation import NodePerturbation
 from trainer.optim import AdamState, MomentumState, ScheduleState, decay_schedule
@@ -71,11 +75,9 @@ class Compiled(Executor):
                              + "; use the plain ask/tell loop (trainer.executors.Plain)")
         super().__init__(bench.chip)
         self.bench, self.optimizer = bench, optimizer
-        self.layers = bench.exact_layers()
-        self.shapes = np.array(bench.chip.layer_shapes, dtype=np.int64)
-        self.acts = np.array([act.native for act in bench.network.activations],
-                             dtype=np.int64)
-        self.loss = LOSSES.index(bench.chip.loss)
+        exact = ExactChip(bench)
+        self.layers, self.shapes, self.acts, self.loss = (exact.layers, exact.shapes,
+                                                          exact.acts, exact.loss)
         self.opt_kind = OPTIMIZERS.index(optimizer.kind)
         self.hyper = np.zeros(5)
         if optimizer.kind == "momentum":
@@ -96,21 +98,7 @@ class Compiled(Executor):
         if optimizer is None or optimizer.kind not in OPTIMIZERS:
             problems.append(f"optimizer {getattr(optimizer, 'kind', None)!r} "
                             f"(needs one of {', '.join(OPTIMIZERS)})")
-        chip = bench.chip
-        if bench.exact_layers() is None:
-            problems.append("layers that are not all exact float arrays with a bias "
-                            "(the ideal device)")
-        for i, act in enumerate(bench.network.activations):
-            if act.native is None or act.stateful:
-                problems.append(f"layer {i} activation without compiled code")
-        for i, (n_out, _) in enumerate(chip.layer_shapes):
-            if n_out == 1:  # NumPy's products of one column are dot products
-                problems.append(f"layer {i} with one output")
-        if chip.capabilities.decorrelation:
-            problems.append("decorrelation matrices")
-        if not blas.AVAILABLE:
-            problems.append("NumPy's BLAS entry points (not found)")
-        return problems
+        return problems + ExactChip.refusals(bench)
 
     @staticmethod
     def _estimator_refusals(estimator) -> list[str]:
@@ -183,7 +171,8 @@ class Compiled(Executor):
                 norms=np.empty(rows), gradient=np.empty(int(sizes.sum())),
                 step=np.empty(int(sizes.sum())), new_velocity=np.empty(int(sizes.sum())),
                 new_second=np.empty(int(sizes.sum())), hidden=hidden,
-                preactivations=tuple(np.empty_like(h) for h in hidden))
+                preactivations=tuple(np.empty_like(h) for h in hidden),
+                deltas=tuple(np.empty_like(h) for h in hidden))
         return self._work[key]
 
 
@@ -279,7 +268,33 @@ class CompiledNP(Compiled):
         return ran
 
 
-EXECUTORS = (CompiledMGD, CompiledNP)
+class CompiledBackprop(Compiled):
+    """Reference backpropagation's windows (outside the rule: a baseline), the
+    optimizer's steps and the writes, many windows per compiled call; the same bits as
+    :class:`~trainer.executors.Plain`, whose :class:`~trainer.backprop.Backprop` takes
+    the gradient from the chip's recorded pass with the same kernel on such chips."""
+
+    estimator_type = Backprop
+
+    @staticmethod
+    def _estimator_refusals(estimator) -> list[str]:
+        return []  # its decorrelation rule needs decorrelation matrices: refused with them
+
+    def _probes(self, loop, n, T):
+        """One pass of the T samples."""
+        return np.full(n, T)
+
+    def _run(self, loop, idx, new, optimizer, stats):
+        B = loop.timescales.tau_theta
+        a = self._arrays(loop, B, 0)
+        buffers = (a["x"], a["y"], a["costs"], a["gradient"], a["step"], a["new_velocity"],
+                   a["new_second"])
+        return backprop_windows(self.layers, self.shapes, self.acts, self.loss, loop.x,
+                                loop.y, idx, B, *optimizer, buffers, a["hidden"],
+                                a["preactivations"], a["deltas"], stats, CBLAS)
+
+
+EXECUTORS = (CompiledMGD, CompiledNP, CompiledBackprop)
 """The compiled executors, in the order :func:`trainer.executors.select` tries them."""
 
 

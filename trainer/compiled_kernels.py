@@ -1,5 +1,5 @@
-"""The compiled executor's kernels: whole update windows of MGD and of node perturbation,
-each followed by the optimizer's step and the write (:mod:`trainer.compiled` drives them).
+"""The compiled executor's kernels: whole update windows of MGD, of node perturbation and
+of reference backpropagation, each followed by the optimizer's step and the write (:mod:`trainer.compiled` drives them).
 
 Every operation is the one the plain ask/tell loop makes, in the same order, through the
 same kernels (:mod:`devsim.dense`, :mod:`devsim.losses`, :mod:`trainer.kernels`,
@@ -17,9 +17,10 @@ import math
 import numpy as np
 from numba import njit
 
-from devsim.activations import apply_in_place
+from devsim import blas
+from devsim.activations import apply_in_place, derivative
 from devsim.dense import add_code_perturbation, affine_block, correlate
-from devsim.losses import loss_rows
+from devsim.losses import loss_gradient_rows, loss_rows
 from devsim.parallel import BLOCK_ROWS
 from trainer.kernels import mean, norm, row_squares
 from trainer.mgd import highpass
@@ -38,7 +39,7 @@ def _forward(layers, shapes, acts, node_noise, perturbed, key, counters, amplitu
     perturbed[0] <= t < perturbed[1]; with ``node_noise`` of no columns it carries
     instead the sign code from counter ``counters[t]`` on the parameters
     (:func:`devsim.dense.add_code_perturbation`, amplitude ``amplitude``; none where
-    counters[t] < 0)."""
+    counters[t] < 0 or ``counters`` is empty)."""
     empty = np.empty((0, 0))
     node_target = node_noise.shape[1] > 0
     for block in range((rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
@@ -56,8 +57,9 @@ def _forward(layers, shapes, acts, node_noise, perturbed, key, counters, amplitu
                 affine_block(layers[l], n_out, h, part, empty, out, cblas)
             else:
                 affine_block(layers[l], n_out, h, empty, empty, out, cblas)
-                add_code_perturbation(h, key, counters[b0:b1], param_at, amplitude, n_out,
-                                      out)
+                if counters.shape[0]:
+                    add_code_perturbation(h, key, counters[b0:b1], param_at, amplitude,
+                                          n_out, out)
             if keep:
                 preactivations[l][b0:b1] = out
             apply_in_place(acts[l], out)
@@ -280,6 +282,69 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
             gradient[i] = (0.0 + gradient[i]) / batch
         if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
                    velocity, second, count, step, new_v, new_s, stats, w, 2 * batch):
+            count += 1
+        else:
+            return w + 1
+    return idx.shape[0] // batch
+
+
+@njit(cache=True, nogil=True)
+def backprop_gradient(layers, shapes, acts, loss, x, y, hidden, preactivations, deltas,
+                      gradient, cblas):
+    """Gradient of the mean cost over the rows of ``x`` by backpropagation through a
+    recorded forward pass of the exact float layers: ``hidden[l]`` each layer's output,
+    ``preactivations[l]`` its pre-activation (rows first); ``deltas[l]`` (rows, n_out)
+    work space. The reference model's steps in its order
+    (:meth:`devsim.reference.IdealModel.gradient`); no input gradient for the first layer,
+    whose input is the data."""
+    n_layers, rows = shapes.shape[0], x.shape[0]
+    delta = deltas[n_layers - 1][:rows]
+    loss_gradient_rows(loss, hidden[n_layers - 1][:rows], y, delta)
+    param_end = gradient.shape[0]
+    for l in range(n_layers - 1, -1, -1):
+        n_out, n_in = shapes[l, 0], shapes[l, 1]
+        z, h = preactivations[l], hidden[l]
+        for t in range(rows):
+            for j in range(n_out):
+                scaled = delta[t, j] / rows if l == n_layers - 1 else delta[t, j]
+                delta[t, j] = scaled * derivative(acts[l], z[t, j], h[t, j])
+        param_at = param_end - n_out * (n_in + 1)
+        w_grad = gradient[param_at:param_at + n_out * n_in].reshape((n_out, n_in))
+        inputs = x if l == 0 else hidden[l - 1][:rows]
+        correlate(delta, inputs, w_grad, gradient[param_at + n_out * n_in:param_end], cblas)
+        if l > 0:
+            w = layers[l][:n_out * n_in].reshape((n_out, n_in))
+            below = deltas[l - 1][:rows]
+            blas.matmul(delta, w, False, below, cblas)
+            delta = below
+        param_end = param_at
+
+
+@njit(cache=True, nogil=True)
+def backprop_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, opt_kind, hyper,
+                     lr, factors, velocity, second, count, buffers, hidden, preactivations,
+                     deltas, stats, cblas):
+    """Windows of reference backpropagation (:class:`trainer.backprop.Backprop`): the
+    batch through the chip's layers, its costs, :func:`backprop_gradient` and the
+    optimizer's step, until one is skipped or ``len(idx) // batch`` have run; returns
+    how many ran."""
+    x, y, costs, gradient, step, new_v, new_s = buffers
+    n_layers, n_in = shapes.shape[0], x.shape[1]
+    none = np.empty((0, 0))
+    no_codes = np.empty(0, dtype=np.int64)
+    nothing_perturbed = np.array([0, 0])
+    for w in range(idx.shape[0] // batch):
+        s0 = w * batch
+        for t in range(batch):
+            x[t, :n_in] = x_data[idx[s0 + t]]
+            y[t] = y_data[idx[s0 + t]]
+        _forward(layers, shapes, acts, none, nothing_perturbed, np.uint64(0), no_codes, 0.0,
+                 batch, x, hidden, preactivations, True, cblas)
+        loss_rows(loss, hidden[n_layers - 1][:batch], y[:batch], costs[:batch])
+        backprop_gradient(layers, shapes, acts, loss, x[:batch], y[:batch], hidden,
+                          preactivations, deltas, gradient, cblas)
+        if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
+                   velocity, second, count, step, new_v, new_s, stats, w, batch):
             count += 1
         else:
             return w + 1
