@@ -5,6 +5,7 @@ run goes through the plain loop."""
 from __future__ import annotations
 
 import copy
+import re
 
 import numba
 import numpy as np
@@ -13,6 +14,7 @@ from threadpoolctl import threadpool_limits
 
 from contracts import ROOT, table
 from conftest import chip_of, lab
+from devsim import blas
 from devsim.activations import ActivationParams
 from devsim.device import DeviceParams, NoiseSourceParams
 from devsim.network import LayerParams, Network, NetworkParams
@@ -24,6 +26,7 @@ from trainer.base import Setup
 from trainer.backprop import BackpropParams
 from trainer.compiled import (EXECUTORS, OPTIMIZERS, Compiled, CompiledBackprop, CompiledMGD,
                               CompiledNP)
+from trainer.exact_chip import ExactChip
 from trainer.executors import Plain, select
 from trainer.loop import TrainingLoop
 from trainer.mgd import MGD, MGDParams
@@ -207,12 +210,17 @@ def test_long_windows_split_over_threads_give_the_same_bits(variant):
     _assert_same(runs)
 
 
-@pytest.mark.parametrize("variant", ["mgd-nodes", "anp", "backprop"])
-def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(variant):
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights-analog-lowpass", "anp",
+                                     "backprop"])
+def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(variant, kind):
     """A learning rate that overflows skips windows: the compiled call stops at each, so
     the runner sees it where the plain loop would, and the sample stream (and the
-    estimator's noise stream) is left where the plain loop leaves it."""
-    optimizer = OptimizerParams.members()["sgd"](lr=1e300)
+    estimator's noise stream) is left where the plain loop leaves it; the low-pass
+    integral keeps its value from before the non-finite window, and the optimizer counts
+    only the updates written (Adam's bias corrections)."""
+    optimizer = OptimizerParams.members()[kind](lr=1e100)  # parameters overflow next window
     scales = Timescales(tau_x=2, tau_p=1, tau_theta=10)
     runs = _both(lambda mode: _loop(_network(("identity", "identity")), VARIANTS[variant],
                                     optimizer, scales, mode), stops=(400,))
@@ -303,6 +311,22 @@ def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, 
                                        _optimizer("sgd", "constant"))
     with pytest.raises(ValueError, match="the compiled executor does not cover"):
         executor(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
+
+
+def test_the_exact_chip_refuses_what_its_kernels_cannot_run(monkeypatch):
+    """ExactChip names each reason a chip's arithmetic is out of the kernels' reach (a
+    device other than the ideal one, missing BLAS entry points) and will not be built
+    for such a chip."""
+    crossbar = lab(chip_of(_network(device=DeviceParams.members()["crossbar"]()), "mse"))
+    reason = "layers that are not all exact float arrays with a bias (the ideal device)"
+    assert ExactChip.refusals(crossbar) == [reason]
+    with pytest.raises(ValueError, match=r"^the chip is not one compiled kernels run: "
+                                         + re.escape(reason) + "$"):
+        ExactChip(crossbar)
+    ideal = lab(chip_of(_network(), "mse"))
+    assert ExactChip.refusals(ideal) == []
+    monkeypatch.setattr(blas, "AVAILABLE", False)
+    assert ExactChip.refusals(ideal) == ["NumPy's BLAS entry points (not found)"]
 
 
 def test_a_window_on_its_own_is_the_plain_loops():
