@@ -49,7 +49,7 @@ def add_code_perturbation(x, key, counters, offset, amplitude, n_out, out):
     so that four independent sums hide the adder's latency; each sum keeps its order.
     """
     n_probe, n_in = x.shape
-    scaled = np.empty(n_in)
+    scaled, acc = np.empty(n_in), np.empty(4)
     one = np.uint64(1)
     for t in range(n_probe):
         if counters[t] < 0:
@@ -60,7 +60,6 @@ def add_code_perturbation(x, key, counters, offset, amplitude, n_out, out):
         bias_at = first + n_out * n_in
         for j0 in range(0, n_out, 4):
             j1 = min(n_out, j0 + 4)
-            acc = np.empty(4)
             for j in range(j0, j1):
                 acc[j - j0] = -amplitude if crng.sign_bits(key, bias_at + j) & one else amplitude
             if j1 - j0 == 4:
