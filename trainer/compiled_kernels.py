@@ -69,6 +69,14 @@ def _forward(layers, shapes, acts, node_noise, perturbed, key, counters, amplitu
 
 
 @njit(cache=True, nogil=True)
+def _gather(x_data, y_data, samples, x, y):
+    """The window's samples into the first rows of the work arrays ``x`` and ``y``."""
+    for t in range(samples.shape[0]):
+        x[t] = x_data[samples[t]]
+        y[t] = y_data[samples[t]]
+
+
+@njit(cache=True, nogil=True)
 def _layer_gradient(shapes, signal, x, hidden, steps, gradient, cblas):
     """:func:`trainer.base.layer_gradient` of ``signal`` (steps, nodes) with the layer
     inputs of the window's first ``steps`` probes (``x``, then ``hidden``)."""
@@ -167,13 +175,11 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
     and the optimizer's state (``velocity``, ``second``; ``count`` updates applied
     before the call) change in place."""
     x, y, costs, codes, signal, change, gradient, step, new_v, new_s, counters = buffers
-    n_in, n_params = x.shape[1], gradient.shape[0]
+    n_params = gradient.shape[0]
     perturbed = np.array([0, window])
     for w in range(idx.shape[0] // window):
         s0 = w * window
-        for t in range(window):
-            x[t, :n_in] = x_data[idx[s0 + t]]
-            y[t] = y_data[idx[s0 + t]]
+        _gather(x_data, y_data, idx[s0:s0 + window], x, y)
         rows = window
         if discrete:  # a baseline per new sample and at the window's start
             for t in range(window):
@@ -245,12 +251,10 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
     x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s = buffers
     n_layers = shapes.shape[0]
     no_codes = np.empty(0, dtype=np.int64)
-    n_in, n_nodes = x.shape[1], noise.shape[1]
+    n_nodes = noise.shape[1]
     for w in range(idx.shape[0] // batch):
         s0 = w * batch
-        for t in range(batch):
-            x[t, :n_in] = x_data[idx[s0 + t]]
-            y[t] = y_data[idx[s0 + t]]
+        _gather(x_data, y_data, idx[s0:s0 + batch], x, y)
         x[batch:2 * batch] = x[:batch]
         y[batch:2 * batch] = y[:batch]
         perturbed = np.array([batch, 2 * batch])
@@ -329,15 +333,13 @@ def backprop_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, opt
     optimizer's step, until one is skipped or ``len(idx) // batch`` have run; returns
     how many ran."""
     x, y, costs, gradient, step, new_v, new_s = buffers
-    n_layers, n_in = shapes.shape[0], x.shape[1]
+    n_layers = shapes.shape[0]
     none = np.empty((0, 0))
     no_codes = np.empty(0, dtype=np.int64)
     nothing_perturbed = np.array([0, 0])
     for w in range(idx.shape[0] // batch):
         s0 = w * batch
-        for t in range(batch):
-            x[t, :n_in] = x_data[idx[s0 + t]]
-            y[t] = y_data[idx[s0 + t]]
+        _gather(x_data, y_data, idx[s0:s0 + batch], x, y)
         _forward(layers, shapes, acts, none, nothing_perturbed, np.uint64(0), no_codes, 0.0,
                  batch, x, hidden, preactivations, True, cblas)
         loss_rows(loss, hidden[n_layers - 1][:batch], y[:batch], costs[:batch])
