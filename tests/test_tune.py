@@ -443,6 +443,44 @@ def test_an_rdb_storage_keeps_the_study_and_records_heartbeats(tmp_path):
     assert sorted(rows) == [(t._trial_id,) for t in study.get_trials()]  # the two run, and this
 
 
+def test_opening_a_database_retries_only_a_lost_race_to_create_its_tables(tmp_path, monkeypatch):
+    import sqlalchemy.exc as sa_exc
+    from devsim.tune import study as bookkeeping
+
+    def failure(kind, message):
+        return kind("CREATE TABLE studies (...)", {}, Exception(message))
+
+    race = [failure(sa_exc.ProgrammingError, 'relation "studies" already exists'),
+            failure(sa_exc.IntegrityError, 'duplicate key value violates unique constraint '
+                                           '"pg_type_typname_nsp_index"'),
+            failure(sa_exc.OperationalError, "table studies already exists")]
+    other = [failure(sa_exc.ProgrammingError, "permission denied for schema public"),
+             failure(sa_exc.OperationalError, 'connection refused'),
+             ValueError("bad url")]
+    assert all(map(bookkeeping.lost_schema_race, race))
+    assert not any(map(bookkeeping.lost_schema_race, other))
+
+    calls = []
+
+    def storage(errors):
+        def open_(url, **kw):
+            calls.append(url)
+            if errors:
+                raise errors.pop(0)
+            return "opened"
+        return open_
+
+    monkeypatch.setattr(bookkeeping.time, "sleep", lambda s: None)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage(list(race)))
+    assert bookkeeping.open_storage("sqlite:///x.db", tmp_path) == "opened" and len(calls) == 4
+    calls.clear()
+    monkeypatch.setattr(optuna.storages, "RDBStorage", storage(list(other[:1])))
+    with pytest.raises(ConfigError, match="cannot open the study database: ProgrammingError: "
+                                          ".*permission denied"):
+        bookkeeping.open_storage("sqlite:///x.db", tmp_path)
+    assert len(calls) == 1  # refused at once, not retried
+
+
 # ---------------------------------------------------------------- PostgreSQL
 POSTGRES = os.environ.get("DEVSIM_TEST_POSTGRES_URL")
 
@@ -470,3 +508,43 @@ def test_two_workers_share_one_study_in_postgresql(tmp_path):
     assert all(Path(t.user_attrs["traces"][0]).exists() for t in trials)
     optuna.delete_study(study_name=name, storage=storage)
     assert math.isfinite(trials[0].values[0])
+
+
+def _open_postgres_storage(url, start, results):
+    from devsim.tune import study as bookkeeping
+    start.wait()
+    try:
+        bookkeeping.open_storage(url, Path("."))
+        results.put("opened")
+    except ConfigError as exc:
+        results.put(str(exc))
+
+
+@pytest.mark.skipif(not POSTGRES, reason="DEVSIM_TEST_POSTGRES_URL is not set")
+def test_workers_opening_a_new_postgresql_database_at_once_all_get_it():
+    import multiprocessing
+    import sqlalchemy as sa
+    pytest.importorskip("psycopg")
+    admin = sa.create_engine(POSTGRES.replace("postgresql://", "postgresql+psycopg://", 1),
+                             isolation_level="AUTOCOMMIT")
+    context = multiprocessing.get_context("fork")  # the workers start with everything imported
+    workers = 6  # with six, the old code (retrying integrity errors only) lost within 2 rounds
+    for round_ in range(6):  # every round races the workers to create the same tables
+        db = f"devsim_race_{os.getpid()}_{round_}"
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE {db}"))
+        try:
+            start, results = context.Barrier(workers), context.Queue()
+            url = POSTGRES.rsplit("/", 1)[0] + "/" + db
+            procs = [context.Process(target=_open_postgres_storage, args=(url, start, results))
+                     for _ in range(workers)]
+            for proc in procs:
+                proc.start()
+            opened = [results.get(timeout=120) for _ in procs]
+            for proc in procs:
+                proc.join(timeout=60)
+            assert opened == ["opened"] * workers, opened
+        finally:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f"DROP DATABASE {db} WITH (FORCE)"))
+    admin.dispose()

@@ -25,6 +25,8 @@ import json
 import os
 import socket
 import threading
+import time
+import warnings
 from pathlib import Path
 
 from devsim import config as cfg
@@ -71,8 +73,6 @@ def open_storage(url: str | None, folder: Path):
     if url is None:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
         return JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
-    import time
-    import warnings
     for attempt in range(5):
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" to Optuna
@@ -81,13 +81,23 @@ def open_storage(url: str | None, folder: Path):
                                               grace_period=GRACE_S,
                                               engine_kwargs={"pool_pre_ping": True})
         except Exception as exc:  # noqa: BLE001 (driver, network and schema errors alike)
-            # workers that open a new database at once race to create its tables: the
-            # losers see an integrity error and find the tables on the next try
-            if type(exc).__name__ != "IntegrityError" or attempt == 4:
+            if not lost_schema_race(exc) or attempt == 4:
                 reason = " ".join(str(exc).split())[:300]
                 raise ConfigError([f"--storage {storage_label(url)}: cannot open the study "
                                    f"database: {type(exc).__name__}: {reason}"]) from None
             time.sleep(0.5 * (attempt + 1))
+
+
+def lost_schema_race(exc: Exception) -> bool:
+    """Whether opening the storage failed only because another worker was creating the
+    same new database's tables at that moment: the loser sees a duplicate key (an
+    integrity error) or a table or type that "already exists" (PostgreSQL's
+    DuplicateTable, SQLite's and MySQL's errors alike), and finds the tables on the
+    next try."""
+    if type(exc).__name__ == "IntegrityError":
+        return True
+    cause = getattr(exc, "orig", None) or exc
+    return "already exists" in str(cause)
 
 
 def _with_driver(url: str) -> str:
@@ -175,7 +185,6 @@ def sampler(tune: TuneParams, seed: int):
     p: SamplerParams = tune.sampler
     kind = p.type if p.type != "auto" else ("tpe" if len(tune.objectives) == 1 else "nsga2")
     constraints = constraint_values if tune.constraints and not trial_constraints() else None
-    import warnings
     with warnings.catch_warnings():  # multivariate TPE is "experimental" to Optuna
         warnings.simplefilter("ignore", op.exceptions.ExperimentalWarning)
         if kind == "tpe":
