@@ -117,6 +117,7 @@ METHODS = {
     "DANP": ({"type": "anp", "perturbation": "gaussian", "sigma": 0.01,
               "decorrelation_lr": 1e-4}, 32),
     "WP": ({"type": "wp", "perturbation": "gaussian", "sigma": 0.01}, 32),
+    "WP signs": ({"type": "wp", "perturbation": "rademacher", "sigma": 0.01}, 32),
     "QZO": ({"type": "qzo", "queries": 4, "mu_node": 5, "node_from": 0}, 32),
     "backprop": ({"type": "backprop"}, 100),
 }
@@ -128,7 +129,8 @@ QZO_LR = 0.1
 """QZO's SGD rate, as configs/mcu_qzo.yaml."""
 
 FLOPS_KEY = {"MGD nodes": "mgd_nodes", "MGD weights": "mgd_weights", "NP": "np",
-             "DANP": "danp", "WP": "wp", "QZO": "qzo", "backprop": "backprop"}
+             "DANP": "danp", "WP": "wp", "WP signs": "wp", "QZO": "qzo",
+             "backprop": "backprop"}
 
 CROSSBAR = {"type": "crossbar", "read_noise": 0.01, "input_range": 4.0, "dac_bits": 8,
             "output_range": 16.0, "adc_bits": 10, "w_max": 2.0}
@@ -164,7 +166,7 @@ class Case:
             return QZO_LR
         if self.optimizer == "adam":
             return net.adam_lr
-        return net.sgd_lr * (WP_SGD_SCALE if self.method == "WP" else 1.0)
+        return net.sgd_lr * (WP_SGD_SCALE if self.method.startswith("WP") else 1.0)
 
     def ideal_activations(self) -> list[str]:
         """The activations of the ideal network the NumPy baseline runs: the network's
@@ -208,8 +210,9 @@ class Case:
         if self.method in ("NP", "DANP"):
             return nt.NodePerturbation(model, opt, rng, "np" if self.method == "NP" else "anp",
                                        estimator["sigma"], estimator.get("decorrelation_lr", 0.0))
-        if self.method == "WP":
-            return nt.WeightPerturbation(model, opt, rng, estimator["sigma"])
+        if self.method.startswith("WP"):
+            return nt.WeightPerturbation(model, opt, rng, estimator["sigma"],
+                                         signs=estimator["perturbation"] == "rademacher")
         return nt.Backprop(model, opt, rng)
 
 
@@ -230,6 +233,7 @@ def cases(quick: bool) -> list[Case]:
         for method in ("MGD nodes", "MGD weights", "NP", "DANP", "WP"):
             rows += [Case(net, method, "ideal", "sgd"), Case(net, method, "ideal", "adam"),
                      Case(net, method, "crossbar", "sgd"), Case(net, method, "MTJ", "sgd")]
+        rows += [Case(net, "WP signs", "ideal", "sgd"), Case(net, "WP signs", "ideal", "adam")]
         if net != "784-256-10":  # the MCU has no int8 sigmoid
             rows.append(Case(net, "QZO", "MCU", "sgd"))
         rows.append(Case(net, "backprop", "ideal", "sgd"))
@@ -317,6 +321,10 @@ def _first_window_draws(case: Case, estimator, method: nt.Method, rows: int):
                          .reshape(rows, estimator.params.queries, n_out))
             at += count
         return draws
+    if case.method == "WP signs":
+        n = estimator.n_params
+        return estimator.params.sigma * crng.sign_np(estimator.key, np.arange(
+            estimator.rows * n, (estimator.rows + rows) * n, dtype=np.uint64)).reshape(rows, n)
     return method.draw(rows)  # NP, DANP, WP: from a copy of the estimator's generator
 
 

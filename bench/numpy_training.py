@@ -358,15 +358,20 @@ class NodePerturbation(Method):
 
 
 class WeightPerturbation(Method):
-    """WP: i.i.d. Gaussian perturbations of every parameter, one per sample; the mean of
-    dC psi / sigma^2."""
+    """WP: i.i.d. Gaussian (or, with ``signs``, +-sigma) perturbations of every
+    parameter, one per sample; the mean of dC psi / sigma^2."""
 
-    def __init__(self, model, opt, rng, sigma: float):
+    def __init__(self, model, opt, rng, sigma: float, signs: bool = False):
         super().__init__(model, opt, rng)
-        self.sigma = sigma
+        self.sigma, self.signs = sigma, signs
 
     def draw(self, rows):
-        return self.sigma * self.rng.standard_normal((rows, len(self.model.flat)))
+        shape = (rows, len(self.model.flat))
+        if not self.signs:
+            return self.sigma * self.rng.standard_normal(shape)
+        n = shape[0] * shape[1]  # eight signs a random byte
+        bits = np.unpackbits(np.frombuffer(self.rng.bytes((n + 7) // 8), np.uint8), count=n)
+        return np.where(bits.reshape(shape), -self.sigma, self.sigma)
 
     def estimate(self, x, y, psi):
         rows = len(x)

@@ -38,6 +38,20 @@ def add_weight_perturbation(x, perturbation, n_out, out):
 
 
 @njit(cache=True, nogil=True)
+def add_zero_weight_perturbation(x, out):
+    """:func:`add_weight_perturbation` of all-zero rows, without reading them: each
+    row's sum is 0 + sum_i 0 * x[t, i] (+0.0, or NaN where x[t] is not finite), the same
+    for every output, and adding it turns -0.0 into +0.0 as the device's pass does."""
+    n_probe, n_in = x.shape
+    for t in range(n_probe):
+        acc = 0.0
+        for i in range(n_in):
+            acc += 0.0 * x[t, i]
+        for j in range(out.shape[1]):
+            out[t, j] += acc
+
+
+@njit(cache=True, nogil=True)
 def add_code_perturbation(x, key, counters, offset, amplitude, n_out, out):
     """:func:`add_weight_perturbation` of random sign codes made on the fly: probe t's
     flat [dW_t, db_t] is amplitude * crng.sign(key, counters[t] + offset + k) (none

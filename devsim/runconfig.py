@@ -45,9 +45,9 @@ class TrainParams(Params):
     executor: str = param("auto", choices=("auto", "plain"))
     """Who runs the update windows: ``auto``, a compiled executor where one covers the
     estimator, optimizer and chip (:mod:`trainer.compiled`: MGD with random codes, NP
-    and ANP with Gaussian noise, reference backprop, on ideal devices; many windows per
-    call, the same bits),
-    else the ask/tell loop; ``plain``: always the ask/tell loop, one window at a time."""
+    and ANP with Gaussian noise, WP, reference backprop, on ideal devices; many windows
+    per call, the same bits), else the ask/tell loop; ``plain``: always the ask/tell
+    loop, one window at a time."""
     diagnose_cosine: bool = False
     """Log the cosine of each estimate to the ideal model's exact gradient (a diagnostic
     outside the rule, from the bench; costs a reference backward pass per window)."""

@@ -25,7 +25,7 @@ from devsim.training import EstimatorParams, OptimizerParams, Timescales
 from trainer.base import Setup
 from trainer.backprop import BackpropParams
 from trainer.compiled import (EXECUTORS, OPTIMIZERS, Compiled, CompiledBackprop, CompiledMGD,
-                              CompiledNP)
+                              CompiledNP, CompiledWP)
 from trainer.exact_chip import ExactChip
 from trainer.executors import Plain, select
 from trainer.loop import TrainingLoop
@@ -41,6 +41,8 @@ VARIANTS = {
                                            cost_change_clip=0.002, normalize=False),
     "np": EstimatorParams.members()["np"](sigma=0.02),
     "anp": EstimatorParams.members()["anp"](sigma=0.02),
+    "wp": EstimatorParams.members()["wp"](sigma=0.01),
+    "wp-rademacher": EstimatorParams.members()["wp"](sigma=0.01, perturbation="rademacher"),
     "backprop": BackpropParams(),
 }
 """The estimators' variants the compiled executors cover."""
@@ -147,7 +149,8 @@ def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedu
                  stops=(57, 300, 301))
     compiled = kind in OPTIMIZERS
     expected = (CompiledMGD if variant.startswith("mgd") else
-                CompiledBackprop if variant == "backprop" else CompiledNP)
+                CompiledBackprop if variant == "backprop" else
+                CompiledWP if variant.startswith("wp") else CompiledNP)
     assert runs[1][1] is (expected if compiled else Plain) and runs[0][1] is Plain
     _assert_same(runs)
 
@@ -175,7 +178,7 @@ def test_a_chip_with_intrinsic_node_noise_runs_compiled_with_the_same_bits(varia
 def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, widths):
     optimizer = _optimizer("adam", "constant")
     scales = Timescales(tau_x=1, tau_p=1, tau_theta=9)
-    for estimator in ("mgd-nodes", "mgd-weights", "anp", "backprop"):
+    for estimator in ("mgd-nodes", "mgd-weights", "anp", "wp", "backprop"):
         runs = _both(lambda mode: _loop(_network(acts, widths, loss), VARIANTS[estimator],
                                         optimizer, scales, mode), stops=(200,))
         assert issubclass(runs[1][1], Compiled)
@@ -198,7 +201,7 @@ def test_backprop_from_the_chips_recorded_pass_is_the_reference_gradient(acts, l
     assert np.count_nonzero(reference) > len(reference) // 2  # a gradient to compare
 
 
-@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np"])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "wp"])
 def test_long_windows_split_over_threads_give_the_same_bits(variant):
     """Windows of 300 probes: the plain loop's chip cuts such calls into row parts run on
     two threads; the compiled executor runs them in one: the same canonical blocks."""
@@ -213,7 +216,7 @@ def test_long_windows_split_over_threads_give_the_same_bits(variant):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights-analog-lowpass", "anp",
-                                     "backprop"])
+                                     "wp-rademacher", "backprop"])
 def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(variant, kind):
     """A learning rate that overflows skips windows: the compiled call stops at each, so
     the runner sees it where the plain loop would, and the sample stream (and the
@@ -225,6 +228,22 @@ def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(varia
     runs = _both(lambda mode: _loop(_network(("identity", "identity")), VARIANTS[variant],
                                     optimizer, scales, mode), stops=(400,))
     assert "True" in runs[0][2]["stats"]  # windows were skipped
+    _assert_same(runs)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_a_sample_with_an_infinite_feature_gives_the_plain_loops_bits_under_wp():
+    """Weight perturbation's clean rows carry a zero perturbation, which the device adds:
+    0 x inf makes such a row's pre-activations NaN where the product alone is +-inf (and
+    the sigmoid would hide it). The compiled windows add it too, so the windows that
+    draw the sample are skipped either way."""
+    def make(mode):
+        loop = _loop(_network(("sigmoid", "sigmoid")), VARIANTS["wp"],
+                     _optimizer("sgd", "constant"), Timescales(tau_theta=8), mode)
+        loop.x[:, 2] = np.where(np.arange(len(loop.x)) == 3, np.inf, loop.x[:, 2])
+        return loop
+    runs = _both(make, stops=(300,))
+    assert "True" in runs[0][2]["stats"] and "False" in runs[0][2]["stats"]
     _assert_same(runs)
 
 

@@ -5,7 +5,7 @@ import pytest
 from conftest import make_bench, make_hardware
 from devsim import crng
 from devsim.dense import (add_code_perturbation, add_weight_perturbation,
-                          add_weight_perturbation_np)
+                          add_weight_perturbation_np, add_zero_weight_perturbation)
 from devices.noise import BernoulliNoiseParams, GaussianNoiseParams
 from devsim.activations import LeakyReLU, Logistic, ReLU
 
@@ -91,6 +91,22 @@ def test_code_perturbation_is_the_materialised_codes_bit_for_bit(rng, n_in, n_ou
     add_code_perturbation(x, key, counters, offset, amplitude, n_out, out)
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(out[[1, 5]], start[[1, 5]])
+
+
+def test_a_zero_perturbation_added_without_reading_it_has_the_same_bits(rng):
+    """Adding all-zero rows leaves finite outputs as they are but turns -0.0 into +0.0,
+    and makes a row NaN where its input is not finite: the same as adding the zeros."""
+    n_out, n_in = 4, 7
+    x = rng.normal(size=(5, n_in))
+    x[2, 3], x[4, 0] = np.inf, np.nan
+    start = rng.normal(size=(5, n_out))
+    start[0, 1], start[3, 2] = -0.0, -0.0
+    expected, out = start.copy(), start.copy()
+    add_weight_perturbation(x, np.zeros((5, n_out * (n_in + 1))), n_out, expected)
+    add_zero_weight_perturbation(x, out)
+    assert out.tobytes() == expected.tobytes()
+    assert np.signbit(start[0, 1]) and not np.signbit(out[0, 1])
+    assert np.isnan(out[[2, 4]]).all() and (out[[0, 1, 3]] == start[[0, 1, 3]]).all()
 
 
 def test_write_lands_exactly_on_ideal_device(rng):

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import build_estimator, make_hardware, run_window
 from devices.noise import GaussianNoiseParams
+from devsim import crng
 from devsim.params import ParamError
 from trainer.base import Window
 from trainer.node_perturbation import ANPParams, INPParams, NPParams
@@ -116,6 +117,21 @@ def test_weight_perturbation_laws_and_steps():
     assert abs(gauss.mean()) < 5 * sigma / np.sqrt(n)
     assert gauss.var() == pytest.approx(sigma ** 2, rel=5 * np.sqrt(2 / n))
     assert len(np.unique(np.abs(gauss))) > n // 2
+
+
+def test_weight_perturbation_signs_are_the_counter_based_stream_row_after_row():
+    """Rademacher WP draws row r's sign of parameter k as sign r P + k of its counter-based
+    stream (so compiled windows can make them where they use them): the chunks of
+    successive windows are one sequence, equal to crng's NumPy twin."""
+    hw = make_hardware((4, 3), seed=5)
+    est = build_estimator(WPParams(perturbation="rademacher", sigma=0.05), hw, 8)
+    P = hw.n_params
+    pieces = np.concatenate([est.draw(3), est.draw(1), est.draw(4)])
+    assert est.rows == 8
+    expected = 0.05 * crng.sign_np(est.key, np.arange(8 * P, dtype=np.uint64)).reshape(8, P)
+    assert pieces.tobytes() == expected.tobytes()
+    other = build_estimator(WPParams(perturbation="rademacher", sigma=0.05), hw, 9)
+    assert other.key != est.key
 
 
 def test_weight_perturbation_needs_the_weight_port():

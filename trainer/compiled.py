@@ -20,6 +20,8 @@ runs go through :class:`~trainer.executors.Plain`:
 - :class:`CompiledNP`: ``np`` and ``anp`` with Gaussian noise, one draw, a clean and a
   noisy pass; not ``inp``, other noise laws (NumPy draws them in buffered chunks), the
   chip's own noise or decorrelation (DNP and DANP: the rule's products are NumPy's);
+- :class:`CompiledWP`: weight perturbation, either law (Gaussian perturbations drawn
+  from the estimator's NumPy stream before the call, Rademacher signs made in place);
 - :class:`CompiledBackprop`: reference backpropagation (a baseline outside the rule),
   not decorrelated (DBP);
 - optimizers ``sgd``, ``momentum`` (Nesterov too) and ``adam``, with clipping and
@@ -45,17 +47,21 @@ from devsim import parallel
 from devsim.dense import CBLAS
 from trainer.backprop import Backprop
 from trainer.base import Estimate, Estimator, Window
-from trainer.compiled_kernels import backprop_windows, mgd_windows, np_windows
+from trainer.compiled_kernels import backprop_windows, mgd_windows, np_windows, wp_windows
 from trainer.exact_chip import ExactChip
 from trainer.executors import Executor, Plain
 from trainer.mgd import MGD
 from trainer.node_perturbation import NodePerturbation
 from trainer.optim import AdamState, MomentumState, ScheduleState, decay_schedule
+from trainer.weight_perturbation import WeightPerturbation
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 """Optimizer kinds the kernels apply; a kind's index here is its code."""
 MAX_WINDOWS = 4096
 """Most windows per compiled call (a call returns to Python at least this often)."""
+NOISE_BYTES = 64 << 20
+"""Most bytes of perturbations drawn for one call (weight perturbation: a window of B
+rows on P parameters draws 8 B P bytes)."""
 
 
 class Compiled(Executor):
@@ -144,9 +150,13 @@ class Compiled(Executor):
         """How many windows bring the chip to ``until`` steps (at least one; at most
         :data:`MAX_WINDOWS`)."""
         remaining = until - loop.chip.steps
-        n_max = max(1, min(MAX_WINDOWS, -(-remaining // T)))
+        n_max = max(1, min(self._max_windows(loop, T), -(-remaining // T)))
         per_window = self._probes(loop, n_max, T)
         return min(n_max, int(np.searchsorted(np.cumsum(per_window), remaining)) + 1)
+
+    def _max_windows(self, loop, T: int) -> int:
+        """Most windows of T steps one call runs."""
+        return MAX_WINDOWS
 
     def _probes(self, loop, n: int, T: int) -> np.ndarray:
         """Probes of each of the next ``n`` windows of T steps."""
@@ -268,6 +278,60 @@ class CompiledNP(Compiled):
         return ran
 
 
+class CompiledWP(Compiled):
+    """Weight perturbation's windows, the optimizer's steps and the writes, many windows
+    per compiled call; the same bits as :class:`~trainer.executors.Plain`. Gaussian
+    perturbations are drawn before the call from the estimator's stream, window by
+    window as the plain loop draws them (at most :data:`NOISE_BYTES` a call); Rademacher
+    ones are made inside the products and the correlation from their counters, as MGD's
+    codes on the weights."""
+
+    estimator_type = WeightPerturbation
+
+    @staticmethod
+    def _estimator_refusals(estimator) -> list[str]:
+        return []  # both laws
+
+    def _max_windows(self, loop, T):
+        if loop.estimator.signed:
+            return MAX_WINDOWS
+        return max(1, min(MAX_WINDOWS, NOISE_BYTES // (8 * T * loop.estimator.n_params)))
+
+    def _probes(self, loop, n, T):
+        """A clean and a moved pass of the T samples."""
+        return np.full(n, 2 * T)
+
+    def _run(self, loop, idx, new, optimizer, stats):
+        estimator, B = loop.estimator, loop.timescales.tau_theta
+        n, first_row = len(idx) // B, estimator.rows
+        state = copy.deepcopy(estimator.rng.bit_generator.state)
+        noise = np.empty((0, 0, 0))
+        if not estimator.signed:
+            noise = self._noise(n, B, estimator.n_params)
+            for w in range(n):
+                estimator.draw(B, out=noise[w])
+        a = self._arrays(loop, 2 * B, 0)
+        buffers = (a["x"], a["y"], a["costs"], a["per_probe"][:B], a["gradient"], a["step"],
+                   a["new_velocity"], a["new_second"], a["counters"])
+        ran = wp_windows(self.layers, self.shapes, self.acts, self.loss, loop.x, loop.y, idx,
+                         B, noise, estimator.key if estimator.signed else np.uint64(0), first_row,
+                         estimator.params.sigma, estimator.scale(B), *optimizer, buffers,
+                         a["hidden"], stats, CBLAS)
+        estimator.rows = first_row + ran * B
+        if ran < n and not estimator.signed:  # the stream gives only the draws of what ran
+            estimator.rng.bit_generator.state = state
+            for _ in range(ran):
+                estimator.rng.standard_normal(noise[0].shape)
+        return ran
+
+    def _noise(self, n, B, n_params):
+        """A work array for ``n`` windows' perturbations, kept between calls."""
+        kept = self._work.get("noise")
+        if kept is None or len(kept) < n or kept.shape[1:] != (B, n_params):
+            kept = self._work["noise"] = np.empty((n, B, n_params))
+        return kept[:n]
+
+
 class CompiledBackprop(Compiled):
     """Reference backpropagation's windows (outside the rule: a baseline), the
     optimizer's steps and the writes, many windows per compiled call; the same bits as
@@ -294,7 +358,7 @@ class CompiledBackprop(Compiled):
                                 a["preactivations"], a["deltas"], stats, CBLAS)
 
 
-EXECUTORS = (CompiledMGD, CompiledNP, CompiledBackprop)
+EXECUTORS = (CompiledMGD, CompiledNP, CompiledWP, CompiledBackprop)
 """The compiled executors, in the order :func:`trainer.executors.select` tries them."""
 
 

@@ -1,5 +1,6 @@
-"""The compiled executor's kernels: whole update windows of MGD, of node perturbation and
-of reference backpropagation, each followed by the optimizer's step and the write (:mod:`trainer.compiled` drives them).
+"""The compiled executor's kernels: whole update windows of MGD, of node perturbation, of
+weight perturbation and of reference backpropagation, each followed by the optimizer's
+step and the write (:mod:`trainer.compiled` drives them).
 
 Every operation is the one the plain ask/tell loop makes, in the same order, through the
 same kernels (:mod:`devsim.dense`, :mod:`devsim.losses`, :mod:`trainer.kernels`,
@@ -19,32 +20,37 @@ from numba import njit
 
 from devsim import blas
 from devsim.activations import apply_in_place, derivative
-from devsim.dense import add_code_perturbation, affine_block, correlate
+from devsim.dense import (add_code_perturbation, add_weight_perturbation,
+                          add_zero_weight_perturbation, affine_block, correlate)
 from devsim.losses import loss_gradient_rows, loss_rows
 from devsim.parallel import BLOCK_ROWS
-from trainer.kernels import mean, norm, row_squares
+from trainer.kernels import mean, norm, row_squares, weighted_rows
 from trainer.mgd import highpass
 from trainer.perturbations import correlate_codes, rademacher_codes
 
 
 @njit(cache=True, nogil=True)
-def _forward(layers, shapes, acts, node_noise, perturbed, key, counters, amplitude, rows, x,
-             hidden, preactivations, keep, cblas):
+def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_outside, key,
+             counters, amplitude, rows, x, hidden, preactivations, keep, cblas):
     """The window's ``rows`` probes (inputs ``x``) through every layer into ``hidden[l]``
     (and, with ``keep``, the pre-activations into ``preactivations[l]``), in canonical
     blocks, on the calling thread (Numba's parallel loops measured slower here: their
     OpenMP threads spin between windows, and lose badly on a shared machine).
 
-    Probe t carries row ``t - perturbed[0]`` of ``node_noise`` on the nodes for
-    perturbed[0] <= t < perturbed[1]; with ``node_noise`` of no columns it carries
-    instead the sign code from counter ``counters[t]`` on the parameters
-    (:func:`devsim.dense.add_code_perturbation`, amplitude ``amplitude``; none where
-    counters[t] < 0 or ``counters`` is empty)."""
+    Probe t carries row ``t - perturbed[0]`` of ``node_noise`` on the nodes, or of
+    ``weight_noise`` on the parameters, for perturbed[0] <= t < perturbed[1]; with
+    neither (arrays of no columns or rows) it carries the sign code from counter
+    ``counters[t]`` on the parameters (:func:`devsim.dense.add_code_perturbation`,
+    amplitude ``amplitude``; none where counters[t] < 0 or ``counters`` is empty). With
+    ``zero_outside`` the probes outside perturbed[0]..perturbed[1] get the zero
+    parameter perturbation the plain loop's requests give them."""
     empty = np.empty((0, 0))
     node_target = node_noise.shape[1] > 0
+    p0, p1 = perturbed[0], perturbed[1]
     for block in range((rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
         b0 = block * BLOCK_ROWS
         b1 = min(rows, b0 + BLOCK_ROWS)
+        t0, t1 = min(b1, max(b0, p0)) - b0, max(b0, min(b1, p1)) - b0  # perturbed, in block
         h = x[b0:b1]
         node_at, param_at = 0, 0
         for l in range(shapes.shape[0]):
@@ -52,14 +58,21 @@ def _forward(layers, shapes, acts, node_noise, perturbed, key, counters, amplitu
             out = hidden[l][b0:b1]
             if node_target:
                 part = np.zeros((b1 - b0, n_out))
-                for t in range(max(b0, perturbed[0]), min(b1, perturbed[1])):
-                    part[t - b0] = node_noise[t - perturbed[0], node_at:node_at + n_out]
+                part[t0:t1] = node_noise[b0 + t0 - p0:b0 + t1 - p0, node_at:node_at + n_out]
                 affine_block(layers[l], n_out, h, part, empty, out, cblas)
             else:
                 affine_block(layers[l], n_out, h, empty, empty, out, cblas)
                 if counters.shape[0]:
                     add_code_perturbation(h, key, counters[b0:b1], param_at, amplitude,
                                           n_out, out)
+                elif weight_noise.shape[0]:
+                    add_weight_perturbation(
+                        h[t0:t1], weight_noise[b0 + t0 - p0:b0 + t1 - p0,
+                                               param_at:param_at + n_out * (n_in + 1)],
+                        n_out, out[t0:t1])
+                if zero_outside:
+                    add_zero_weight_perturbation(h[:t0], out[:t0])
+                    add_zero_weight_perturbation(h[t1:], out[t1:])
             if keep:
                 preactivations[l][b0:b1] = out
             apply_in_place(acts[l], out)
@@ -177,6 +190,7 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
     x, y, costs, codes, signal, change, gradient, step, new_v, new_s, counters = buffers
     n_params = gradient.shape[0]
     perturbed = np.array([0, window])
+    no_noise = np.empty((0, 0))
     for w in range(idx.shape[0] // window):
         s0 = w * window
         _gather(x_data, y_data, idx[s0:s0 + window], x, y)
@@ -192,8 +206,8 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
         else:  # each probe's code made inside its products, from its first counter
             for t in range(rows):
                 counters[t] = (clock + s0 + t) // tau_p * n_params if t < window else -1
-        _forward(layers, shapes, acts, codes, perturbed, key, counters, rms, rows, x, hidden,
-                 hidden, False, cblas)
+        _forward(layers, shapes, acts, codes, no_noise, perturbed, False, key, counters, rms,
+                 rows, x, hidden, hidden, False, cblas)
         loss_rows(loss, hidden[shapes.shape[0] - 1][:rows], y[:rows], costs[:rows])
         if discrete:
             cost = mean(costs[window:rows])
@@ -258,8 +272,9 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
         x[batch:2 * batch] = x[:batch]
         y[batch:2 * batch] = y[:batch]
         perturbed = np.array([batch, 2 * batch])
-        _forward(layers, shapes, acts, noise[s0:s0 + batch], perturbed, np.uint64(0), no_codes,
-                 0.0, 2 * batch, x, hidden, preactivations, activity, cblas)
+        _forward(layers, shapes, acts, noise[s0:s0 + batch], np.empty((0, 0)), perturbed,
+                 False, np.uint64(0), no_codes, 0.0, 2 * batch, x, hidden, preactivations,
+                 activity, cblas)
         loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
         for t in range(batch):
             d_cost[t] = costs[batch + t] - costs[t]
@@ -284,6 +299,51 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
         _layer_gradient(shapes, signal, x, hidden, batch, gradient, cblas)
         for i in range(gradient.shape[0]):
             gradient[i] = (0.0 + gradient[i]) / batch
+        if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
+                   velocity, second, count, step, new_v, new_s, stats, w, 2 * batch):
+            count += 1
+        else:
+            return w + 1
+    return idx.shape[0] // batch
+
+
+@njit(cache=True, nogil=True)
+def wp_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, noise, key, first_row,
+               sigma, scale, opt_kind, hyper, lr, factors, velocity, second, count, buffers,
+               hidden, stats, cblas):
+    """Windows of weight perturbation (:class:`trainer.weight_perturbation.WeightPerturbation`:
+    a clean and a moved pass of each row), each followed by the optimizer's step, until
+    one is skipped or ``len(idx) // batch`` have run; returns how many ran. Window w's
+    moved pass carries ``noise[w]`` (batch, parameters; already scaled) or, with
+    ``noise`` of no windows, the +-``sigma`` sign codes of rows ``first_row + w*batch``
+    on (made where they are used); its correlation is divided by ``scale``."""
+    x, y, costs, change, gradient, step, new_v, new_s, counters = buffers
+    n_layers, n_params = shapes.shape[0], gradient.shape[0]
+    signed = noise.shape[0] == 0
+    no_nodes, no_noise = np.empty((0, 0)), np.empty((0, 0))
+    perturbed = np.array([batch, 2 * batch])
+    for w in range(idx.shape[0] // batch):
+        s0 = w * batch
+        _gather(x_data, y_data, idx[s0:s0 + batch], x, y)
+        x[batch:2 * batch] = x[:batch]
+        y[batch:2 * batch] = y[:batch]
+        if signed:
+            for t in range(2 * batch):
+                counters[t] = (first_row + s0 + t - batch) * n_params if t >= batch else -1
+        _forward(layers, shapes, acts, no_nodes, no_noise if signed else noise[w], perturbed,
+                 True, key, counters[:2 * batch] if signed else counters[:0], sigma,
+                 2 * batch, x, hidden, hidden, False, cblas)
+        loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
+        for t in range(batch):
+            change[t] = costs[batch + t] - costs[t]
+        if signed:  # change * (+-sigma) is +-(change * sigma) exactly
+            for t in range(batch):
+                change[t] = change[t] * sigma
+            correlate_codes(key, counters[batch:2 * batch], change[:batch], gradient)
+        else:
+            weighted_rows(noise[w], change[:batch], gradient)
+        for i in range(gradient.shape[0]):
+            gradient[i] = gradient[i] / scale
         if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
                    velocity, second, count, step, new_v, new_s, stats, w, 2 * batch):
             count += 1
@@ -340,8 +400,8 @@ def backprop_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, opt
     for w in range(idx.shape[0] // batch):
         s0 = w * batch
         _gather(x_data, y_data, idx[s0:s0 + batch], x, y)
-        _forward(layers, shapes, acts, none, nothing_perturbed, np.uint64(0), no_codes, 0.0,
-                 batch, x, hidden, preactivations, True, cblas)
+        _forward(layers, shapes, acts, none, none, nothing_perturbed, False, np.uint64(0),
+                 no_codes, 0.0, batch, x, hidden, preactivations, True, cblas)
         loss_rows(loss, hidden[n_layers - 1][:batch], y[:batch], costs[:batch])
         backprop_gradient(layers, shapes, acts, loss, x[:batch], y[:batch], hidden,
                           preactivations, deltas, gradient, cblas)

@@ -38,3 +38,13 @@ def row_squares(a, out):
         for k in range(a.shape[1]):
             acc += a[t, k] * a[t, k]
         out[t] = acc
+
+
+@njit(cache=True, nogil=True)
+def weighted_rows(a, weights, out):
+    """``out[k]`` = sum over rows t of weights[t] * a[t, k], summed in row order."""
+    out[:] = 0.0
+    for t in range(a.shape[0]):
+        w = weights[t]
+        for k in range(a.shape[1]):
+            out[k] += w * a[t, k]

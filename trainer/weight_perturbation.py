@@ -18,9 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devsim import crng
 from devsim.params import ParamError, param
 from devsim.hardware import Request
 from trainer.base import Estimate, Estimator, EstimatorParams, Window
+from trainer.kernels import mean, weighted_rows
+from trainer.perturbations import rademacher_codes
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,10 @@ class WPParams(EstimatorParams, kind="wp"):
     """Weight perturbation: one-sided cost differences times i.i.d. parameter perturbations."""
 
     perturbation: str = param("gaussian", choices=("gaussian", "rademacher"))
-    """Law of each parameter's perturbation."""
+    """Law of each parameter's perturbation: ``gaussian`` from the run's NumPy stream;
+    ``rademacher`` +-sigma signs from the counter-based stream (row r's sign of parameter
+    k is sign r P + k, as MGD's ``code`` perturbations), which compiled windows make where
+    they use them instead of drawing and storing them (:mod:`trainer.compiled`)."""
     sigma: float = param(0.01, gt=0.0)
     """Standard deviation of each parameter's perturbation (rademacher: +-sigma)."""
 
@@ -43,13 +49,26 @@ class WeightPerturbation(Estimator):
 
     def __init__(self, params: WPParams, n_params: int, rng: np.random.Generator):
         self.params, self.n_params, self.rng = params, n_params, rng
+        self.signed = params.perturbation == "rademacher"
+        self.key = crng.stream_key_np(int(rng.integers(2 ** 63)), 0) if self.signed else None
+        self.rows = 0
+        """Rows perturbed so far: the next row's signs start at sign ``rows * n_params``."""
 
-    def draw(self, steps: int) -> np.ndarray:
-        """Perturbations (steps, n_params)."""
-        shape, sigma = (steps, self.n_params), self.params.sigma
-        if self.params.perturbation == "gaussian":
-            return sigma * self.rng.standard_normal(shape)
-        return sigma * (2.0 * self.rng.integers(0, 2, shape) - 1.0)
+    def draw(self, steps: int, out: np.ndarray | None = None) -> np.ndarray:
+        """The next ``steps`` rows' perturbations (steps, n_params), into ``out`` where
+        given."""
+        out = np.empty((steps, self.n_params)) if out is None else out
+        if self.signed:
+            rademacher_codes(self.key, self.rows, 1, self.params.sigma, out)
+        else:
+            self.rng.standard_normal(out=out)
+            out *= self.params.sigma
+        self.rows += steps
+        return out
+
+    def scale(self, batch: int) -> float:
+        """What the correlation of a window of ``batch`` rows is divided by."""
+        return self.params.sigma ** 2 * batch
 
     def window_steps(self, window):
         """Two probes per row: as the parameters are, and moved."""
@@ -61,5 +80,7 @@ class WeightPerturbation(Estimator):
         result = yield Request(np.tile(window.x, (2, 1)), np.tile(window.y, (2, 1)),
                                weight_perturbation=np.concatenate([np.zeros_like(psi), psi]))
         base, moved = result.costs[:batch], result.costs[batch:]
-        gradient = psi.T @ (moved - base) / (self.params.sigma ** 2 * batch)
-        return Estimate(gradient, float(base.mean()))
+        gradient = np.empty(self.n_params)
+        weighted_rows(psi, moved - base, gradient)
+        gradient /= self.scale(batch)
+        return Estimate(gradient, mean(base))
