@@ -247,6 +247,21 @@ def test_a_sample_with_an_infinite_feature_gives_the_plain_loops_bits_under_wp()
     _assert_same(runs)
 
 
+def test_gaussian_wp_draws_at_most_noise_bytes_a_call_into_a_kept_array(monkeypatch):
+    """Gaussian WP's perturbations are drawn before each compiled call: at most
+    NOISE_BYTES of them (a call runs fewer windows on a large network), into a work
+    array kept between calls."""
+    import trainer.compiled
+    loop = _loop(_network(), VARIANTS["wp"], _optimizer("sgd", "constant"),
+                 Timescales(tau_theta=8), "auto")
+    P = loop.estimator.n_params
+    monkeypatch.setattr(trainer.compiled, "NOISE_BYTES", 8 * 8 * P * 3 + 5)
+    assert len(loop.advance(10 ** 6)) == 3
+    kept = loop.executor._work["noise"]
+    assert kept.shape == (3, 8, P)
+    assert len(loop.advance(10 ** 6)) == 3 and loop.executor._work["noise"] is kept
+
+
 def test_a_whole_run_writes_the_same_trace_either_way(tmp_path):
     sets = ["train.steps=30000", "train.eval_every=10000", "trace.log_every=2000",
             "trace.snapshot_every=6000", "train.optimizer={type: adam, lr: 0.01}"]

@@ -130,6 +130,8 @@ def test_weight_perturbation_signs_are_the_counter_based_stream_row_after_row():
     assert est.rows == 8
     expected = 0.05 * crng.sign_np(est.key, np.arange(8 * P, dtype=np.uint64)).reshape(8, P)
     assert pieces.tobytes() == expected.tobytes()
+    seed = int(np.random.default_rng(8).integers(2 ** 63))  # the stream's first draw
+    assert est.key == crng.stream_key_np(seed, 0)
     other = build_estimator(WPParams(perturbation="rademacher", sigma=0.05), hw, 9)
     assert other.key != est.key
 

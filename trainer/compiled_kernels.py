@@ -8,7 +8,8 @@ same kernels (:mod:`devsim.dense`, :mod:`devsim.losses`, :mod:`trainer.kernels`,
 gives the same bits either way. MGD on the weights makes each probe's sign code inside its
 products and its correlation (:func:`devsim.dense.add_code_perturbation`,
 :func:`trainer.perturbations.correlate_codes`): the same bits as the plain loop's
-materialised codes, without a (probes x parameters) array per window. The probes of a window run in canonical blocks of
+materialised codes, without a (probes x parameters) array per window; so does weight
+perturbation with its Rademacher law. The probes of a window run in canonical blocks of
 :data:`devsim.parallel.BLOCK_ROWS` rows, as the chip runs them.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from trainer.perturbations import correlate_codes, rademacher_codes
 
 
 @njit(cache=True, nogil=True)
-def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_outside, key,
+def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_before, key,
              counters, amplitude, rows, x, hidden, preactivations, keep, cblas):
     """The window's ``rows`` probes (inputs ``x``) through every layer into ``hidden[l]``
     (and, with ``keep``, the pre-activations into ``preactivations[l]``), in canonical
@@ -42,8 +43,8 @@ def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_out
     neither (arrays of no columns or rows) it carries the sign code from counter
     ``counters[t]`` on the parameters (:func:`devsim.dense.add_code_perturbation`,
     amplitude ``amplitude``; none where counters[t] < 0 or ``counters`` is empty). With
-    ``zero_outside`` the probes outside perturbed[0]..perturbed[1] get the zero
-    parameter perturbation the plain loop's requests give them."""
+    ``zero_before`` the probes before perturbed[0] (clean passes) get the zero parameter
+    perturbation the plain loop's requests give them."""
     empty = np.empty((0, 0))
     node_target = node_noise.shape[1] > 0
     p0, p1 = perturbed[0], perturbed[1]
@@ -70,9 +71,8 @@ def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_out
                         h[t0:t1], weight_noise[b0 + t0 - p0:b0 + t1 - p0,
                                                param_at:param_at + n_out * (n_in + 1)],
                         n_out, out[t0:t1])
-                if zero_outside:
+                if zero_before:
                     add_zero_weight_perturbation(h[:t0], out[:t0])
-                    add_zero_weight_perturbation(h[t1:], out[t1:])
             if keep:
                 preactivations[l][b0:b1] = out
             apply_in_place(acts[l], out)
