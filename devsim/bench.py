@@ -58,6 +58,13 @@ class Bench:
             return None
         return flats if all(layer.bias for layer in net.params.layers) else None
 
+    def exact_decorrelation(self) -> tuple[np.ndarray, ...] | None:
+        """The live decorrelation matrices R_l in front of the layers' inputs (None where
+        the chip has none), for executors that run the chip's windows and the
+        decorrelation rule in compiled form: a write lands as ``r += delta`` on each."""
+        matrices = self._network.decorrelation
+        return None if matrices is None else tuple(matrices)
+
     def count_reads(self, probes: int) -> None:
         """Meter ``probes`` reads on every layer: what the layers' forward calls would
         have metered for probes a compiled executor ran on :meth:`exact_layers`."""

@@ -45,7 +45,8 @@ class TrainParams(Params):
     executor: str = param("auto", choices=("auto", "plain"))
     """Who runs the update windows: ``auto``, a compiled executor where one covers the
     estimator, optimizer and chip (:mod:`trainer.compiled`: MGD with random codes, NP
-    and ANP with Gaussian noise, WP, reference backprop, on ideal devices; many windows
+    and ANP with Gaussian noise (DNP, DANP too), WP, reference backprop, on ideal
+    devices; many windows
     per call, the same bits), else the ask/tell loop; ``plain``: always the ask/tell
     loop, one window at a time."""
     diagnose_cosine: bool = False

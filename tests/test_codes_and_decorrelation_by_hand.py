@@ -4,6 +4,7 @@ trainer/decorrelation.py)."""
 import numpy as np
 import pytest
 
+from devsim import blas
 from trainer.decorrelation import decorrelation_deltas, offdiagonal_correlation
 from trainer.perturbations import Perturbation, _parity
 
@@ -32,7 +33,11 @@ def test_offdiagonal_correlation_is_the_batch_mean_outer_product_without_diagona
     np.testing.assert_allclose(c, expected, rtol=1e-15)
 
 
-def test_decorrelation_step_and_layer_count():
+@pytest.mark.parametrize("kernel", [True, False], ids=["blas-kernel", "numpy"])
+def test_decorrelation_step_and_layer_count(kernel, monkeypatch):
+    """The compiled kernel on NumPy's BLAS, or NumPy where its entry points are not found
+    (devsim.blas.AVAILABLE): -lr offdiag(<z z^T>) R either way."""
+    monkeypatch.setattr(blas, "AVAILABLE", kernel)
     rng = np.random.default_rng(1)
     z = [rng.normal(size=(5, 3)), rng.normal(size=(5, 2))]
     r = [rng.normal(size=(3, 3)), rng.normal(size=(2, 2))]

@@ -44,8 +44,11 @@ VARIANTS = {
     "wp": EstimatorParams.members()["wp"](sigma=0.01),
     "wp-rademacher": EstimatorParams.members()["wp"](sigma=0.01, perturbation="rademacher"),
     "backprop": BackpropParams(),
+    "dnp": EstimatorParams.members()["np"](sigma=0.02, decorrelation_lr=0.05),
+    "danp": EstimatorParams.members()["anp"](sigma=0.02, decorrelation_lr=0.05),
 }
-"""The estimators' variants the compiled executors cover."""
+"""The estimators' variants the compiled executors cover (``dnp`` and ``danp`` on chips
+with decorrelation matrices, which their rule trains)."""
 SCHEDULES = {"constant": {}, "cosine-clipped": dict(schedule="cosine", decay_updates=8,
                                                      final_lr_fraction=0.1, clip_norm=0.3)}
 LR = {"sgd": 0.5, "momentum": 0.2, "adam": 0.02}
@@ -68,6 +71,12 @@ def _network(acts=("relu", "sigmoid"), widths=(6, 5, 3), loss="mse", device=None
                            **({"device": device} if device is not None else {}), **network)
     rng = np.random.default_rng(seed)
     return Network(params, widths[0], rng, rng)
+
+
+def _chip_for(variant, **network):
+    """:func:`_network` for ``variant``: with decorrelation matrices where it trains them."""
+    decorrelates = getattr(VARIANTS[variant], "decorrelation_lr", 0.0) > 0.0
+    return _network(**({"decorrelation": True} if decorrelates else {}), **network)
 
 
 def _data(n_in, n_out, n=37, seed=0):
@@ -107,7 +116,7 @@ def _trajectory(loop, stops):
     est = loop.estimator
     state = ([est.step, est._filter, est._integral] if hasattr(est, "step")
              else [est.rng.random(3)] if hasattr(est, "rng") else [])
-    return dict(params=lab(loop.chip).read_params().tobytes(), stats=repr(stats),
+    return dict(params=_flat(lab(loop.chip).state()), stats=repr(stats),
                 steps=loop.chip.steps, meter=lab(loop.chip).meter(),
                 estimator=_flat(state),
                 optimizer=_flat(loop.opt_state), stream=loop.stream.next(7)[0].tobytes())
@@ -145,7 +154,7 @@ def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedu
     optimizer = _optimizer(kind, schedule)
     scales = Timescales(tau_x=3, tau_p=2, tau_theta=10)
     estimator = VARIANTS[variant]
-    runs = _both(lambda mode: _loop(_network(), estimator, optimizer, scales, mode),
+    runs = _both(lambda mode: _loop(_chip_for(variant), estimator, optimizer, scales, mode),
                  stops=(57, 300, 301))
     compiled = kind in OPTIMIZERS
     expected = (CompiledMGD if variant.startswith("mgd") else
@@ -168,6 +177,26 @@ def test_a_chip_with_intrinsic_node_noise_runs_compiled_with_the_same_bits(varia
     assert [r[1] for r in runs[:2]] == [Plain, CompiledMGD if variant == "mgd-nodes"
                                         else CompiledNP]
     _assert_same(runs)
+
+
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "anp", "wp",
+                                     "wp-rademacher", "dnp", "danp"])
+def test_a_chip_with_decorrelation_matrices_runs_compiled_with_the_same_bits(variant):
+    """Every layer takes R_l h: the compiled passes make that product as the chip does,
+    and the decorrelation rule of DNP and DANP moves the live R_l by the same kernel as
+    the plain loop (R held fixed by the other estimators), at one and two threads; the
+    matrices are part of the compared state."""
+    def make(mode):
+        return _loop(_network(("relu", "sigmoid"), (6, 5, 3), decorrelation=True),
+                     VARIANTS[variant], _optimizer("adam", "constant"),
+                     Timescales(tau_x=2, tau_p=2, tau_theta=10), mode)
+
+    runs = _both(make, stops=(57, 300), threads=(1, 2))
+    assert [issubclass(r[1], Compiled) for r in runs] == [False, True, False, True]
+    _assert_same(runs)
+    eye = np.concatenate([np.eye(6).ravel(), np.eye(5).ravel()])
+    moved = np.frombuffer(runs[1][2]["params"][0], dtype=np.float64)  # sorted: R first
+    assert len(moved) == len(eye) and (variant.startswith("d") != np.array_equal(moved, eye))
 
 
 @pytest.mark.parametrize("acts,loss,widths", table("compiled executor: layers and losses", [
@@ -201,13 +230,13 @@ def test_backprop_from_the_chips_recorded_pass_is_the_reference_gradient(acts, l
     assert np.count_nonzero(reference) > len(reference) // 2  # a gradient to compare
 
 
-@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "wp"])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "wp", "danp"])
 def test_long_windows_split_over_threads_give_the_same_bits(variant):
     """Windows of 300 probes: the plain loop's chip cuts such calls into row parts run on
     two threads; the compiled executor runs them in one: the same canonical blocks."""
     optimizer = _optimizer("momentum", "constant")
     scales = Timescales(tau_x=1, tau_p=1, tau_theta=150)
-    runs = _both(lambda mode: _loop(_network(widths=(6, 9, 3)), VARIANTS[variant],
+    runs = _both(lambda mode: _loop(_chip_for(variant, widths=(6, 9, 3)), VARIANTS[variant],
                                     optimizer, scales, mode), stops=(1500,), threads=(1, 2))
     assert [r[1] is Plain for r in runs] == [True, False, True, False]
     _assert_same(runs)
@@ -216,7 +245,7 @@ def test_long_windows_split_over_threads_give_the_same_bits(variant):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights-analog-lowpass", "anp",
-                                     "wp-rademacher", "backprop"])
+                                     "wp-rademacher", "backprop", "dnp"])
 def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(variant, kind):
     """A learning rate that overflows skips windows: the compiled call stops at each, so
     the runner sees it where the plain loop would, and the sample stream (and the
@@ -225,8 +254,8 @@ def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(varia
     only the updates written (Adam's bias corrections)."""
     optimizer = OptimizerParams.members()[kind](lr=1e100)  # parameters overflow next window
     scales = Timescales(tau_x=2, tau_p=1, tau_theta=10)
-    runs = _both(lambda mode: _loop(_network(("identity", "identity")), VARIANTS[variant],
-                                    optimizer, scales, mode), stops=(400,))
+    runs = _both(lambda mode: _loop(_chip_for(variant, acts=("identity", "identity")),
+                                    VARIANTS[variant], optimizer, scales, mode), stops=(400,))
     assert "True" in runs[0][2]["stats"]  # windows were skipped
     _assert_same(runs)
 
@@ -331,7 +360,10 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
     (dict(estimator=EstimatorParams.members()["inp"]()), "estimator kind 'inp' (needs np or anp)"),
     (dict(estimator=EstimatorParams.members()["np"](perturbation="rademacher")),
      "perturbation 'rademacher' (needs 'gaussian')"),
-    (dict(network=dict(decorrelation=True)), "decorrelation matrices"),
+    (dict(widths=(1, 5, 3), network=dict(decorrelation=True)),
+     "layer 0 with one input and a decorrelation matrix"),
+    (dict(estimator=BackpropParams(), network=dict(decorrelation=True)),
+     "decorrelation matrices (its gradient through them is NumPy's)"),
 ])
 def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, reason):
     network = _network(change.get("acts", ("relu", "sigmoid")), change.get("widths", (6, 5, 3)),
@@ -340,7 +372,8 @@ def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, 
     estimator = change.get("estimator", MGDParams())
     loop = _loop(network, estimator, _optimizer("sgd", "constant"), Timescales(), "auto")
     assert isinstance(loop.executor, Plain)
-    executor = CompiledMGD if isinstance(estimator, MGDParams) else CompiledNP
+    executor = (CompiledMGD if isinstance(estimator, MGDParams) else
+                CompiledBackprop if isinstance(estimator, BackpropParams) else CompiledNP)
     assert reason in executor.refusals(lab(loop.chip), loop.estimator,
                                        _optimizer("sgd", "constant"))
     with pytest.raises(ValueError, match="the compiled executor does not cover"):

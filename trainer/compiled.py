@@ -18,21 +18,21 @@ runs go through :class:`~trainer.executors.Plain`:
   ``discrete`` or ``analog``, ``window`` or ``lowpass`` integration, clipped cost
   changes; not cost noise (a NumPy stream per window), not the periodic or sparse codes;
 - :class:`CompiledNP`: ``np`` and ``anp`` with Gaussian noise, one draw, a clean and a
-  noisy pass; not ``inp``, other noise laws (NumPy draws them in buffered chunks), the
-  chip's own noise or decorrelation (DNP and DANP: the rule's products are NumPy's);
+  noisy pass, with or without the decorrelation rule (DNP, DANP); not ``inp``, other
+  noise laws (NumPy draws them in buffered chunks) or the chip's own noise;
 - :class:`CompiledWP`: weight perturbation, either law (Gaussian perturbations drawn
   from the estimator's NumPy stream before the call, Rademacher signs made in place);
 - :class:`CompiledBackprop`: reference backpropagation (a baseline outside the rule),
-  not decorrelated (DBP);
+  not on chips with decorrelation matrices (DBP: its gradient through R is NumPy's);
 - optimizers ``sgd``, ``momentum`` (Nesterov too) and ``adam``, with clipping and
   schedules (plugins' optimizers go through Plain);
 - chips whose every layer is an exact float array
   (:meth:`devsim.device.DeviceArray.exact_parameters`: the ideal device) with a bias,
   more than one output (NumPy makes a one-column product by other BLAS routines) and
   an identity, sigmoid or ReLU activation (those with compiled code), an ``mse`` or
-  ``cross_entropy`` loss and no decorrelation matrices (the chip's own node noise may be
-  there: these estimators never ask for noisy passes, so it never acts):
-  :class:`~trainer.exact_chip.ExactChip`;
+  ``cross_entropy`` loss, and decorrelation matrices or none (with them, more than one
+  input to each layer); the chip's own node noise may be there: these estimators never
+  ask for noisy passes, so it never acts (:class:`~trainer.exact_chip.ExactChip`);
 - no per-window diagnostics (``train.diagnose_cosine``), and NumPy's BLAS reachable from
   compiled code (:data:`devsim.blas.AVAILABLE`).
 """
@@ -84,6 +84,7 @@ class Compiled(Executor):
         exact = ExactChip(bench)
         self.layers, self.shapes, self.acts, self.loss = (exact.layers, exact.shapes,
                                                           exact.acts, exact.loss)
+        self.decorrelation, self.decorrelated = exact.decorrelation, exact.decorrelated
         self.opt_kind = OPTIMIZERS.index(optimizer.kind)
         self.hyper = np.zeros(5)
         if optimizer.kind == "momentum":
@@ -168,12 +169,15 @@ class Compiled(Executor):
 
     def _arrays(self, loop, rows: int, width: int) -> dict:
         """Work arrays for windows of ``rows`` probes and per-probe codes and signals
-        over ``width`` nodes, kept between calls."""
+        over ``width`` nodes, kept between calls; each layer's decorrelated inputs where
+        the chip has decorrelation matrices (empty arrays where not)."""
         key = (rows, width)
         if key not in self._work:
             sizes = self.shapes[:, 0] * (self.shapes[:, 1] + 1)
             hidden = tuple(np.empty((rows, int(n))) for n in self.shapes[:, 0])
-            self._work[key] = dict(
+            inputs = tuple(np.empty((rows, int(n)) if self.decorrelated else (0, 0))
+                           for n in self.shapes[:, 1])
+            self._work[key] = dict(inputs=inputs,
                 x=np.empty((rows, loop.x.shape[1])), y=np.empty((rows, loop.y.shape[1])),
                 costs=np.empty(rows), codes=np.empty((rows, width)),
                 counters=np.empty(rows, dtype=np.int64),
@@ -224,12 +228,12 @@ class CompiledMGD(Compiled):
                    a["per_probe"][:T], a["gradient"], a["step"], a["new_velocity"],
                    a["new_second"], a["counters"])
         ran = mgd_windows(
-            self.layers, self.shapes, self.acts, self.loss, loop.x, loop.y, idx, new, T,
+            self.layers, self.shapes, self.acts, self.decorrelation, self.loss, loop.x, loop.y, idx, new, T,
             p.target == "nodes", p.mode == "discrete", estimator.perturbation.key,
             estimator.step, estimator.tau_p, estimator.perturbation.rms, p.epsilon ** 2,
             p.tau_hp / (p.tau_hp + 1.0), estimator._filter, p.integrator == "lowpass",
             weights, decay, estimator._integral, p.normalize, scale, p.cost_change_clip,
-            *optimizer, buffers, a["hidden"], stats, CBLAS)
+            *optimizer, buffers, a["inputs"], a["hidden"], stats, CBLAS)
         estimator.step += ran * T
         return ran
 
@@ -251,8 +255,6 @@ class CompiledNP(Compiled):
                              ("draws", 1)):
             if getattr(p, name) != needed:
                 problems.append(f"{name} {getattr(p, name)!r} (needs {needed!r})")
-        if p.decorrelation_lr:
-            problems.append("decorrelation_lr (the rule's products are NumPy's)")
         return problems
 
     def _probes(self, loop, n, T):
@@ -269,9 +271,10 @@ class CompiledNP(Compiled):
         buffers = (a["x"], a["y"], a["costs"], a["signal"][:B], a["per_probe"][:B],
                    a["norms"][:B], a["gradient"], a["step"], a["new_velocity"],
                    a["new_second"])
-        ran = np_windows(self.layers, self.shapes, self.acts, self.loss, loop.x, loop.y, idx,
-                         B, p.kind == "anp", noise, estimator.mean, estimator.variance,
-                         *optimizer, buffers, a["hidden"], a["preactivations"], stats, CBLAS)
+        ran = np_windows(self.layers, self.shapes, self.acts, self.decorrelation, self.loss,
+                         loop.x, loop.y, idx, B, p.kind == "anp", noise, estimator.mean,
+                         estimator.variance, p.decorrelation_lr, *optimizer, buffers,
+                         a["inputs"], a["hidden"], a["preactivations"], stats, CBLAS)
         if ran < n:  # the estimator's stream gives only the noise of what ran
             estimator.rng.bit_generator.state = state
             estimator.rng.standard_normal((ran * B, K))
@@ -313,10 +316,11 @@ class CompiledWP(Compiled):
         a = self._arrays(loop, 2 * B, 0)
         buffers = (a["x"], a["y"], a["costs"], a["per_probe"][:B], a["gradient"], a["step"],
                    a["new_velocity"], a["new_second"], a["counters"])
-        ran = wp_windows(self.layers, self.shapes, self.acts, self.loss, loop.x, loop.y, idx,
-                         B, noise, estimator.key if estimator.signed else np.uint64(0), first_row,
+        ran = wp_windows(self.layers, self.shapes, self.acts, self.decorrelation, self.loss,
+                         loop.x, loop.y, idx, B, noise,
+                         estimator.key if estimator.signed else np.uint64(0), first_row,
                          estimator.params.sigma, estimator.scale(B), *optimizer, buffers,
-                         a["hidden"], stats, CBLAS)
+                         a["inputs"], a["hidden"], stats, CBLAS)
         estimator.rows = first_row + ran * B
         if ran < n and not estimator.signed:  # the stream gives only the draws of what ran
             estimator.rng.bit_generator.state = state
@@ -342,7 +346,9 @@ class CompiledBackprop(Compiled):
 
     @staticmethod
     def _estimator_refusals(estimator) -> list[str]:
-        return []  # its decorrelation rule needs decorrelation matrices: refused with them
+        if estimator.bench.chip.capabilities.decorrelation:  # DBP, or BP through fixed R
+            return ["decorrelation matrices (its gradient through them is NumPy's)"]
+        return []
 
     def _probes(self, loop, n, T):
         """One pass of the T samples."""
@@ -353,9 +359,10 @@ class CompiledBackprop(Compiled):
         a = self._arrays(loop, B, 0)
         buffers = (a["x"], a["y"], a["costs"], a["gradient"], a["step"], a["new_velocity"],
                    a["new_second"])
-        return backprop_windows(self.layers, self.shapes, self.acts, self.loss, loop.x,
-                                loop.y, idx, B, *optimizer, buffers, a["hidden"],
-                                a["preactivations"], a["deltas"], stats, CBLAS)
+        return backprop_windows(self.layers, self.shapes, self.acts, self.decorrelation,
+                                self.loss, loop.x, loop.y, idx, B, *optimizer, buffers,
+                                a["inputs"], a["hidden"], a["preactivations"], a["deltas"],
+                                stats, CBLAS)
 
 
 EXECUTORS = (CompiledMGD, CompiledNP, CompiledWP, CompiledBackprop)

@@ -4,7 +4,8 @@ step and the write (:mod:`trainer.compiled` drives them).
 
 Every operation is the one the plain ask/tell loop makes, in the same order, through the
 same kernels (:mod:`devsim.dense`, :mod:`devsim.losses`, :mod:`trainer.kernels`,
-:func:`trainer.perturbations.rademacher_codes`, :func:`trainer.mgd.highpass`), so a window
+:func:`trainer.perturbations.rademacher_codes`, :func:`trainer.mgd.highpass`,
+:func:`trainer.decorrelation.decorrelation_delta`), so a window
 gives the same bits either way. MGD on the weights makes each probe's sign code inside its
 products and its correlation (:func:`devsim.dense.add_code_perturbation`,
 :func:`trainer.perturbations.correlate_codes`): the same bits as the plain loop's
@@ -27,15 +28,18 @@ from devsim.losses import loss_gradient_rows, loss_rows
 from devsim.parallel import BLOCK_ROWS
 from trainer.kernels import mean, norm, row_squares, weighted_rows
 from trainer.mgd import highpass
+from trainer.decorrelation import decorrelation_delta
 from trainer.perturbations import correlate_codes, rademacher_codes
 
 
 @njit(cache=True, nogil=True)
-def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_before, key,
-             counters, amplitude, rows, x, hidden, preactivations, keep, cblas):
+def _forward(layers, shapes, acts, decorrelation, node_noise, weight_noise, perturbed,
+             zero_before, key, counters, amplitude, rows, x, inputs, hidden, preactivations,
+             keep, cblas):
     """The window's ``rows`` probes (inputs ``x``) through every layer into ``hidden[l]``
     (and, with ``keep``, the pre-activations into ``preactivations[l]``), in canonical
-    blocks, on the calling thread (Numba's parallel loops measured slower here: their
+    blocks, on the calling thread. Where the chip has decorrelation matrices
+    (``decorrelation[l]`` not empty), layer l takes R_l h, made into ``inputs[l]`` (Numba's parallel loops measured slower here: their
     OpenMP threads spin between windows, and lose badly on a shared machine).
 
     Probe t carries row ``t - perturbed[0]`` of ``node_noise`` on the nodes, or of
@@ -47,6 +51,7 @@ def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_bef
     perturbation the plain loop's requests give them."""
     empty = np.empty((0, 0))
     node_target = node_noise.shape[1] > 0
+    decorrelated = decorrelation[0].shape[0] > 0
     p0, p1 = perturbed[0], perturbed[1]
     for block in range((rows + BLOCK_ROWS - 1) // BLOCK_ROWS):
         b0 = block * BLOCK_ROWS
@@ -56,6 +61,9 @@ def _forward(layers, shapes, acts, node_noise, weight_noise, perturbed, zero_bef
         node_at, param_at = 0, 0
         for l in range(shapes.shape[0]):
             n_out, n_in = shapes[l, 0], shapes[l, 1]
+            if decorrelated:
+                blas.matmul(h, decorrelation[l], True, inputs[l][b0:b1], cblas)
+                h = inputs[l][b0:b1]
             out = hidden[l][b0:b1]
             if node_target:
                 part = np.zeros((b1 - b0, n_out))
@@ -90,16 +98,26 @@ def _gather(x_data, y_data, samples, x, y):
 
 
 @njit(cache=True, nogil=True)
-def _layer_gradient(shapes, signal, x, hidden, steps, gradient, cblas):
+def _layer_input(l, x, inputs, hidden):
+    """What layer ``l`` took in :func:`_forward`'s pass: R_l h where the chip has
+    decorrelation matrices (``inputs[l]``), else the data (``x``) or the layer below's
+    output."""
+    if inputs[l].shape[0] > 0:
+        return inputs[l]
+    return x if l == 0 else hidden[l - 1]
+
+
+@njit(cache=True, nogil=True)
+def _layer_gradient(shapes, signal, x, inputs, hidden, steps, gradient, cblas):
     """:func:`trainer.base.layer_gradient` of ``signal`` (steps, nodes) with the layer
-    inputs of the window's first ``steps`` probes (``x``, then ``hidden``)."""
+    inputs of the window's first ``steps`` probes (:func:`_layer_input`)."""
     node_at, param_at = 0, 0
     for l in range(shapes.shape[0]):
         n_out, n_in = shapes[l, 0], shapes[l, 1]
-        inputs = x[:steps] if l == 0 else hidden[l - 1][:steps]
         w = gradient[param_at:param_at + n_out * n_in].reshape((n_out, n_in))
         b = gradient[param_at + n_out * n_in:param_at + n_out * (n_in + 1)]
-        correlate(signal[:steps, node_at:node_at + n_out], inputs, w, b, cblas)
+        correlate(signal[:steps, node_at:node_at + n_out],
+                  _layer_input(l, x, inputs, hidden)[:steps], w, b, cblas)
         node_at += n_out
         param_at += n_out * (n_in + 1)
 
@@ -177,10 +195,10 @@ def _update(layers, cost, gradient, opt_kind, hyper, lr, factor, velocity, secon
 
 
 @njit(cache=True, nogil=True)
-def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, node_target,
+def mgd_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, new, window, node_target,
                 discrete, key, clock, tau_p, rms, eps2, a_hp, hp_state, lowpass, weights,
                 decay, integral, normalize, scale, clip_change, opt_kind, hyper, lr,
-                factors, velocity, second, count, buffers, hidden, stats, cblas):
+                factors, velocity, second, count, buffers, inputs, hidden, stats, cblas):
     """Windows of MGD (:class:`trainer.mgd.MGD`), each followed by the optimizer's step,
     until one is skipped or ``len(idx) // window`` have run; returns how many ran.
     Window w presents samples ``idx[w*T:(w+1)*T]`` and starts at perturbation step
@@ -206,8 +224,8 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
         else:  # each probe's code made inside its products, from its first counter
             for t in range(rows):
                 counters[t] = (clock + s0 + t) // tau_p * n_params if t < window else -1
-        _forward(layers, shapes, acts, codes, no_noise, perturbed, False, key, counters, rms,
-                 rows, x, hidden, hidden, False, cblas)
+        _forward(layers, shapes, acts, decorrelation, codes, no_noise, perturbed, False, key,
+                 counters, rms, rows, x, inputs, hidden, hidden, False, cblas)
         loss_rows(loss, hidden[shapes.shape[0] - 1][:rows], y[:rows], costs[:rows])
         if discrete:
             cost = mean(costs[window:rows])
@@ -230,7 +248,7 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
                 weighted = weights[t] * change[t]
                 for k in range(codes.shape[1]):
                     signal[t, k] = weighted * codes[t, k] / eps2
-            _layer_gradient(shapes, signal, x, hidden, window, gradient, cblas)
+            _layer_gradient(shapes, signal, x, inputs, hidden, window, gradient, cblas)
         else:  # the same, as +-(C~ |theta~| / eps^2) on each code's sign
             for t in range(window):
                 change[t] = weights[t] * change[t] * rms / eps2
@@ -254,14 +272,16 @@ def mgd_windows(layers, shapes, acts, loss, x_data, y_data, idx, new, window, no
 
 
 @njit(cache=True, nogil=True)
-def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity, noise,
-               noise_mean, variance, opt_kind, hyper, lr, factors, velocity, second, count,
-               buffers, hidden, preactivations, stats, cblas):
+def np_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch,
+               activity, noise, noise_mean, variance, decorrelation_lr, opt_kind, hyper, lr,
+               factors, velocity, second, count, buffers, inputs, hidden, preactivations,
+               stats, cblas):
     """Windows of node perturbation (:class:`trainer.node_perturbation.NodePerturbation`,
     ``np`` or, with ``activity``, ``anp``; one draw, a clean and a noisy pass), each
     followed by the optimizer's step, until one is skipped or ``len(idx) // batch`` have
     run; returns how many ran. Window w's noisy pass carries rows ``w*B..(w+1)*B`` of
-    ``noise`` (already scaled)."""
+    ``noise`` (already scaled). With ``decorrelation_lr`` > 0 the decorrelation rule
+    then moves each R_l by the clean pass's inputs (DNP, DANP), before the step."""
     x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s = buffers
     n_layers = shapes.shape[0]
     no_codes = np.empty(0, dtype=np.int64)
@@ -272,9 +292,9 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
         x[batch:2 * batch] = x[:batch]
         y[batch:2 * batch] = y[:batch]
         perturbed = np.array([batch, 2 * batch])
-        _forward(layers, shapes, acts, noise[s0:s0 + batch], np.empty((0, 0)), perturbed,
-                 False, np.uint64(0), no_codes, 0.0, 2 * batch, x, hidden, preactivations,
-                 activity, cblas)
+        _forward(layers, shapes, acts, decorrelation, noise[s0:s0 + batch], np.empty((0, 0)),
+                 perturbed, False, np.uint64(0), no_codes, 0.0, 2 * batch, x, inputs, hidden,
+                 preactivations, activity, cblas)
         loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
         for t in range(batch):
             d_cost[t] = costs[batch + t] - costs[t]
@@ -296,7 +316,13 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
             for t in range(batch):
                 for k in range(n_nodes):
                     signal[t, k] = d_cost[t] * (noise[s0 + t, k] - noise_mean) / variance
-        _layer_gradient(shapes, signal, x, hidden, batch, gradient, cblas)
+        _layer_gradient(shapes, signal, x, inputs, hidden, batch, gradient, cblas)
+        if decorrelation_lr > 0.0:
+            for l in range(n_layers):
+                r = decorrelation[l]
+                delta = np.empty_like(r)
+                decorrelation_delta(inputs[l][:batch], r, decorrelation_lr, delta, cblas)
+                r += delta
         for i in range(gradient.shape[0]):
             gradient[i] = (0.0 + gradient[i]) / batch
         if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
@@ -308,9 +334,9 @@ def np_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, activity,
 
 
 @njit(cache=True, nogil=True)
-def wp_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, noise, key, first_row,
+def wp_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch, noise, key, first_row,
                sigma, scale, opt_kind, hyper, lr, factors, velocity, second, count, buffers,
-               hidden, stats, cblas):
+               inputs, hidden, stats, cblas):
     """Windows of weight perturbation (:class:`trainer.weight_perturbation.WeightPerturbation`:
     a clean and a moved pass of each row), each followed by the optimizer's step, until
     one is skipped or ``len(idx) // batch`` have run; returns how many ran. Window w's
@@ -330,9 +356,10 @@ def wp_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, noise, ke
         if signed:
             for t in range(2 * batch):
                 counters[t] = (first_row + s0 + t - batch) * n_params if t >= batch else -1
-        _forward(layers, shapes, acts, no_nodes, no_noise if signed else noise[w], perturbed,
-                 True, key, counters[:2 * batch] if signed else counters[:0], sigma,
-                 2 * batch, x, hidden, hidden, False, cblas)
+        _forward(layers, shapes, acts, decorrelation, no_nodes,
+                 no_noise if signed else noise[w], perturbed, True, key,
+                 counters[:2 * batch] if signed else counters[:0], sigma, 2 * batch, x,
+                 inputs, hidden, hidden, False, cblas)
         loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
         for t in range(batch):
             change[t] = costs[batch + t] - costs[t]
@@ -385,13 +412,14 @@ def backprop_gradient(layers, shapes, acts, loss, x, y, hidden, preactivations, 
 
 
 @njit(cache=True, nogil=True)
-def backprop_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, opt_kind, hyper,
-                     lr, factors, velocity, second, count, buffers, hidden, preactivations,
-                     deltas, stats, cblas):
+def backprop_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch,
+                     opt_kind, hyper, lr, factors, velocity, second, count, buffers, inputs,
+                     hidden, preactivations, deltas, stats, cblas):
     """Windows of reference backpropagation (:class:`trainer.backprop.Backprop`): the
     batch through the chip's layers, its costs, :func:`backprop_gradient` and the
     optimizer's step, until one is skipped or ``len(idx) // batch`` have run; returns
-    how many ran."""
+    how many ran. Not through decorrelation matrices: ``decorrelation`` and ``inputs``
+    hold empty arrays."""
     x, y, costs, gradient, step, new_v, new_s = buffers
     n_layers = shapes.shape[0]
     none = np.empty((0, 0))
@@ -400,8 +428,9 @@ def backprop_windows(layers, shapes, acts, loss, x_data, y_data, idx, batch, opt
     for w in range(idx.shape[0] // batch):
         s0 = w * batch
         _gather(x_data, y_data, idx[s0:s0 + batch], x, y)
-        _forward(layers, shapes, acts, none, none, nothing_perturbed, False, np.uint64(0),
-                 no_codes, 0.0, batch, x, hidden, preactivations, True, cblas)
+        _forward(layers, shapes, acts, decorrelation, none, none, nothing_perturbed, False,
+                 np.uint64(0), no_codes, 0.0, batch, x, inputs, hidden, preactivations, True,
+                 cblas)
         loss_rows(loss, hidden[n_layers - 1][:batch], y[:batch], costs[:batch])
         backprop_gradient(layers, shapes, acts, loss, x[:batch], y[:batch], hidden,
                           preactivations, deltas, gradient, cblas)

@@ -11,11 +11,19 @@ where ``<.>`` is the mean over the batch and ``offdiag`` zeroes the diagonal. It
 points have ``<z_i z_j> = 0`` for i != j: decorrelated inputs, which make the node
 perturbation estimates less noisy (their variance grows with input correlations). The
 rule uses only the layer's inputs and R itself, not the cost.
+
+Its products go through :func:`decorrelation_delta`, a compiled kernel on NumPy's own
+BLAS that the compiled executors (:mod:`trainer.compiled_kernels`) call too, so a
+window gives the same bits either way (NumPy's ``z.T @ z`` may take another BLAS
+routine, whose sums round differently).
 """
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
+from devsim import blas
+from devsim.dense import CBLAS, correlate
 from devsim.hardware import Hardware
 from devsim.params import ParamError
 
@@ -27,10 +35,33 @@ def offdiagonal_correlation(z: np.ndarray) -> np.ndarray:
     return c
 
 
+@njit(cache=True, nogil=True)
+def decorrelation_delta(z, r, lr, out, cblas):
+    """``out`` = -lr offdiag(<z z^T>) R for one layer: its inputs ``z`` (B, n)
+    C-contiguous, R (n, n); ``cblas`` from :func:`devsim.blas.entry_points`. The same
+    roundings as :func:`offdiagonal_correlation` scaled by -lr, then times R, with each
+    product's sums in BLAS's order for its shape."""
+    batch, n = z.shape
+    correlation = np.empty((n, n))
+    correlate(z, z, correlation, np.empty(n), cblas)  # z^T z (and column sums, unused)
+    for i in range(n):
+        for j in range(n):
+            correlation[i, j] = -lr * (correlation[i, j] / batch if i != j else 0.0)
+    blas.matmul(correlation, r, False, out, cblas)
+
+
 def decorrelation_deltas(inputs: list[np.ndarray], matrices: list[np.ndarray],
                          lr: float) -> list[np.ndarray]:
     """The changes ``-lr offdiag(<z z^T>) R`` of each layer's R from its measured inputs z."""
-    return [-lr * offdiagonal_correlation(z) @ r for z, r in zip(inputs, matrices, strict=True)]
+    if not blas.AVAILABLE:
+        return [-lr * offdiagonal_correlation(z) @ r
+                for z, r in zip(inputs, matrices, strict=True)]
+    deltas = []
+    for z, r in zip(inputs, matrices, strict=True):
+        deltas.append(np.empty_like(r))
+        decorrelation_delta(np.ascontiguousarray(z, dtype=np.float64),
+                            np.ascontiguousarray(r, dtype=np.float64), lr, deltas[-1], CBLAS)
+    return deltas
 
 
 def decorrelate(hardware: Hardware, inputs: list[np.ndarray], lr: float) -> None:
