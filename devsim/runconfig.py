@@ -44,8 +44,8 @@ class TrainParams(Params):
     """Report time to this test accuracy (last evaluated step still below it); 0: off."""
     executor: str = param("auto", choices=("auto", "plain"))
     """Who runs the update windows: ``auto``, a compiled executor where one covers the
-    estimator, optimizer and chip (:mod:`trainer.compiled`: MGD with random codes, NP
-    and ANP with Gaussian noise (DNP, DANP too), WP, reference backprop, on ideal
+    estimator, optimizer and chip (:mod:`trainer.compiled`: MGD with random codes, NP,
+    ANP and INP with Gaussian noise (DNP, DANP, DINP too), WP, reference backprop, on ideal
     devices; many windows
     per call, the same bits), else the ask/tell loop; ``plain``: always the ask/tell
     loop, one window at a time."""

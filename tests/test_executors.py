@@ -41,14 +41,16 @@ VARIANTS = {
                                            cost_change_clip=0.002, normalize=False),
     "np": EstimatorParams.members()["np"](sigma=0.02),
     "anp": EstimatorParams.members()["anp"](sigma=0.02),
+    "inp": EstimatorParams.members()["inp"](sigma=0.02),
     "wp": EstimatorParams.members()["wp"](sigma=0.01),
     "wp-rademacher": EstimatorParams.members()["wp"](sigma=0.01, perturbation="rademacher"),
     "backprop": BackpropParams(),
     "dnp": EstimatorParams.members()["np"](sigma=0.02, decorrelation_lr=0.05),
     "danp": EstimatorParams.members()["anp"](sigma=0.02, decorrelation_lr=0.05),
+    "dinp": EstimatorParams.members()["inp"](sigma=0.02, decorrelation_lr=0.05),
 }
-"""The estimators' variants the compiled executors cover (``dnp`` and ``danp`` on chips
-with decorrelation matrices, which their rule trains)."""
+"""The estimators' variants the compiled executors cover (``dnp``, ``danp`` and ``dinp``
+on chips with decorrelation matrices, which their rule trains)."""
 SCHEDULES = {"constant": {}, "cosine-clipped": dict(schedule="cosine", decay_updates=8,
                                                      final_lr_fraction=0.1, clip_norm=0.3)}
 LR = {"sgd": 0.5, "momentum": 0.2, "adam": 0.02}
@@ -164,7 +166,7 @@ def test_compiled_windows_equal_the_plain_loop_bit_for_bit(variant, kind, schedu
     _assert_same(runs)
 
 
-@pytest.mark.parametrize("variant", ["mgd-nodes", "np", "anp"])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "np", "anp", "inp"])
 def test_a_chip_with_intrinsic_node_noise_runs_compiled_with_the_same_bits(variant):
     """The covered estimators inject their own perturbations and never ask for noisy
     passes, so the chip's own node noise never acts: the compiled executor covers such a
@@ -179,8 +181,8 @@ def test_a_chip_with_intrinsic_node_noise_runs_compiled_with_the_same_bits(varia
     _assert_same(runs)
 
 
-@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "anp", "wp",
-                                     "wp-rademacher", "dnp", "danp"])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "anp", "inp", "wp",
+                                     "wp-rademacher", "dnp", "danp", "dinp"])
 def test_a_chip_with_decorrelation_matrices_runs_compiled_with_the_same_bits(variant):
     """Every layer takes R_l h: the compiled passes make that product as the chip does,
     and the decorrelation rule of DNP and DANP moves the live R_l by the same kernel as
@@ -207,7 +209,7 @@ def test_a_chip_with_decorrelation_matrices_runs_compiled_with_the_same_bits(var
 def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, widths):
     optimizer = _optimizer("adam", "constant")
     scales = Timescales(tau_x=1, tau_p=1, tau_theta=9)
-    for estimator in ("mgd-nodes", "mgd-weights", "anp", "wp", "backprop"):
+    for estimator in ("mgd-nodes", "mgd-weights", "anp", "inp", "wp", "backprop"):
         runs = _both(lambda mode: _loop(_network(acts, widths, loss), VARIANTS[estimator],
                                         optimizer, scales, mode), stops=(200,))
         assert issubclass(runs[1][1], Compiled)
@@ -230,7 +232,7 @@ def test_backprop_from_the_chips_recorded_pass_is_the_reference_gradient(acts, l
     assert np.count_nonzero(reference) > len(reference) // 2  # a gradient to compare
 
 
-@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "wp", "danp"])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "wp", "danp", "inp"])
 def test_long_windows_split_over_threads_give_the_same_bits(variant):
     """Windows of 300 probes: the plain loop's chip cuts such calls into row parts run on
     two threads; the compiled executor runs them in one: the same canonical blocks."""
@@ -245,7 +247,7 @@ def test_long_windows_split_over_threads_give_the_same_bits(variant):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights-analog-lowpass", "anp",
-                                     "wp-rademacher", "backprop", "dnp"])
+                                     "wp-rademacher", "backprop", "dnp", "inp"])
 def test_a_skipped_window_ends_the_call_and_the_streams_give_only_what_ran(variant, kind):
     """A learning rate that overflows skips windows: the compiled call stops at each, so
     the runner sees it where the plain loop would, and the sample stream (and the
@@ -289,6 +291,25 @@ def test_gaussian_wp_draws_at_most_noise_bytes_a_call_into_a_kept_array(monkeypa
     kept = loop.executor._work["noise"]
     assert kept.shape == (3, 8, P)
     assert len(loop.advance(10 ** 6)) == 3 and loop.executor._work["noise"] is kept
+
+
+@pytest.mark.parametrize("variant,passes", [("np", 1), ("inp", 2)])
+def test_node_perturbation_draws_at_most_noise_bytes_a_call(variant, passes, monkeypatch):
+    """NP's noise (one noisy pass; INP: one per layer, here two) is drawn before each
+    compiled call, at most NOISE_BYTES of it: a call runs fewer windows on a large
+    network, with the bits of the plain loop."""
+    import trainer.compiled
+
+    def make(mode):
+        return _loop(_network(), VARIANTS[variant], _optimizer("sgd", "constant"),
+                     Timescales(tau_theta=8), mode)
+
+    K = make("plain").estimator.n_nodes
+    monkeypatch.setattr(trainer.compiled, "NOISE_BYTES", 8 * passes * 8 * K * 3 + 5)
+    loop = make("auto")
+    assert len(loop.advance(10 ** 6)) == 3
+    assert loop.chip.steps == 3 * (1 + passes) * 8
+    _assert_same(_both(make, stops=(500,)))
 
 
 def test_a_whole_run_writes_the_same_trace_either_way(tmp_path):
@@ -357,7 +378,8 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
     (dict(widths=(6, 5, 1)), "layer 1 with one output"),
     (dict(bias=False), "layers that are not all exact float arrays with a bias (the ideal "
                        "device)"),
-    (dict(estimator=EstimatorParams.members()["inp"]()), "estimator kind 'inp' (needs np or anp)"),
+    (dict(estimator=EstimatorParams.members()["inp"](passes="noisy_noisy")),
+     "passes 'noisy_noisy' (needs 'clean_noisy')"),
     (dict(estimator=EstimatorParams.members()["np"](perturbation="rademacher")),
      "perturbation 'rademacher' (needs 'gaussian')"),
     (dict(widths=(1, 5, 3), network=dict(decorrelation=True)),

@@ -17,9 +17,10 @@ runs go through :class:`~trainer.executors.Plain`:
 - :class:`CompiledMGD`: MGD with ``code`` perturbations on nodes or weights,
   ``discrete`` or ``analog``, ``window`` or ``lowpass`` integration, clipped cost
   changes; not cost noise (a NumPy stream per window), not the periodic or sparse codes;
-- :class:`CompiledNP`: ``np`` and ``anp`` with Gaussian noise, one draw, a clean and a
-  noisy pass, with or without the decorrelation rule (DNP, DANP); not ``inp``, other
-  noise laws (NumPy draws them in buffered chunks) or the chip's own noise;
+- :class:`CompiledNP`: ``np``, ``anp`` and ``inp`` with Gaussian noise, one draw, a
+  clean pass and the noisy ones, with or without the decorrelation rule (DNP, DANP,
+  DINP); not other noise laws (NumPy draws them in buffered chunks), two noisy passes
+  or the chip's own noise;
 - :class:`CompiledWP`: weight perturbation, either law (Gaussian perturbations drawn
   from the estimator's NumPy stream before the call, Rademacher signs made in place);
 - :class:`CompiledBackprop`: reference backpropagation (a baseline outside the rule),
@@ -239,46 +240,64 @@ class CompiledMGD(Compiled):
 
 
 class CompiledNP(Compiled):
-    """Node perturbation's windows (``np``, ``anp``), the optimizer's steps and the
-    writes, many windows per compiled call; the same bits as
+    """Node perturbation's windows (``np``, ``anp``, ``inp``), the optimizer's steps and
+    the writes, many windows per compiled call; the same bits as
     :class:`~trainer.executors.Plain`. The noise of the windows is drawn before the call
-    from the estimator's stream, as the plain loop draws it window by window."""
+    from the estimator's stream, as the plain loop draws it window by window (at most
+    :data:`NOISE_BYTES` a call)."""
 
     estimator_type = NodePerturbation
 
     @staticmethod
     def _estimator_refusals(estimator) -> list[str]:
         p, problems = estimator.params, []
-        if p.kind not in ("np", "anp"):
-            problems.append(f"estimator kind {p.kind!r} (needs np or anp)")
         for name, needed in (("perturbation", "gaussian"), ("passes", "clean_noisy"),
                              ("draws", 1)):
             if getattr(p, name) != needed:
                 problems.append(f"{name} {getattr(p, name)!r} (needs {needed!r})")
         return problems
 
+    @staticmethod
+    def _noisy_passes(estimator) -> int:
+        """Noisy passes of a window: one, or (``inp``) one per layer."""
+        return len(estimator.node_layers) if estimator.params.kind == "inp" else 1
+
+    def _max_windows(self, loop, T):
+        noise_bytes = 8 * self._noisy_passes(loop.estimator) * T * loop.estimator.n_nodes
+        return max(1, min(MAX_WINDOWS, NOISE_BYTES // noise_bytes))
+
     def _probes(self, loop, n, T):
-        """A clean and a noisy pass of the T samples."""
-        return np.full(n, 2 * T)
+        """A clean pass and the noisy passes of the T samples."""
+        return np.full(n, (1 + self._noisy_passes(loop.estimator)) * T)
 
     def _run(self, loop, idx, new, optimizer, stats):
         estimator, p = loop.estimator, loop.estimator.params
         B, K = loop.timescales.tau_theta, estimator.n_nodes
         n = len(idx) // B
         state = copy.deepcopy(estimator.rng.bit_generator.state)
-        noise = p.sigma * estimator.rng.standard_normal((n * B, K))
-        a = self._arrays(loop, 2 * B, K)
+        noise = _draw_windows(estimator, n, B)
+        a = self._arrays(loop, (1 + self._noisy_passes(estimator)) * B, K)
         buffers = (a["x"], a["y"], a["costs"], a["signal"][:B], a["per_probe"][:B],
                    a["norms"][:B], a["gradient"], a["step"], a["new_velocity"],
                    a["new_second"])
         ran = np_windows(self.layers, self.shapes, self.acts, self.decorrelation, self.loss,
-                         loop.x, loop.y, idx, B, p.kind == "anp", noise, estimator.mean,
-                         estimator.variance, p.decorrelation_lr, *optimizer, buffers,
-                         a["inputs"], a["hidden"], a["preactivations"], stats, CBLAS)
+                         loop.x, loop.y, idx, B, p.kind != "np", p.kind == "inp", noise,
+                         estimator.mean, estimator.variance, p.decorrelation_lr, *optimizer,
+                         buffers, a["inputs"], a["hidden"], a["preactivations"], stats, CBLAS)
         if ran < n:  # the estimator's stream gives only the noise of what ran
             estimator.rng.bit_generator.state = state
-            estimator.rng.standard_normal((ran * B, K))
+            _draw_windows(estimator, ran, B)
         return ran
+
+
+def _draw_windows(estimator: NodePerturbation, n: int, B: int) -> np.ndarray:
+    """The injected noise of ``n`` windows of B samples, drawn from the estimator's
+    stream as its windows draw it: B rows a window (``np``, ``anp``), or B rows per layer
+    with nothing outside the layer (``inp``)."""
+    if estimator.params.kind != "inp":
+        return estimator.draw(n * B)  # one draw of n B rows: the n draws of B rows
+    return np.concatenate([estimator.draw(B, layer) for _ in range(n)
+                           for layer in estimator.node_layers])
 
 
 class CompiledWP(Compiled):

@@ -273,49 +273,59 @@ def mgd_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, 
 
 @njit(cache=True, nogil=True)
 def np_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch,
-               activity, noise, noise_mean, variance, decorrelation_lr, opt_kind, hyper, lr,
-               factors, velocity, second, count, buffers, inputs, hidden, preactivations,
-               stats, cblas):
+               activity, per_layer, noise, noise_mean, variance, decorrelation_lr, opt_kind,
+               hyper, lr, factors, velocity, second, count, buffers, inputs, hidden,
+               preactivations, stats, cblas):
     """Windows of node perturbation (:class:`trainer.node_perturbation.NodePerturbation`,
-    ``np`` or, with ``activity``, ``anp``; one draw, a clean and a noisy pass), each
-    followed by the optimizer's step, until one is skipped or ``len(idx) // batch`` have
-    run; returns how many ran. Window w's noisy pass carries rows ``w*B..(w+1)*B`` of
-    ``noise`` (already scaled). With ``decorrelation_lr`` > 0 the decorrelation rule
-    then moves each R_l by the clean pass's inputs (DNP, DANP), before the step."""
+    one draw: a clean pass, then one noisy pass, or with ``per_layer`` one per layer),
+    each followed by the optimizer's step, until one is skipped or ``len(idx) // batch``
+    have run; returns how many ran. ``np`` correlates the injected noise; with
+    ``activity`` the measured change of the pre-activations (``anp``; with ``per_layer``
+    ``inp``, each pass's change on its own layer). Window w's P noisy passes carry rows
+    ``w*P*B..(w+1)*P*B`` of ``noise`` (already scaled; zero outside a pass's layer).
+    With ``decorrelation_lr`` > 0 the decorrelation rule then moves each R_l by the
+    clean pass's inputs (DNP, DANP, DINP), before the step."""
     x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s = buffers
     n_layers = shapes.shape[0]
     no_codes = np.empty(0, dtype=np.int64)
     n_nodes = noise.shape[1]
+    passes = n_layers if per_layer else 1
+    rows = (1 + passes) * batch
+    perturbed = np.array([batch, rows])
     for w in range(idx.shape[0] // batch):
-        s0 = w * batch
+        s0, n0 = w * batch, w * passes * batch
         _gather(x_data, y_data, idx[s0:s0 + batch], x, y)
-        x[batch:2 * batch] = x[:batch]
-        y[batch:2 * batch] = y[:batch]
-        perturbed = np.array([batch, 2 * batch])
-        _forward(layers, shapes, acts, decorrelation, noise[s0:s0 + batch], np.empty((0, 0)),
-                 perturbed, False, np.uint64(0), no_codes, 0.0, 2 * batch, x, inputs, hidden,
-                 preactivations, activity, cblas)
-        loss_rows(loss, hidden[n_layers - 1][:2 * batch], y[:2 * batch], costs[:2 * batch])
-        for t in range(batch):
-            d_cost[t] = costs[batch + t] - costs[t]
-        if activity:  # dC N da / |da|^2, da the measured change of the pre-activations
-            node_at = 0
-            for l in range(n_layers):
-                n_out = shapes[l, 0]
+        for k in range(1, 1 + passes):
+            x[k * batch:(k + 1) * batch] = x[:batch]
+            y[k * batch:(k + 1) * batch] = y[:batch]
+        _forward(layers, shapes, acts, decorrelation, noise[n0:n0 + passes * batch],
+                 np.empty((0, 0)), perturbed, False, np.uint64(0), no_codes, 0.0, rows, x,
+                 inputs, hidden, preactivations, activity, cblas)
+        loss_rows(loss, hidden[n_layers - 1][:rows], y[:rows], costs[:rows])
+        node_at = 0
+        for k in range(passes):  # pass k's signal on its nodes: all, or layer k's
+            r0 = (k + 1) * batch
+            lo, hi = (node_at, node_at + shapes[k, 0]) if per_layer else (0, n_nodes)
+            for t in range(batch):
+                d_cost[t] = costs[r0 + t] - costs[t]
+            if activity:  # dC n da / |da|^2, da the measured change of the pre-activations
+                at = lo
+                for l in range(k if per_layer else 0, k + 1 if per_layer else n_layers):
+                    for t in range(batch):
+                        for j in range(shapes[l, 0]):
+                            signal[t, at + j] = (preactivations[l][r0 + t, j]
+                                                 - preactivations[l][t, j])
+                    at += shapes[l, 0]
+                row_squares(signal[:batch, lo:hi], norms)
                 for t in range(batch):
-                    for j in range(n_out):
-                        signal[t, node_at + j] = (preactivations[l][batch + t, j]
-                                                  - preactivations[l][t, j])
-                node_at += n_out
-            row_squares(signal[:batch], norms)
-            for t in range(batch):
-                factor = d_cost[t] * n_nodes / norms[t] if norms[t] > 0.0 else 0.0
-                for k in range(n_nodes):
-                    signal[t, k] = factor * signal[t, k]
-        else:  # dC (eps - E eps) / v
-            for t in range(batch):
-                for k in range(n_nodes):
-                    signal[t, k] = d_cost[t] * (noise[s0 + t, k] - noise_mean) / variance
+                    factor = d_cost[t] * (hi - lo) / norms[t] if norms[t] > 0.0 else 0.0
+                    for j in range(lo, hi):
+                        signal[t, j] = factor * signal[t, j]
+            else:  # dC (eps - E eps) / v
+                for t in range(batch):
+                    for j in range(n_nodes):
+                        signal[t, j] = d_cost[t] * (noise[n0 + t, j] - noise_mean) / variance
+            node_at = hi
         _layer_gradient(shapes, signal, x, inputs, hidden, batch, gradient, cblas)
         if decorrelation_lr > 0.0:
             for l in range(n_layers):
@@ -326,7 +336,7 @@ def np_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, b
         for i in range(gradient.shape[0]):
             gradient[i] = (0.0 + gradient[i]) / batch
         if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
-                   velocity, second, count, step, new_v, new_s, stats, w, 2 * batch):
+                   velocity, second, count, step, new_v, new_s, stats, w, rows):
             count += 1
         else:
             return w + 1
@@ -334,9 +344,9 @@ def np_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, b
 
 
 @njit(cache=True, nogil=True)
-def wp_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch, noise, key, first_row,
-               sigma, scale, opt_kind, hyper, lr, factors, velocity, second, count, buffers,
-               inputs, hidden, stats, cblas):
+def wp_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch, noise,
+               key, first_row, sigma, scale, opt_kind, hyper, lr, factors, velocity, second,
+               count, buffers, inputs, hidden, stats, cblas):
     """Windows of weight perturbation (:class:`trainer.weight_perturbation.WeightPerturbation`:
     a clean and a moved pass of each row), each followed by the optimizer's step, until
     one is skipped or ``len(idx) // batch`` have run; returns how many ran. Window w's
