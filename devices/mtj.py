@@ -35,11 +35,11 @@ import copy
 from dataclasses import dataclass, fields
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, cfunc, njit, prange, types
 
 from devsim.device import Meter, NoiseSource, NoiseSourceParams
 from devsim import crng
-from devsim.activations import Activation, ActivationParams
+from devsim.activations import Activation, ActivationParams, CompiledNeuron
 from devsim.params import Params, param
 
 _BLOCK = 256
@@ -173,6 +173,38 @@ def telegraph_hold(state, p_plus, p_minus, key, start, out):
         switches[b] = telegraph_hold_block(state, p_plus, p_minus, key, start, out,
                                            b * _BLOCK, min((b + 1) * _BLOCK, n))
     return switches.sum()
+
+
+_PBIT_SIGNATURE = types.void(types.CPointer(types.float64), types.int64, types.int64,
+                             types.CPointer(types.int64), types.CPointer(types.float64),
+                             types.CPointer(types.int8))
+
+
+@cfunc(_PBIT_SIGNATURE, cache=True)
+def pbit_pass(z_at, rows, n, ints_at, floats_at, state_at):
+    """A p-bit layer's pass for compiled executors (:class:`devsim.activations.
+    CompiledNeuron`): the (rows, n) pre-activations at ``z_at`` become the neurons'
+    outputs in place, as :meth:`MTJNeuron.__call__` computes them. ``ints``: the
+    switches of the call (out), samples per read window, the stream key (int64 bits),
+    the first sample (advanced), binary levels?; ``floats``: offsets, I_c0 and Δ of the
+    n devices, then the current per unit input and ln(dt/τ0); ``state``: the devices'."""
+    z = carray(z_at, (rows, n))
+    ints, floats = carray(ints_at, (5,)), carray(floats_at, (3 * n + 2,))
+    state = carray(state_at, (n,))
+    amps, log_rate0 = floats[3 * n], floats[3 * n + 1]
+    current = np.empty((rows, n))
+    for t in range(rows):
+        for j in range(n):
+            current[t, j] = z[t, j] * amps
+    n_sub = ints[1]
+    ints[0] = telegraph_drive_block(state, current, floats[:n], floats[n:2 * n],
+                                    floats[2 * n:3 * n], log_rate0, n_sub,
+                                    np.uint64(ints[2]), ints[3], z, 0, n)
+    ints[3] += rows * n_sub
+    if ints[4]:
+        for t in range(rows):
+            for j in range(n):
+                z[t, j] = 0.5 * (1.0 + z[t, j])
 
 
 # ------------------------------------------------------------------ NumPy twins
@@ -377,6 +409,16 @@ class MTJNeuron(Activation):
     def _sample(self, z):
         m = self.array.drive(z * self._amps, self.params.read_samples)
         return 0.5 * (1.0 + m) if self._binary else m
+
+    def compiled(self) -> CompiledNeuron:
+        """:func:`pbit_pass` with this layer's devices, their live states and the
+        position in their stream."""
+        a, n_sub = self.array, self.params.read_samples
+        key = np.array([a.key], dtype=np.uint64).view(np.int64)[0]
+        ints = np.array([0, n_sub, key, a.samples, self._binary], dtype=np.int64)
+        floats = np.concatenate([a.offset, a.ic0, a.delta, [self._amps, a.log_rate0]])
+        return CompiledNeuron(pbit_pass.address, ints, floats, a.state,
+                              lambda rows, switches: a._count(rows * n_sub, switches))
 
     def mean(self, z: np.ndarray) -> np.ndarray:
         """Expected output of a nominal device in equilibrium at input ``z``."""

@@ -7,7 +7,7 @@ reference backpropagation baseline only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar, NamedTuple
 
 import numpy as np
 from numba import njit
@@ -66,6 +66,35 @@ class Activation:
         """This activation for a fork of the network that reads on stream ``stream``
         (see :meth:`devsim.device.DeviceArray.forked`): itself when it keeps no state."""
         return self
+
+    def compiled(self) -> "CompiledNeuron | None":
+        """This layer's pass as compiled code can call it, in its present state (for
+        stateful device neurons that offer one; see :class:`CompiledNeuron`); None where
+        it has none (stateless functions have :attr:`native` codes instead)."""
+        return None
+
+
+class CompiledNeuron(NamedTuple):
+    """A device neuron layer's pass as a C function, which executors running whole
+    windows in compiled code (:mod:`trainer.compiled`) call in place of
+    :meth:`Activation.__call__`, with the same results and state changes:
+
+        void address(double *z, int64 rows, int64 n, int64 *ints, double *floats,
+                     int8 *state)
+
+    turns the (rows, n) C-contiguous pre-activations ``z`` into the layer's outputs in
+    place, for the next ``rows`` probes in order (a pass may come in several calls of
+    consecutive rows), and puts into ``ints[0]`` a count of events for :attr:`account`
+    (the MTJ's switches). ``ints[1:]``, ``floats`` and ``state`` are the neuron's own:
+    it may change them, and their state must be its live state. After the compiled
+    code has run, ``account(rows, events)`` is called once for each pass it made, in
+    order: the meter and counters the Python pass would have updated."""
+
+    address: int
+    ints: np.ndarray
+    floats: np.ndarray
+    state: np.ndarray
+    account: Callable[[int, int], None]
 
 
 _ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND - _ROUND rounds x to an integer
@@ -203,6 +232,8 @@ def _sigmoid_in_place(z):
 
 IDENTITY, SIGMOID, RELU = 0, 1, 2
 """Codes of the activations compiled passes apply (:func:`apply_in_place`)."""
+DEVICE_NEURON = -1
+"""The code compiled passes give a layer whose activation is a :class:`CompiledNeuron`."""
 
 
 @njit(cache=True, nogil=True)

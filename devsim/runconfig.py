@@ -46,7 +46,7 @@ class TrainParams(Params):
     """Who runs the update windows: ``auto``, a compiled executor where one covers the
     estimator, optimizer and chip (:mod:`trainer.compiled`: MGD with random codes, NP,
     ANP and INP with Gaussian noise (DNP, DANP, DINP too), WP, reference backprop, on ideal
-    devices; many windows
+    devices, MTJ p-bit neurons included; many windows
     per call, the same bits), else the ask/tell loop; ``plain``: always the ask/tell
     loop, one window at a time."""
     diagnose_cosine: bool = False

@@ -5,6 +5,8 @@
   calls, state carried between them}: a network of two such layers gives the same bits
   in all four ways; a layer the schema refuses (a non-grid activation on integer
   devices) is a one-line ParamError naming the key;
+- every activation that offers a compiled pass (device neurons: the p-bit): in several
+  calls, then accounted, the outputs, state and meter of its Python pass;
 - every intrinsic node-noise source likewise, in noisy passes;
 - every estimator variant x every device: on the first chip options the device offers
   that the estimator accepts, a window is finite and its bits repeat with the seed; every
@@ -20,6 +22,7 @@ activations that keep no state) must repeat its first pass exactly.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import subprocess
 import sys
@@ -125,6 +128,47 @@ def test_device_and_activation_give_the_same_bits_for_any_threads_and_calls(
     deterministic = (device.without_nonidealities() == device
                      and not any(act.stateful for act in network.activations))
     _check_ways(make, run, "device x activation", name, deterministic)
+
+
+# ------------------------------------------------------------- compiled neuron passes
+_NEURON_PASS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_a_neurons_compiled_pass_gives_its_python_pass(activation, request):
+    """Every activation that offers a compiled pass (devsim.activations.CompiledNeuron,
+    for executors that run whole windows in compiled code): called on a pass's rows in
+    several calls of consecutive rows, then accounted, it leaves the outputs, the state
+    and the meter the Python pass leaves."""
+    name = request.node.callspec.id
+    z = np.random.default_rng(5).normal(0.0, 2.0, (PROBES, 8))
+    python, compiled = (activation.build(8, np.random.default_rng(3)) for _ in range(2))
+    start = compiled.compiled()
+    if start is None:
+        record("activations without a compiled pass", [name])
+        return
+    record("activations with a compiled pass", [name])
+    expected = python(z)
+    out, events = z.copy(), 0
+    for a, b in ((0, 1), (1, B + 3), (B + 3, PROBES)):
+        block = np.ascontiguousarray(out[a:b])
+        _NEURON_PASS(start.address)(block.ctypes.data, b - a, 8, start.ints.ctypes.data,
+                                    start.floats.ctypes.data, start.state.ctypes.data)
+        out[a:b] = block
+        events += int(start.ints[0])
+    start.account(PROBES, events)
+    np.testing.assert_array_equal(out, expected)
+
+    def own(neuron):  # what a neuron's pass reads and changes (ints[0]: the events out)
+        return neuron.ints[1:], neuron.floats, neuron.state
+
+    reference = own(python.compiled())
+    for passed, now, want in zip(own(start), own(compiled.compiled()), reference):
+        np.testing.assert_array_equal(passed, want)  # the arrays handed over, advanced
+        np.testing.assert_array_equal(now, want)  # the neuron's own, after accounting
+    assert vars(compiled.meter) == vars(python.meter)
+    assert not np.array_equal(expected, python(z))  # a stateful, random neuron
 
 
 # ------------------------------------------------------------- node-noise sources

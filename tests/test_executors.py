@@ -51,6 +51,9 @@ VARIANTS = {
 }
 """The estimators' variants the compiled executors cover (``dnp``, ``danp`` and ``dinp``
 on chips with decorrelation matrices, which their rule trains)."""
+PBIT = ActivationParams.members()["mtj_pbit"](read_samples=4, read_energy=1e-15,
+                                              switch_energy=3e-15)
+"""p-bit neurons: stateful MTJs, four samples a probe, metered (devices/mtj.py)."""
 SCHEDULES = {"constant": {}, "cosine-clipped": dict(schedule="cosine", decay_updates=8,
                                                      final_lr_fraction=0.1, clip_norm=0.3)}
 LR = {"sgd": 0.5, "momentum": 0.2, "adam": 0.02}
@@ -67,7 +70,8 @@ def _optimizer(kind, schedule):
 def _network(acts=("relu", "sigmoid"), widths=(6, 5, 3), loss="mse", device=None, seed=3,
              bias=True, **network):
     members = ActivationParams.members()
-    layers = tuple(LayerParams(units=w, activation=members[a](), bias=bias)
+    layers = tuple(LayerParams(units=w, activation=a if isinstance(a, ActivationParams)
+                               else members[a](), bias=bias)
                    for w, a in zip(widths[1:], acts))
     params = NetworkParams(layers=layers, loss=loss,
                            **({"device": device} if device is not None else {}), **network)
@@ -118,7 +122,10 @@ def _trajectory(loop, stops):
     est = loop.estimator
     state = ([est.step, est._filter, est._integral] if hasattr(est, "step")
              else [est.rng.random(3)] if hasattr(est, "rng") else [])
-    return dict(params=_flat(lab(loop.chip).state()), stats=repr(stats),
+    neurons = [act.compiled() for act in lab(loop.chip).network.activations]
+    neurons = [(n.ints[1:], n.floats, n.state) for n in neurons if n is not None]
+    return dict(params=_flat(lab(loop.chip).state()), neurons=_flat(neurons),
+                stats=repr(stats),
                 steps=loop.chip.steps, meter=lab(loop.chip).meter(),
                 estimator=_flat(state),
                 optimizer=_flat(loop.opt_state), stream=loop.stream.next(7)[0].tobytes())
@@ -199,6 +206,24 @@ def test_a_chip_with_decorrelation_matrices_runs_compiled_with_the_same_bits(var
     eye = np.concatenate([np.eye(6).ravel(), np.eye(5).ravel()])
     moved = np.frombuffer(runs[1][2]["params"][0], dtype=np.float64)  # sorted: R first
     assert len(moved) == len(eye) and (variant.startswith("d") != np.array_equal(moved, eye))
+
+
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "anp", "inp", "wp",
+                                     "danp"])
+def test_a_chip_with_device_neurons_runs_compiled_with_the_same_bits(variant):
+    """A hidden layer of p-bit neurons, whose compiled pass
+    (:class:`devsim.activations.CompiledNeuron`) the compiled windows call block by
+    block: the same outputs, device states, stream positions and meters as the plain
+    loop's one call per pass, at one and two threads (windows of 140 probes and more
+    cross a block's 128 rows)."""
+    def make(mode):
+        return _loop(_chip_for(variant, acts=(PBIT, "sigmoid")), VARIANTS[variant],
+                     _optimizer("sgd", "constant"), Timescales(tau_x=2, tau_theta=70), mode)
+
+    runs = _both(make, stops=(300, 1500), threads=(1, 2))
+    assert [issubclass(r[1], Compiled) for r in runs] == [False, True, False, True]
+    _assert_same(runs)
+    assert runs[0][2]["neurons"] != _trajectory(make("plain"), (0,))["neurons"]  # moved
 
 
 @pytest.mark.parametrize("acts,loss,widths", table("compiled executor: layers and losses", [
@@ -385,7 +410,9 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
     (dict(widths=(1, 5, 3), network=dict(decorrelation=True)),
      "layer 0 with one input and a decorrelation matrix"),
     (dict(estimator=BackpropParams(), network=dict(decorrelation=True)),
-     "decorrelation matrices (its gradient through them is NumPy's)"),
+     "decorrelation matrices (backprop through them is the reference model's)"),
+    (dict(estimator=BackpropParams(), acts=(PBIT, "sigmoid")),
+     "layer 0 device neuron (backprop through it is the reference model's)"),
 ])
 def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, reason):
     network = _network(change.get("acts", ("relu", "sigmoid")), change.get("widths", (6, 5, 3)),
@@ -496,6 +523,6 @@ def test_a_compiled_executor_without_its_parts_says_so():
     with pytest.raises(NotImplementedError):
         Incomplete.refusals(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
     for method, args in ((Compiled._probes, (loop, 1, 8)),
-                         (Compiled._run, (loop, None, None, None, None))):
+                         (Compiled._run, (loop, None, None, None, None, None))):
         with pytest.raises(NotImplementedError):
             method(None, *args)

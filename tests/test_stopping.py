@@ -164,8 +164,8 @@ def test_a_signalled_run_resumes_to_the_same_trace(name, sig, tmp_path, capsys):
     checkpoint) both resume to the uninterrupted run's trace, on ideal, crossbar and
     MTJ hardware. The signal arrives as the windows from step 12,000 start, so SIGTERM
     stops the run after them: at the next row (14,000) where the compiled executor runs
-    the windows up to it in one call (ideal), after one window of 200 steps (crossbar)
-    or 400 (MTJ, whose windows are twice as long) where the plain loop runs them."""
+    the windows up to it in one call (ideal, and the MTJ p-bits), after one window of
+    200 steps (crossbar) where the plain loop runs them."""
     config, sets = CONFIGS[name]
     sets = sets + RESUMABLE
     assert main(_args(config, tmp_path / "whole.h5", sets)) == 0
@@ -178,7 +178,7 @@ def test_a_signalled_run_resumes_to_the_same_trace(name, sig, tmp_path, capsys):
         assert "interrupted by SIGTERM at step" in proc.stderr and "--resume" in proc.stderr
         assert partial.attrs["stop_reason"] == "interrupted by SIGTERM"
         stop = int(re.search(r"at step ([\d,]+);", proc.stderr).group(1).replace(",", ""))
-        assert stop == {"ideal": 14000, "crossbar": 12200, "mtj": 12400}[name]
+        assert stop == {"ideal": 14000, "crossbar": 12200, "mtj": 14000}[name]
         assert partial.scalars["step"][-1] == stop - stop % 2000  # every row, flushed
     else:
         assert proc.returncode == -signal.SIGKILL

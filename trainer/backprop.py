@@ -42,14 +42,14 @@ class Backprop(Estimator):
     """Mean gradient over the window's samples from the bench's reference model.
 
     On a chip of exact float layers (:class:`~trainer.exact_chip.ExactChip`: the ideal
-    device) without decorrelation matrices the reference model is the chip itself: the
-    gradient then comes from the chip's own recorded pass of the window (one forward
-    pass, not two), with the kernel the compiled executor runs, so that both give the
-    same bits."""
+    device) without decorrelation matrices or device neurons the reference model is the
+    chip itself: the gradient then comes from the chip's own recorded pass of the window
+    (one forward pass, not two), with the kernel the compiled executor runs, so that
+    both give the same bits."""
 
     def __init__(self, bench, decorrelation_lr: float):
         self.bench, self.decorrelation_lr = bench, decorrelation_lr
-        exact = not ExactChip.refusals(bench) and not bench.chip.capabilities.decorrelation
+        exact = not ExactChip.refusals(bench) and not ExactChip.backprop_refusals(bench)
         self._exact = ExactChip(bench) if exact else None
 
     def window_steps(self, window):

@@ -30,7 +30,9 @@ runs go through :class:`~trainer.executors.Plain`:
 - chips whose every layer is an exact float array
   (:meth:`devsim.device.DeviceArray.exact_parameters`: the ideal device) with a bias,
   more than one output (NumPy makes a one-column product by other BLAS routines) and
-  an identity, sigmoid or ReLU activation (those with compiled code), an ``mse`` or
+  an identity, sigmoid or ReLU activation (those with compiled code) or device neurons
+  that offer a compiled pass (:class:`devsim.activations.CompiledNeuron`: the MTJ
+  p-bits; not under backprop, which takes their mean response), an ``mse`` or
   ``cross_entropy`` loss, and decorrelation matrices or none (with them, more than one
   input to each layer); the chip's own node noise may be there: these estimators never
   ask for noisy passes, so it never acts (:class:`~trainer.exact_chip.ExactChip`);
@@ -82,10 +84,8 @@ class Compiled(Executor):
                              + "; use the plain ask/tell loop (trainer.executors.Plain)")
         super().__init__(bench.chip)
         self.bench, self.optimizer = bench, optimizer
-        exact = ExactChip(bench)
-        self.layers, self.shapes, self.acts, self.loss = (exact.layers, exact.shapes,
-                                                          exact.acts, exact.loss)
-        self.decorrelation, self.decorrelated = exact.decorrelation, exact.decorrelated
+        self.exact = exact = ExactChip(bench)
+        self.layers, self.shapes = exact.layers, exact.shapes
         self.opt_kind = OPTIMIZERS.index(optimizer.kind)
         self.hyper = np.zeros(5)
         if optimizer.kind == "momentum":
@@ -134,8 +134,16 @@ class Compiled(Executor):
         stats = np.zeros((n, 5))
         optimizer = (self.opt_kind, self.hyper, self.optimizer.lr, factors, velocity, second,
                      count)
+        neurons, passes = self.exact.neurons()
+        events = np.zeros((n, len(self.layers)), dtype=np.int64)
+        chip = (self.layers, self.shapes, self.exact.acts, self.exact.decorrelation, neurons,
+                events, self.exact.loss)
         with parallel.single_threaded_blas():
-            ran = self._run(loop, idx, new, optimizer, stats)
+            ran = self._run(loop, chip, idx, new, optimizer, stats)
+        for w in range(ran):  # the device neurons' meters, a pass at a time
+            for layer, neuron in enumerate(passes):
+                if neuron is not None:
+                    neuron.account(int(stats[w, 4]), int(events[w, layer]))
         if ran < n:  # stopped at a skipped window: the stream gives only what ran
             loop.stream = saved
             loop.stream.next(ran * T)
@@ -164,8 +172,9 @@ class Compiled(Executor):
         """Probes of each of the next ``n`` windows of T steps."""
         raise NotImplementedError
 
-    def _run(self, loop, idx, new, optimizer, stats) -> int:
-        """The compiled call over the windows of ``idx``: how many ran."""
+    def _run(self, loop, chip, idx, new, optimizer, stats) -> int:
+        """The compiled call over the windows of ``idx`` on ``chip`` (the kernels' first
+        arguments): how many ran."""
         raise NotImplementedError
 
     def _arrays(self, loop, rows: int, width: int) -> dict:
@@ -176,7 +185,7 @@ class Compiled(Executor):
         if key not in self._work:
             sizes = self.shapes[:, 0] * (self.shapes[:, 1] + 1)
             hidden = tuple(np.empty((rows, int(n))) for n in self.shapes[:, 0])
-            inputs = tuple(np.empty((rows, int(n)) if self.decorrelated else (0, 0))
+            inputs = tuple(np.empty((rows, int(n)) if self.exact.decorrelated else (0, 0))
                            for n in self.shapes[:, 1])
             self._work[key] = dict(inputs=inputs,
                 x=np.empty((rows, loop.x.shape[1])), y=np.empty((rows, loop.y.shape[1])),
@@ -214,7 +223,7 @@ class CompiledMGD(Compiled):
         new = loop.stream.peek_new(n * T).reshape(n, T)
         return T + new[:, 1:].sum(axis=1) + 1
 
-    def _run(self, loop, idx, new, optimizer, stats):
+    def _run(self, loop, chip, idx, new, optimizer, stats):
         estimator, p = loop.estimator, loop.estimator.params
         T = loop.timescales.tau_theta
         if p.integrator == "window":
@@ -229,12 +238,12 @@ class CompiledMGD(Compiled):
                    a["per_probe"][:T], a["gradient"], a["step"], a["new_velocity"],
                    a["new_second"], a["counters"])
         ran = mgd_windows(
-            self.layers, self.shapes, self.acts, self.decorrelation, self.loss, loop.x, loop.y, idx, new, T,
-            p.target == "nodes", p.mode == "discrete", estimator.perturbation.key,
-            estimator.step, estimator.tau_p, estimator.perturbation.rms, p.epsilon ** 2,
-            p.tau_hp / (p.tau_hp + 1.0), estimator._filter, p.integrator == "lowpass",
-            weights, decay, estimator._integral, p.normalize, scale, p.cost_change_clip,
-            *optimizer, buffers, a["inputs"], a["hidden"], stats, CBLAS)
+            *chip, loop.x, loop.y, idx, new, T, p.target == "nodes", p.mode == "discrete",
+            estimator.perturbation.key, estimator.step, estimator.tau_p,
+            estimator.perturbation.rms, p.epsilon ** 2, p.tau_hp / (p.tau_hp + 1.0),
+            estimator._filter, p.integrator == "lowpass", weights, decay, estimator._integral,
+            p.normalize, scale, p.cost_change_clip, *optimizer, buffers, a["inputs"],
+            a["hidden"], stats, CBLAS)
         estimator.step += ran * T
         return ran
 
@@ -270,7 +279,7 @@ class CompiledNP(Compiled):
         """A clean pass and the noisy passes of the T samples."""
         return np.full(n, (1 + self._noisy_passes(loop.estimator)) * T)
 
-    def _run(self, loop, idx, new, optimizer, stats):
+    def _run(self, loop, chip, idx, new, optimizer, stats):
         estimator, p = loop.estimator, loop.estimator.params
         B, K = loop.timescales.tau_theta, estimator.n_nodes
         n = len(idx) // B
@@ -280,8 +289,7 @@ class CompiledNP(Compiled):
         buffers = (a["x"], a["y"], a["costs"], a["signal"][:B], a["per_probe"][:B],
                    a["norms"][:B], a["gradient"], a["step"], a["new_velocity"],
                    a["new_second"])
-        ran = np_windows(self.layers, self.shapes, self.acts, self.decorrelation, self.loss,
-                         loop.x, loop.y, idx, B, p.kind != "np", p.kind == "inp", noise,
+        ran = np_windows(*chip, loop.x, loop.y, idx, B, p.kind != "np", p.kind == "inp", noise,
                          estimator.mean, estimator.variance, p.decorrelation_lr, *optimizer,
                          buffers, a["inputs"], a["hidden"], a["preactivations"], stats, CBLAS)
         if ran < n:  # the estimator's stream gives only the noise of what ran
@@ -323,7 +331,7 @@ class CompiledWP(Compiled):
         """A clean and a moved pass of the T samples."""
         return np.full(n, 2 * T)
 
-    def _run(self, loop, idx, new, optimizer, stats):
+    def _run(self, loop, chip, idx, new, optimizer, stats):
         estimator, B = loop.estimator, loop.timescales.tau_theta
         n, first_row = len(idx) // B, estimator.rows
         state = copy.deepcopy(estimator.rng.bit_generator.state)
@@ -335,8 +343,7 @@ class CompiledWP(Compiled):
         a = self._arrays(loop, 2 * B, 0)
         buffers = (a["x"], a["y"], a["costs"], a["per_probe"][:B], a["gradient"], a["step"],
                    a["new_velocity"], a["new_second"], a["counters"])
-        ran = wp_windows(self.layers, self.shapes, self.acts, self.decorrelation, self.loss,
-                         loop.x, loop.y, idx, B, noise,
+        ran = wp_windows(*chip, loop.x, loop.y, idx, B, noise,
                          estimator.key if estimator.signed else np.uint64(0), first_row,
                          estimator.params.sigma, estimator.scale(B), *optimizer, buffers,
                          a["inputs"], a["hidden"], stats, CBLAS)
@@ -365,21 +372,18 @@ class CompiledBackprop(Compiled):
 
     @staticmethod
     def _estimator_refusals(estimator) -> list[str]:
-        if estimator.bench.chip.capabilities.decorrelation:  # DBP, or BP through fixed R
-            return ["decorrelation matrices (its gradient through them is NumPy's)"]
-        return []
+        return ExactChip.backprop_refusals(estimator.bench)
 
     def _probes(self, loop, n, T):
         """One pass of the T samples."""
         return np.full(n, T)
 
-    def _run(self, loop, idx, new, optimizer, stats):
+    def _run(self, loop, chip, idx, new, optimizer, stats):
         B = loop.timescales.tau_theta
         a = self._arrays(loop, B, 0)
         buffers = (a["x"], a["y"], a["costs"], a["gradient"], a["step"], a["new_velocity"],
                    a["new_second"])
-        return backprop_windows(self.layers, self.shapes, self.acts, self.decorrelation,
-                                self.loss, loop.x, loop.y, idx, B, *optimizer, buffers,
+        return backprop_windows(*chip, loop.x, loop.y, idx, B, *optimizer, buffers,
                                 a["inputs"], a["hidden"], a["preactivations"], a["deltas"],
                                 stats, CBLAS)
 

@@ -21,26 +21,29 @@ import numpy as np
 from numba import njit
 
 from devsim import blas
-from devsim.activations import apply_in_place, derivative
+from devsim.activations import DEVICE_NEURON, apply_in_place, derivative
 from devsim.dense import (add_code_perturbation, add_weight_perturbation,
                           add_zero_weight_perturbation, affine_block, correlate)
 from devsim.losses import loss_gradient_rows, loss_rows
+from devsim.native import call_void
 from devsim.parallel import BLOCK_ROWS
+from trainer.decorrelation import decorrelation_delta
 from trainer.kernels import mean, norm, row_squares, weighted_rows
 from trainer.mgd import highpass
-from trainer.decorrelation import decorrelation_delta
 from trainer.perturbations import correlate_codes, rademacher_codes
 
 
 @njit(cache=True, nogil=True)
-def _forward(layers, shapes, acts, decorrelation, node_noise, weight_noise, perturbed,
-             zero_before, key, counters, amplitude, rows, x, inputs, hidden, preactivations,
-             keep, cblas):
+def _forward(layers, shapes, acts, decorrelation, neurons, events, node_noise, weight_noise,
+             perturbed, zero_before, key, counters, amplitude, rows, x, inputs, hidden,
+             preactivations, keep, cblas):
     """The window's ``rows`` probes (inputs ``x``) through every layer into ``hidden[l]``
     (and, with ``keep``, the pre-activations into ``preactivations[l]``), in canonical
-    blocks, on the calling thread. Where the chip has decorrelation matrices
-    (``decorrelation[l]`` not empty), layer l takes R_l h, made into ``inputs[l]`` (Numba's parallel loops measured slower here: their
-    OpenMP threads spin between windows, and lose badly on a shared machine).
+    blocks, on the calling thread (Numba's parallel loops measured slower here: their
+    OpenMP threads spin between windows, and lose badly on a shared machine). Where the
+    chip has decorrelation matrices (``decorrelation[l]`` not empty), layer l takes
+    R_l h, made into ``inputs[l]``; device neurons (:func:`_activate`) add their events
+    to ``events[l]``.
 
     Probe t carries row ``t - perturbed[0]`` of ``node_noise`` on the nodes, or of
     ``weight_noise`` on the parameters, for perturbed[0] <= t < perturbed[1]; with
@@ -83,10 +86,25 @@ def _forward(layers, shapes, acts, decorrelation, node_noise, weight_noise, pert
                     add_zero_weight_perturbation(h[:t0], out[:t0])
             if keep:
                 preactivations[l][b0:b1] = out
-            apply_in_place(acts[l], out)
+            _activate(l, acts, neurons, out, events)
             h = out
             node_at += n_out
             param_at += n_out * (n_in + 1)
+
+
+@njit(cache=True, nogil=True)
+def _activate(l, acts, neurons, out, events):
+    """Layer ``l``'s activation over its block of outputs ``out``, in place: compiled
+    code (:func:`devsim.activations.apply_in_place`), or a device neuron's pass
+    (:class:`devsim.activations.CompiledNeuron`; ``neurons`` holds every layer's
+    address, ints, floats and state), whose events it adds to ``events[l]``."""
+    if acts[l] != DEVICE_NEURON:
+        apply_in_place(acts[l], out)
+        return
+    addresses, ints, floats, states = neurons
+    call_void(addresses[l], (out, np.int64(out.shape[0]), np.int64(out.shape[1]), ints[l],
+                             floats[l], states[l]))
+    events[l] += ints[l][0]
 
 
 @njit(cache=True, nogil=True)
@@ -195,10 +213,10 @@ def _update(layers, cost, gradient, opt_kind, hyper, lr, factor, velocity, secon
 
 
 @njit(cache=True, nogil=True)
-def mgd_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, new, window, node_target,
-                discrete, key, clock, tau_p, rms, eps2, a_hp, hp_state, lowpass, weights,
-                decay, integral, normalize, scale, clip_change, opt_kind, hyper, lr,
-                factors, velocity, second, count, buffers, inputs, hidden, stats, cblas):
+def mgd_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data, idx,
+                new, window, node_target, discrete, key, clock, tau_p, rms, eps2, a_hp, hp_state,
+                lowpass, weights, decay, integral, normalize, scale, clip_change, opt_kind, hyper,
+                lr, factors, velocity, second, count, buffers, inputs, hidden, stats, cblas):
     """Windows of MGD (:class:`trainer.mgd.MGD`), each followed by the optimizer's step,
     until one is skipped or ``len(idx) // window`` have run; returns how many ran.
     Window w presents samples ``idx[w*T:(w+1)*T]`` and starts at perturbation step
@@ -224,8 +242,9 @@ def mgd_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, 
         else:  # each probe's code made inside its products, from its first counter
             for t in range(rows):
                 counters[t] = (clock + s0 + t) // tau_p * n_params if t < window else -1
-        _forward(layers, shapes, acts, decorrelation, codes, no_noise, perturbed, False, key,
-                 counters, rms, rows, x, inputs, hidden, hidden, False, cblas)
+        _forward(layers, shapes, acts, decorrelation, neurons, events[w], codes, no_noise,
+                 perturbed, False, key, counters, rms, rows, x, inputs, hidden, hidden, False,
+                 cblas)
         loss_rows(loss, hidden[shapes.shape[0] - 1][:rows], y[:rows], costs[:rows])
         if discrete:
             cost = mean(costs[window:rows])
@@ -272,10 +291,10 @@ def mgd_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, 
 
 
 @njit(cache=True, nogil=True)
-def np_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch,
-               activity, per_layer, noise, noise_mean, variance, decorrelation_lr, opt_kind,
-               hyper, lr, factors, velocity, second, count, buffers, inputs, hidden,
-               preactivations, stats, cblas):
+def np_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data, idx,
+               batch, activity, per_layer, noise, noise_mean, variance, decorrelation_lr, opt_kind,
+               hyper, lr, factors, velocity, second, count, buffers, inputs, hidden, preactivations,
+               stats, cblas):
     """Windows of node perturbation (:class:`trainer.node_perturbation.NodePerturbation`,
     one draw: a clean pass, then one noisy pass, or with ``per_layer`` one per layer),
     each followed by the optimizer's step, until one is skipped or ``len(idx) // batch``
@@ -298,9 +317,10 @@ def np_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, b
         for k in range(1, 1 + passes):
             x[k * batch:(k + 1) * batch] = x[:batch]
             y[k * batch:(k + 1) * batch] = y[:batch]
-        _forward(layers, shapes, acts, decorrelation, noise[n0:n0 + passes * batch],
-                 np.empty((0, 0)), perturbed, False, np.uint64(0), no_codes, 0.0, rows, x,
-                 inputs, hidden, preactivations, activity, cblas)
+        _forward(layers, shapes, acts, decorrelation, neurons, events[w],
+                 noise[n0:n0 + passes * batch], np.empty((0, 0)), perturbed, False,
+                 np.uint64(0), no_codes, 0.0, rows, x, inputs, hidden, preactivations,
+                 activity, cblas)
         loss_rows(loss, hidden[n_layers - 1][:rows], y[:rows], costs[:rows])
         node_at = 0
         for k in range(passes):  # pass k's signal on its nodes: all, or layer k's
@@ -344,9 +364,9 @@ def np_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, b
 
 
 @njit(cache=True, nogil=True)
-def wp_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch, noise,
-               key, first_row, sigma, scale, opt_kind, hyper, lr, factors, velocity, second,
-               count, buffers, inputs, hidden, stats, cblas):
+def wp_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data, idx,
+               batch, noise, key, first_row, sigma, scale, opt_kind, hyper, lr, factors, velocity,
+               second, count, buffers, inputs, hidden, stats, cblas):
     """Windows of weight perturbation (:class:`trainer.weight_perturbation.WeightPerturbation`:
     a clean and a moved pass of each row), each followed by the optimizer's step, until
     one is skipped or ``len(idx) // batch`` have run; returns how many ran. Window w's
@@ -366,7 +386,7 @@ def wp_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, b
         if signed:
             for t in range(2 * batch):
                 counters[t] = (first_row + s0 + t - batch) * n_params if t >= batch else -1
-        _forward(layers, shapes, acts, decorrelation, no_nodes,
+        _forward(layers, shapes, acts, decorrelation, neurons, events[w], no_nodes,
                  no_noise if signed else noise[w], perturbed, True, key,
                  counters[:2 * batch] if signed else counters[:0], sigma, 2 * batch, x,
                  inputs, hidden, hidden, False, cblas)
@@ -422,9 +442,9 @@ def backprop_gradient(layers, shapes, acts, loss, x, y, hidden, preactivations, 
 
 
 @njit(cache=True, nogil=True)
-def backprop_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, idx, batch,
-                     opt_kind, hyper, lr, factors, velocity, second, count, buffers, inputs,
-                     hidden, preactivations, deltas, stats, cblas):
+def backprop_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data,
+                     idx, batch, opt_kind, hyper, lr, factors, velocity, second, count, buffers,
+                     inputs, hidden, preactivations, deltas, stats, cblas):
     """Windows of reference backpropagation (:class:`trainer.backprop.Backprop`): the
     batch through the chip's layers, its costs, :func:`backprop_gradient` and the
     optimizer's step, until one is skipped or ``len(idx) // batch`` have run; returns
@@ -438,9 +458,9 @@ def backprop_windows(layers, shapes, acts, decorrelation, loss, x_data, y_data, 
     for w in range(idx.shape[0] // batch):
         s0 = w * batch
         _gather(x_data, y_data, idx[s0:s0 + batch], x, y)
-        _forward(layers, shapes, acts, decorrelation, none, none, nothing_perturbed, False,
-                 np.uint64(0), no_codes, 0.0, batch, x, inputs, hidden, preactivations, True,
-                 cblas)
+        _forward(layers, shapes, acts, decorrelation, neurons, events[w], none, none,
+                 nothing_perturbed, False, np.uint64(0), no_codes, 0.0, batch, x, inputs,
+                 hidden, preactivations, True, cblas)
         loss_rows(loss, hidden[n_layers - 1][:batch], y[:batch], costs[:batch])
         backprop_gradient(layers, shapes, acts, loss, x[:batch], y[:batch], hidden,
                           preactivations, deltas, gradient, cblas)
