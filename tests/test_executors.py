@@ -226,6 +226,41 @@ def test_a_chip_with_device_neurons_runs_compiled_with_the_same_bits(variant):
     assert runs[0][2]["neurons"] != _trajectory(make("plain"), (0,))["neurons"]  # moved
 
 
+class _Poisoned:
+    """NumPy for trainer.compiled, whose work arrays come filled with values no result
+    may depend on: NaN, or a valid-looking counter (977) for integers."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def _poison(out):
+        out.fill(np.nan if out.dtype.kind == "f" else 977)
+        return out
+
+    def empty(self, shape, dtype=float):
+        return self._poison(np.empty(shape, dtype))
+
+    def empty_like(self, a):
+        return self._poison(np.empty_like(a))
+
+
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-nodes-analog",
+                                     "mgd-weights-analog-lowpass", "inp", "danp", "wp",
+                                     "wp-rademacher", "backprop"])
+def test_what_the_work_arrays_held_before_never_matters(variant, monkeypatch):
+    """The compiled windows read only what they wrote: with work arrays filled with NaN
+    and stray counters, the plain loop's bits."""
+    import trainer.compiled
+    monkeypatch.setattr(trainer.compiled, "np", _Poisoned())
+    runs = _both(lambda mode: _loop(_chip_for(variant), VARIANTS[variant],
+                                    _optimizer("adam", "constant"),
+                                    Timescales(tau_x=2, tau_p=2, tau_theta=10), mode),
+                 stops=(300,))
+    assert issubclass(runs[1][1], Compiled)
+    _assert_same(runs)
+
+
 @pytest.mark.parametrize("acts,loss,widths", table("compiled executor: layers and losses", [
     pytest.param(("identity",), "mse", (4, 3), id="one-layer-identity-mse"),
     pytest.param(("sigmoid", "identity"), "cross_entropy", (6, 5, 3), id="sigmoid-identity-ce"),
@@ -316,6 +351,8 @@ def test_gaussian_wp_draws_at_most_noise_bytes_a_call_into_a_kept_array(monkeypa
     kept = loop.executor._work["noise"]
     assert kept.shape == (3, 8, P)
     assert len(loop.advance(10 ** 6)) == 3 and loop.executor._work["noise"] is kept
+    monkeypatch.setattr(trainer.compiled, "NOISE_BYTES", 8)  # less than a window's
+    assert len(loop.advance(10 ** 6)) == 1
 
 
 @pytest.mark.parametrize("variant,passes", [("np", 1), ("inp", 2)])
@@ -334,6 +371,8 @@ def test_node_perturbation_draws_at_most_noise_bytes_a_call(variant, passes, mon
     loop = make("auto")
     assert len(loop.advance(10 ** 6)) == 3
     assert loop.chip.steps == 3 * (1 + passes) * 8
+    monkeypatch.setattr(trainer.compiled, "NOISE_BYTES", 8)  # less than a window's
+    assert len(loop.advance(10 ** 6)) == 1
     _assert_same(_both(make, stops=(500,)))
 
 
@@ -443,6 +482,36 @@ def test_the_exact_chip_refuses_what_its_kernels_cannot_run(monkeypatch):
     assert ExactChip.refusals(ideal) == []
     monkeypatch.setattr(blas, "AVAILABLE", False)
     assert ExactChip.refusals(ideal) == ["NumPy's BLAS entry points (not found)"]
+
+
+def test_a_stateful_activation_needs_a_compiled_pass_even_with_a_code():
+    """A stateful activation is never applied by its function code (it must see the
+    probes in order, with its state): without a compiled pass of its own the chip is
+    refused."""
+    ideal = lab(chip_of(_network(), "mse"))
+    act = ideal.network.activations[0]
+    assert act.native is not None and ExactChip.refusals(ideal) == []
+    act.stateful = True
+    assert ExactChip.refusals(ideal) == ["layer 0 activation without compiled code"]
+
+
+@pytest.mark.parametrize("change", [dict(decorrelation=True), dict(acts=(PBIT, "sigmoid"))],
+                         ids=["decorrelation", "device-neuron"])
+def test_backprop_through_decorrelation_or_device_neurons_is_the_reference_models(change):
+    """Backprop's gradient passes through R and through a p-bit's mean response, which the
+    reference model has and the compiled kernel does not: the plain loop takes it from
+    the reference model, and the exact chip's kernel refuses such a chip."""
+    loop = _loop(_network(**change), VARIANTS["backprop"], _optimizer("sgd", "constant"),
+                 Timescales(tau_theta=12), "auto")
+    assert isinstance(loop.executor, Plain)
+    window = loop.next_window()
+    estimate = loop.executor.window(loop.estimator, window)
+    bench = lab(loop.chip)
+    reference = bench.reference().gradient(bench.read_params(), window.x, window.y)
+    np.testing.assert_array_equal(estimate.gradient, reference)
+    with pytest.raises(ValueError, match="does not pass through decorrelation matrices or "
+                                         "device neurons"):
+        ExactChip(bench).backprop(window.x, window.y, None)
 
 
 def test_a_window_on_its_own_is_the_plain_loops():

@@ -330,6 +330,29 @@ def test_meter_counts_reads_time_and_energy():
     assert neuron.meter.energy_j == pytest.approx(12000 * 1e-15)
 
 
+def test_a_forked_neuron_reads_a_stream_of_its_own_from_its_first_sample():
+    """A fork (a network copy for evaluation) starts in the neuron's present states and
+    reads from sample 0 of its own key; the neuron's stream goes on where it was. Both
+    against the NumPy twin of the drive."""
+    neuron = mtj.MTJNeuronParams(read_samples=3, gain=2.0, delta_dtod=0.1).build(
+        6, np.random.default_rng(8))
+    z = np.random.default_rng(9).normal(0.0, 1.5, (40, 6))
+    neuron(z)
+    fork = neuron.forked(2)
+    a = neuron.array
+
+    def twin(key, start):
+        out = np.empty(z.shape)
+        mtj.telegraph_drive_np(a.state.copy(), z * neuron._amps, a.offset, a.ic0, a.delta,
+                               a.log_rate0, 3, key, start, out)
+        return 0.5 * (1.0 + out)
+
+    assert fork.array.key != a.key
+    expected_fork, expected = twin(fork.array.key, 0), twin(a.key, 40 * 3)
+    np.testing.assert_array_equal(fork(z), expected_fork)
+    np.testing.assert_array_equal(neuron(z), expected)
+
+
 # ------------------------------------------------------------ in the machine
 _NETWORK_YAML = """
 layers:
