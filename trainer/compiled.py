@@ -93,6 +93,8 @@ class Compiled(Executor):
         elif optimizer.kind == "adam":
             self.hyper[:3] = optimizer.b1, optimizer.b2, optimizer.eps
         self.hyper[4] = optimizer.clip_norm
+        size = sum(len(layer) for layer in self.layers)
+        self._step_work = tuple(np.empty(size) for _ in range(3))  # step, its new state
         self._plain = Plain(bench.chip)
         self._work = {}
 
@@ -133,7 +135,7 @@ class Compiled(Executor):
             factors[:] = [schedule(count + w) for w in range(n)]
         stats = np.zeros((n, 5))
         optimizer = (self.opt_kind, self.hyper, self.optimizer.lr, factors, velocity, second,
-                     count)
+                     count, *self._step_work)
         neurons, passes = self.exact.neurons()
         events = np.zeros((n, len(self.layers)), dtype=np.int64)
         chip = (self.layers, self.shapes, self.exact.acts, self.exact.decorrelation, neurons,
@@ -192,9 +194,7 @@ class Compiled(Executor):
                 costs=np.empty(rows), codes=np.empty((rows, width)),
                 counters=np.empty(rows, dtype=np.int64),
                 signal=np.empty((rows, width)), per_probe=np.empty(rows),
-                norms=np.empty(rows), gradient=np.empty(int(sizes.sum())),
-                step=np.empty(int(sizes.sum())), new_velocity=np.empty(int(sizes.sum())),
-                new_second=np.empty(int(sizes.sum())), hidden=hidden,
+                norms=np.empty(rows), gradient=np.empty(int(sizes.sum())), hidden=hidden,
                 preactivations=tuple(np.empty_like(h) for h in hidden),
                 deltas=tuple(np.empty_like(h) for h in hidden))
         return self._work[key]
@@ -235,14 +235,13 @@ class CompiledMGD(Compiled):
         nodes = estimator.channels if p.target == "nodes" else 0  # weights: codes on the fly
         a = self._arrays(loop, 2 * T, nodes)
         buffers = (a["x"], a["y"], a["costs"], a["codes"][:T], a["signal"][:T],
-                   a["per_probe"][:T], a["gradient"], a["step"], a["new_velocity"],
-                   a["new_second"], a["counters"])
+                   a["per_probe"][:T], a["gradient"], a["counters"])
         ran = mgd_windows(
             *chip, loop.x, loop.y, idx, new, T, p.target == "nodes", p.mode == "discrete",
             estimator.perturbation.key, estimator.step, estimator.tau_p,
             estimator.perturbation.rms, p.epsilon ** 2, p.tau_hp / (p.tau_hp + 1.0),
             estimator._filter, p.integrator == "lowpass", weights, decay, estimator._integral,
-            p.normalize, scale, p.cost_change_clip, *optimizer, buffers, a["inputs"],
+            p.normalize, scale, p.cost_change_clip, optimizer, buffers, a["inputs"],
             a["hidden"], stats, CBLAS)
         estimator.step += ran * T
         return ran
@@ -287,10 +286,9 @@ class CompiledNP(Compiled):
         noise = _draw_windows(estimator, n, B)
         a = self._arrays(loop, (1 + self._noisy_passes(estimator)) * B, K)
         buffers = (a["x"], a["y"], a["costs"], a["signal"][:B], a["per_probe"][:B],
-                   a["norms"][:B], a["gradient"], a["step"], a["new_velocity"],
-                   a["new_second"])
+                   a["norms"][:B], a["gradient"])
         ran = np_windows(*chip, loop.x, loop.y, idx, B, p.kind != "np", p.kind == "inp", noise,
-                         estimator.mean, estimator.variance, p.decorrelation_lr, *optimizer,
+                         estimator.mean, estimator.variance, p.decorrelation_lr, optimizer,
                          buffers, a["inputs"], a["hidden"], a["preactivations"], stats, CBLAS)
         if ran < n:  # the estimator's stream gives only the noise of what ran
             estimator.rng.bit_generator.state = state
@@ -341,11 +339,10 @@ class CompiledWP(Compiled):
             for w in range(n):
                 estimator.draw(B, out=noise[w])
         a = self._arrays(loop, 2 * B, 0)
-        buffers = (a["x"], a["y"], a["costs"], a["per_probe"][:B], a["gradient"], a["step"],
-                   a["new_velocity"], a["new_second"], a["counters"])
+        buffers = (a["x"], a["y"], a["costs"], a["per_probe"][:B], a["gradient"], a["counters"])
         ran = wp_windows(*chip, loop.x, loop.y, idx, B, noise,
                          estimator.key if estimator.signed else np.uint64(0), first_row,
-                         estimator.params.sigma, estimator.scale(B), *optimizer, buffers,
+                         estimator.params.sigma, estimator.scale(B), optimizer, buffers,
                          a["inputs"], a["hidden"], stats, CBLAS)
         estimator.rows = first_row + ran * B
         if ran < n and not estimator.signed:  # the stream gives only the draws of what ran
@@ -381,9 +378,8 @@ class CompiledBackprop(Compiled):
     def _run(self, loop, chip, idx, new, optimizer, stats):
         B = loop.timescales.tau_theta
         a = self._arrays(loop, B, 0)
-        buffers = (a["x"], a["y"], a["costs"], a["gradient"], a["step"], a["new_velocity"],
-                   a["new_second"])
-        return backprop_windows(*chip, loop.x, loop.y, idx, B, *optimizer, buffers,
+        buffers = (a["x"], a["y"], a["costs"], a["gradient"])
+        return backprop_windows(*chip, loop.x, loop.y, idx, B, optimizer, buffers,
                                 a["inputs"], a["hidden"], a["preactivations"], a["deltas"],
                                 stats, CBLAS)
 

@@ -180,18 +180,25 @@ def _optimizer_step(kind, hyper, lr, factor, gradient, velocity, second, count, 
 
 
 @njit(cache=True, nogil=True)
-def _update(layers, cost, gradient, opt_kind, hyper, lr, factor, velocity, second, count,
-            step, new_velocity, new_second, stats, w, probes):
-    """The training loop's end of a window: the optimizer's step from ``gradient``,
-    written to the layers unless the cost, the estimate or the step is not finite;
-    ``stats[w]`` gets (cost, estimate norm, update norm or NaN, skipped, probes). True
-    where the step was written."""
+def _update(layers, cost, gradient, optimizer, stats, w, probes):
+    """The training loop's end of window ``w`` of a call: the optimizer's step from
+    ``gradient``, written to the layers unless the cost, the estimate or the step is not
+    finite; ``stats[w]`` gets (cost, estimate norm, update norm or NaN, skipped, probes).
+    True where the step was written.
+
+    ``optimizer``: its kind (0 sgd, 1 momentum, 2 adam), hyper-parameters (see
+    :func:`_optimizer_step`), rate, each window's schedule factor, state (velocity or
+    first moment, second moment: changed in place), the updates applied before the call
+    (a call stops at its first unwritten window, so window w follows w more), and work
+    arrays for the step and the state it would leave."""
+    opt_kind, hyper, lr, factors, velocity, second, count, step, new_velocity, new_second = \
+        optimizer
     estimate_norm = norm(gradient)
     update_norm = np.nan
     written = False
     if np.isfinite(cost) and np.isfinite(estimate_norm):
-        _optimizer_step(opt_kind, hyper, lr, factor, gradient, velocity, second, count,
-                        step, new_velocity, new_second)
+        _optimizer_step(opt_kind, hyper, lr, factors[w], gradient, velocity, second,
+                        count + w, step, new_velocity, new_second)
         update_norm = norm(step)
         if np.isfinite(update_norm):
             written = True
@@ -215,15 +222,14 @@ def _update(layers, cost, gradient, opt_kind, hyper, lr, factor, velocity, secon
 @njit(cache=True, nogil=True)
 def mgd_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data, idx,
                 new, window, node_target, discrete, key, clock, tau_p, rms, eps2, a_hp, hp_state,
-                lowpass, weights, decay, integral, normalize, scale, clip_change, opt_kind, hyper,
-                lr, factors, velocity, second, count, buffers, inputs, hidden, stats, cblas):
+                lowpass, weights, decay, integral, normalize, scale, clip_change, optimizer,
+                buffers, inputs, hidden, stats, cblas):
     """Windows of MGD (:class:`trainer.mgd.MGD`), each followed by the optimizer's step,
     until one is skipped or ``len(idx) // window`` have run; returns how many ran.
     Window w presents samples ``idx[w*T:(w+1)*T]`` and starts at perturbation step
     ``clock + w*T``; the estimator's filter and integral (``hp_state``, ``integral``)
-    and the optimizer's state (``velocity``, ``second``; ``count`` updates applied
-    before the call) change in place."""
-    x, y, costs, codes, signal, change, gradient, step, new_v, new_s, counters = buffers
+    and the optimizer's state (:func:`_update`) change in place."""
+    x, y, costs, codes, signal, change, gradient, counters = buffers
     n_params = gradient.shape[0]
     perturbed = np.array([0, window])
     no_noise = np.empty((0, 0))
@@ -282,19 +288,15 @@ def mgd_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_da
         if normalize:
             for i in range(gradient.shape[0]):
                 gradient[i] = gradient[i] * scale
-        if _update(layers, cost, gradient, opt_kind, hyper, lr, factors[w], velocity, second,
-                   count, step, new_v, new_s, stats, w, rows):
-            count += 1
-        else:
+        if not _update(layers, cost, gradient, optimizer, stats, w, rows):
             return w + 1
     return idx.shape[0] // window
 
 
 @njit(cache=True, nogil=True)
 def np_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data, idx,
-               batch, activity, per_layer, noise, noise_mean, variance, decorrelation_lr, opt_kind,
-               hyper, lr, factors, velocity, second, count, buffers, inputs, hidden, preactivations,
-               stats, cblas):
+               batch, activity, per_layer, noise, noise_mean, variance, decorrelation_lr, optimizer,
+               buffers, inputs, hidden, preactivations, stats, cblas):
     """Windows of node perturbation (:class:`trainer.node_perturbation.NodePerturbation`,
     one draw: a clean pass, then one noisy pass, or with ``per_layer`` one per layer),
     each followed by the optimizer's step, until one is skipped or ``len(idx) // batch``
@@ -304,7 +306,7 @@ def np_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_dat
     ``w*P*B..(w+1)*P*B`` of ``noise`` (already scaled; zero outside a pass's layer).
     With ``decorrelation_lr`` > 0 the decorrelation rule then moves each R_l by the
     clean pass's inputs (DNP, DANP, DINP), before the step."""
-    x, y, costs, signal, d_cost, norms, gradient, step, new_v, new_s = buffers
+    x, y, costs, signal, d_cost, norms, gradient = buffers
     n_layers = shapes.shape[0]
     no_codes = np.empty(0, dtype=np.int64)
     n_nodes = noise.shape[1]
@@ -355,25 +357,22 @@ def np_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_dat
                 r += delta
         for i in range(gradient.shape[0]):
             gradient[i] = (0.0 + gradient[i]) / batch
-        if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
-                   velocity, second, count, step, new_v, new_s, stats, w, rows):
-            count += 1
-        else:
+        if not _update(layers, mean(costs[:batch]), gradient, optimizer, stats, w, rows):
             return w + 1
     return idx.shape[0] // batch
 
 
 @njit(cache=True, nogil=True)
 def wp_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data, idx,
-               batch, noise, key, first_row, sigma, scale, opt_kind, hyper, lr, factors, velocity,
-               second, count, buffers, inputs, hidden, stats, cblas):
+               batch, noise, key, first_row, sigma, scale, optimizer, buffers, inputs, hidden,
+               stats, cblas):
     """Windows of weight perturbation (:class:`trainer.weight_perturbation.WeightPerturbation`:
     a clean and a moved pass of each row), each followed by the optimizer's step, until
     one is skipped or ``len(idx) // batch`` have run; returns how many ran. Window w's
     moved pass carries ``noise[w]`` (batch, parameters; already scaled) or, with
     ``noise`` of no windows, the +-``sigma`` sign codes of rows ``first_row + w*batch``
     on (made where they are used); its correlation is divided by ``scale``."""
-    x, y, costs, change, gradient, step, new_v, new_s, counters = buffers
+    x, y, costs, change, gradient, counters = buffers
     n_layers, n_params = shapes.shape[0], gradient.shape[0]
     signed = noise.shape[0] == 0
     no_nodes, no_noise = np.empty((0, 0)), np.empty((0, 0))
@@ -401,10 +400,7 @@ def wp_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_dat
             weighted_rows(noise[w], change[:batch], gradient)
         for i in range(gradient.shape[0]):
             gradient[i] = gradient[i] / scale
-        if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
-                   velocity, second, count, step, new_v, new_s, stats, w, 2 * batch):
-            count += 1
-        else:
+        if not _update(layers, mean(costs[:batch]), gradient, optimizer, stats, w, 2 * batch):
             return w + 1
     return idx.shape[0] // batch
 
@@ -443,14 +439,14 @@ def backprop_gradient(layers, shapes, acts, loss, x, y, hidden, preactivations, 
 
 @njit(cache=True, nogil=True)
 def backprop_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_data, y_data,
-                     idx, batch, opt_kind, hyper, lr, factors, velocity, second, count, buffers,
-                     inputs, hidden, preactivations, deltas, stats, cblas):
+                     idx, batch, optimizer, buffers, inputs, hidden, preactivations, deltas, stats,
+                     cblas):
     """Windows of reference backpropagation (:class:`trainer.backprop.Backprop`): the
     batch through the chip's layers, its costs, :func:`backprop_gradient` and the
     optimizer's step, until one is skipped or ``len(idx) // batch`` have run; returns
     how many ran. Not through decorrelation matrices: ``decorrelation`` and ``inputs``
     hold empty arrays."""
-    x, y, costs, gradient, step, new_v, new_s = buffers
+    x, y, costs, gradient = buffers
     n_layers = shapes.shape[0]
     none = np.empty((0, 0))
     no_codes = np.empty(0, dtype=np.int64)
@@ -464,9 +460,6 @@ def backprop_windows(layers, shapes, acts, decorrelation, neurons, events, loss,
         loss_rows(loss, hidden[n_layers - 1][:batch], y[:batch], costs[:batch])
         backprop_gradient(layers, shapes, acts, loss, x[:batch], y[:batch], hidden,
                           preactivations, deltas, gradient, cblas)
-        if _update(layers, mean(costs[:batch]), gradient, opt_kind, hyper, lr, factors[w],
-                   velocity, second, count, step, new_v, new_s, stats, w, batch):
-            count += 1
-        else:
+        if not _update(layers, mean(costs[:batch]), gradient, optimizer, stats, w, batch):
             return w + 1
     return idx.shape[0] // batch
