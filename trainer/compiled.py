@@ -24,7 +24,8 @@ runs go through :class:`~trainer.executors.Plain`:
 - :class:`CompiledWP`: weight perturbation, either law (Gaussian perturbations drawn
   from the estimator's NumPy stream before the call, Rademacher signs made in place);
 - :class:`CompiledBackprop`: reference backpropagation (a baseline outside the rule),
-  not on chips with decorrelation matrices (DBP: its gradient through R is NumPy's);
+  not on chips with decorrelation matrices (DBP) or device neurons, through which its
+  gradient is the reference model's;
 - optimizers ``sgd``, ``momentum`` (Nesterov too) and ``adam``, with clipping and
   schedules (plugins' optimizers go through Plain);
 - chips whose every layer is an exact float array
@@ -189,7 +190,8 @@ class Compiled(Executor):
             hidden = tuple(np.empty((rows, int(n))) for n in self.shapes[:, 0])
             inputs = tuple(np.empty((rows, int(n)) if self.exact.decorrelated else (0, 0))
                            for n in self.shapes[:, 1])
-            self._work[key] = dict(inputs=inputs,
+            self._work[key] = dict(
+                inputs=inputs,
                 x=np.empty((rows, loop.x.shape[1])), y=np.empty((rows, loop.y.shape[1])),
                 costs=np.empty(rows), codes=np.empty((rows, width)),
                 counters=np.empty(rows, dtype=np.int64),

@@ -1,9 +1,10 @@
 """A chip's exact float layers in the compiled kernels' terms.
 
 Where every layer of the chip is an exact float array with a bias (the ideal device),
-compiled code can run the chip's own arithmetic on its live parameters (and on its
-decorrelation matrices, where it has them): the compiled
-executors (:mod:`trainer.compiled`) run whole windows so, and reference backpropagation
+compiled code can run the chip's own arithmetic on its live parameters and
+decorrelation matrices, with its device neurons' own compiled passes
+(:class:`devsim.activations.CompiledNeuron`): the compiled executors
+(:mod:`trainer.compiled`) run whole windows so, and reference backpropagation
 (:mod:`trainer.backprop`) takes its gradient from the chip's recorded pass with the same
 kernel, so that both give the same bits.
 """
