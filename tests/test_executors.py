@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
+from types import SimpleNamespace
 
 import numba
 import numpy as np
@@ -466,6 +467,15 @@ def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, 
                                        _optimizer("sgd", "constant"))
     with pytest.raises(ValueError, match="the compiled executor does not cover"):
         executor(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
+
+
+def test_an_optimizer_without_compiled_steps_goes_through_the_plain_loop():
+    """The kernels apply SGD, momentum and Adam; another kind (a plugin's), or none, is
+    named among the refusals."""
+    loop = _loop(_network(), MGDParams(), _optimizer("sgd", "constant"), Timescales(), "auto")
+    for optimizer, shown in ((SimpleNamespace(kind="lion"), "'lion'"), (None, "None")):
+        assert CompiledMGD.refusals(lab(loop.chip), loop.estimator, optimizer) == [
+            f"optimizer {shown} (needs one of sgd, momentum, adam)"]
 
 
 def test_the_exact_chip_refuses_what_its_kernels_cannot_run(monkeypatch):
