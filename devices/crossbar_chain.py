@@ -16,9 +16,10 @@ thread. Where NumPy's CBLAS entry points cannot be found (:data:`devsim.blas.AVA
 networks keep to the layer-by-layer path.
 
 Chains cover layers of one row tile with uniform read noise (a differential pair, or
-a reference column without read noise), of one precision, with sigmoid, ReLU or
-identity activations, and node perturbations; anything else (weight perturbations,
-decorrelation, recording the layers) keeps to the layer-by-layer path.
+a reference column without read noise), of one precision, with activations that have
+compiled code (sigmoid, ReLU, leaky ReLU, identity), and node perturbations; anything
+else (weight perturbations, decorrelation, recording the layers) keeps to the
+layer-by-layer path.
 """
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ _LAYER_INTS, _LAYER_FLOATS = 16, 8
 _ACT, _BASE, _NODE_OFFSET = 11, 12, 13
 _N_IN, _N_OUT, _W, _TRANSPOSED, _BIAS, _READOUT, _STOCHASTIC, _KEY, _KEY_ROUND, \
     _GROUP, _N_GROUPS = range(11)
-_DAC_BOUND, _DAC_STEP, _VAR_SCALE, _OUT_VAR, _ADC_STEP, _ADC_BOUND, _ALPHA = range(7)
+# per layer: Crossbar.chain_layer's floats, then the activation's parameter
+_DAC_BOUND, _DAC_STEP, _VAR_SCALE, _OUT_VAR, _ADC_STEP, _ADC_BOUND, _ALPHA, \
+    _ACT_PARAMETER = range(8)
 
 
 @njit(cache=True, nogil=True)
@@ -96,7 +99,7 @@ def _layer(ai, af, index, x, first, xq, acc, h, row_sq):
         for t in range(rows):
             for j in range(n_out):
                 h[t, j] *= scale
-    apply_in_place(ai[b + _ACT], h)
+    apply_in_place(ai[b + _ACT], h, af[f + _ACT_PARAMETER])
 
 
 @njit(cache=True, nogil=True)
@@ -166,7 +169,7 @@ class Chain:
 
     def __init__(self, devices, activations):
         self.devices = devices
-        self._codes = [a.native for a in activations]
+        self._activations = [(a.native, a.parameter) for a in activations]
         self._precision = devices[0].params.precision
         self._versions = None
         self._layers = None
@@ -243,9 +246,11 @@ class Chain:
         ai[_LAYERS] = len(self.devices)
         ai[_BLOCK] = parallel.BLOCK_ROWS
         ai[_MAX_IN], ai[_MAX_OUT] = self._max_in, self._max_out
-        for index, ((ints, floats, _), code) in enumerate(zip(self._layers, self._codes)):
-            b = _HEAD + _LAYER_INTS * index
+        for index, ((ints, floats, _), (code, parameter)) in enumerate(
+                zip(self._layers, self._activations)):
+            b, f = _HEAD + _LAYER_INTS * index, _LAYER_FLOATS * index
             ai[b:b + len(ints)] = ints
             ai[b + _ACT] = code
-            af[_LAYER_FLOATS * index:_LAYER_FLOATS * index + len(floats)] = floats
+            af[f:f + len(floats)] = floats
+            af[f + _ACT_PARAMETER] = parameter
         _owners[precision] = self

@@ -44,11 +44,14 @@ class Activation:
     """Whether applying it changes its state (a stochastic neuron device carrying its
     level from probe to probe), so that probes must go through it in order."""
 
-    def __init__(self, f, df, f_in_place=None, native=None):
+    def __init__(self, f, df, f_in_place=None, native=None, parameter=0.0):
         self._f, self._df = f, df
         self._f_in_place = f_in_place or f
         self.native = native
         """Code of this function for :func:`apply_in_place` (None: not compiled)."""
+        self.parameter = float(parameter)
+        """The parameter :func:`apply_in_place` takes with :attr:`native` (the leaky
+        ReLU's slope; 0 for functions without one)."""
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return self._f(z)
@@ -230,17 +233,19 @@ def _sigmoid_in_place(z):
     return z
 
 
-IDENTITY, SIGMOID, RELU = 0, 1, 2
+IDENTITY, SIGMOID, RELU, LEAKY_RELU = 0, 1, 2, 3
 """Codes of the activations compiled passes apply (:func:`apply_in_place`)."""
 DEVICE_NEURON = -1
 """The code compiled passes give a layer whose activation is a :class:`CompiledNeuron`."""
 
 
 @njit(cache=True, nogil=True)
-def apply_in_place(code, z):
-    """Activation ``code`` over the C-contiguous float32 or float64 array ``z``, in
-    place, with the results of its :meth:`Activation.in_place` (ReLU as NumPy's
-    ``maximum(z, 0)``: -0 becomes +0, NaN stays)."""
+def apply_in_place(code, z, parameter):
+    """Activation ``code`` (with its ``parameter``: the leaky ReLU's slope) over the
+    C-contiguous float32 or float64 array ``z``, in place, with the results of its
+    :meth:`Activation.in_place` (ReLU as NumPy's ``maximum(z, 0)``: -0 becomes +0, NaN
+    stays; the leaky ReLU as ``where(z > 0, z, slope * z)``, the slope rounded to z's
+    precision first, as NumPy rounds a Python float)."""
     flat = z.reshape(-1)
     if code == SIGMOID:
         work = np.empty(max(1, min(flat.shape[0], _BLOCK)), dtype=z.dtype)
@@ -253,16 +258,25 @@ def apply_in_place(code, z):
             v = flat[i]
             if not v > 0 and v == v:
                 flat[i] = 0
+    elif code == LEAKY_RELU:
+        slope = z.dtype.type(parameter)
+        for i in range(flat.shape[0]):
+            v = flat[i]
+            if not v > 0:
+                flat[i] = slope * v
 
 
 @njit(cache=True, nogil=True, inline="always")
-def derivative(code, z, h):
-    """d act / dz of activation ``code`` at the pre-activation z whose output is h (the
-    sigmoid's from its output, h (1 - h); ReLU's 1 where z > 0, else 0)."""
+def derivative(code, z, h, parameter):
+    """d act / dz of activation ``code`` (with its ``parameter``) at the pre-activation
+    z whose output is h (the sigmoid's from its output, h (1 - h); ReLU's 1 where z > 0,
+    else 0; the leaky ReLU's 1 where z > 0, else its slope)."""
     if code == SIGMOID:
         return h * (1.0 - h)
     if code == RELU:
         return 1.0 if z > 0 else 0.0
+    if code == LEAKY_RELU:
+        return 1.0 if z > 0 else parameter
     return 1.0
 
 
@@ -341,7 +355,7 @@ class LeakyReLU(ActivationParams, kind="leaky_relu"):
     def build(self, n, rng):
         a = self.slope
         return Activation(lambda z: np.where(z > 0, z, a * z),
-                          lambda z: np.where(z > 0, 1.0, a))
+                          lambda z: np.where(z > 0, 1.0, a), native=LEAKY_RELU, parameter=a)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@
   devices) is a one-line ParamError naming the key;
 - every activation that offers a compiled pass (device neurons: the p-bit): in several
   calls, then accounted, the outputs, state and meter of its Python pass;
+- every activation with a compiled code (the functions compiled passes apply): its
+  compiled form and derivative give its Python ones bit for bit, in float32 and
+  float64, signed zeros, infinities and NaN included;
 - every intrinsic node-noise source likewise, in noisy passes;
 - every estimator variant x every device: on the first chip options the device offers
   that the estimator accepts, a window is finite and its bits repeat with the seed; every
@@ -30,11 +33,13 @@ import sys
 import numba
 import numpy as np
 import pytest
+from numba import njit
 from threadpoolctl import threadpool_limits
 
 from contracts import (FEATURES, ROOT, activation_rows, bench, build, check_refusal, chip_bench,
                        device_rows, estimator_variants, noise_rows, record, table, windows)
 from devsim import parallel
+from devsim.activations import apply_in_place, derivative
 from devsim.hardware import Request
 from devsim.params import ParamError
 from trainer.executors import Plain
@@ -169,6 +174,42 @@ def test_a_neurons_compiled_pass_gives_its_python_pass(activation, request):
         np.testing.assert_array_equal(now, want)  # the neuron's own, after accounting
     assert vars(compiled.meter) == vars(python.meter)
     assert not np.array_equal(expected, python(z))  # a stateful, random neuron
+
+
+# ------------------------------------------------------------- compiled activation codes
+@njit(cache=True)
+def _derivatives(code, z, h, parameter):
+    out = np.empty(z.shape)
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            out[i, j] = derivative(code, z[i, j], h[i, j], parameter)
+    return out
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_activations_compiled_code_gives_its_python_function(activation, dtype, request):
+    """Every activation with a code for compiled passes
+    (devsim.activations.apply_in_place, used by the crossbar chain and the compiled
+    executors): that code with the activation's parameter gives its in-place function's
+    bits, signs of zeros included, and the compiled derivative (from z and the output)
+    gives its derivative's bits in float64, where the reference model takes it."""
+    name = request.node.callspec.id
+    act = activation.build(300, np.random.default_rng(3))
+    if act.stateful or act.native is None:
+        record("activations without a compiled code", [name.split("-")[-1]])
+        return
+    record("activations with a compiled code", [name.split("-")[-1]])
+    z = np.random.default_rng(0).standard_normal((9, 300)).astype(dtype) * 20
+    z[0, :6] = [-0.0, 0.0, np.nan, -np.inf, np.inf, -1e-30]
+    expected = act.in_place(z.copy())
+    got = z.copy()
+    apply_in_place(act.native, got, act.parameter)
+    np.testing.assert_array_equal(got, expected)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))
+    z64 = z.astype(np.float64)[1:]  # the reference model's derivatives are float64
+    np.testing.assert_array_equal(
+        _derivatives(act.native, z64, act(z64), act.parameter), act.derivative(z64))
 
 
 # ------------------------------------------------------------- node-noise sources

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from contracts import ROOT, table
 from conftest import chip_of, lab
 from devsim import blas
-from devsim.activations import ActivationParams
+from devsim.activations import ActivationParams, LeakyReLU
 from devsim.device import DeviceParams, NoiseSourceParams
 from devsim.network import LayerParams, Network, NetworkParams
 from devsim.params import ParamError
@@ -266,6 +266,8 @@ def test_what_the_work_arrays_held_before_never_matters(variant, monkeypatch):
     pytest.param(("identity",), "mse", (4, 3), id="one-layer-identity-mse"),
     pytest.param(("sigmoid", "identity"), "cross_entropy", (6, 5, 3), id="sigmoid-identity-ce"),
     pytest.param(("relu", "relu", "sigmoid"), "mse", (7, 6, 5, 2), id="three-layers"),
+    pytest.param((LeakyReLU(slope=0.1), "identity"), "cross_entropy", (6, 5, 3),
+                 id="leaky-relu-identity-ce"),
 ]))
 def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, widths):
     optimizer = _optimizer("adam", "constant")
@@ -278,7 +280,8 @@ def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, w
 
 
 @pytest.mark.parametrize("acts,loss", [(("sigmoid", "sigmoid"), "mse"),
-                                       (("relu", "identity"), "cross_entropy")])
+                                       (("relu", "identity"), "cross_entropy"),
+                                       ((LeakyReLU(slope=0.2), "sigmoid"), "mse")])
 def test_backprop_from_the_chips_recorded_pass_is_the_reference_gradient(acts, loss):
     """On an exact chip reference backprop takes its gradient from the chip's own pass
     (the compiled kernel): the reference model's gradient to rounding."""

@@ -31,8 +31,8 @@ runs go through :class:`~trainer.executors.Plain`:
 - chips whose every layer is an exact float array
   (:meth:`devsim.device.DeviceArray.exact_parameters`: the ideal device) with a bias,
   more than one output (NumPy makes a one-column product by other BLAS routines) and
-  an identity, sigmoid or ReLU activation (those with compiled code) or device neurons
-  that offer a compiled pass (:class:`devsim.activations.CompiledNeuron`: the MTJ
+  an identity, sigmoid, ReLU or leaky ReLU activation (those with compiled code) or
+  device neurons that offer a compiled pass (:class:`devsim.activations.CompiledNeuron`: the MTJ
   p-bits; not under backprop, which takes their mean response), an ``mse`` or
   ``cross_entropy`` loss, and decorrelation matrices or none (with them, more than one
   input to each layer); the chip's own node noise may be there: these estimators never

@@ -95,11 +95,13 @@ def _forward(layers, shapes, acts, decorrelation, neurons, events, node_noise, w
 @njit(cache=True, nogil=True)
 def _activate(l, acts, neurons, out, events):
     """Layer ``l``'s activation over its block of outputs ``out``, in place: compiled
-    code (:func:`devsim.activations.apply_in_place`), or a device neuron's pass
+    code (:func:`devsim.activations.apply_in_place`; ``acts`` holds every layer's code
+    and its parameter), or a device neuron's pass
     (:class:`devsim.activations.CompiledNeuron`; ``neurons`` holds every layer's
     address, ints, floats and state), whose events it adds to ``events[l]``."""
-    if acts[l] != DEVICE_NEURON:
-        apply_in_place(acts[l], out)
+    codes, parameters = acts
+    if codes[l] != DEVICE_NEURON:
+        apply_in_place(codes[l], out, parameters[l])
         return
     addresses, ints, floats, states = neurons
     call_void(addresses[l], (out, np.int64(out.shape[0]), np.int64(out.shape[1]), ints[l],
@@ -409,12 +411,14 @@ def wp_windows(layers, shapes, acts, decorrelation, neurons, events, loss, x_dat
 def backprop_gradient(layers, shapes, acts, loss, x, y, hidden, preactivations, deltas,
                       gradient, cblas):
     """Gradient of the mean cost over the rows of ``x`` by backpropagation through a
-    recorded forward pass of the exact float layers: ``hidden[l]`` each layer's output,
+    recorded forward pass of the exact float layers (``acts``: their activation codes
+    and parameters): ``hidden[l]`` each layer's output,
     ``preactivations[l]`` its pre-activation (rows first); ``deltas[l]`` (rows, n_out)
     work space. The reference model's steps in its order
     (:meth:`devsim.reference.IdealModel.gradient`); no input gradient for the first layer,
     whose input is the data."""
     n_layers, rows = shapes.shape[0], x.shape[0]
+    codes, parameters = acts
     delta = deltas[n_layers - 1][:rows]
     loss_gradient_rows(loss, hidden[n_layers - 1][:rows], y, delta)
     param_end = gradient.shape[0]
@@ -424,7 +428,8 @@ def backprop_gradient(layers, shapes, acts, loss, x, y, hidden, preactivations, 
         for t in range(rows):
             for j in range(n_out):
                 scaled = delta[t, j] / rows if l == n_layers - 1 else delta[t, j]
-                delta[t, j] = scaled * derivative(acts[l], z[t, j], h[t, j])
+                delta[t, j] = scaled * derivative(codes[l], z[t, j], h[t, j],
+                                                  parameters[l])
         param_at = param_end - n_out * (n_in + 1)
         w_grad = gradient[param_at:param_at + n_out * n_in].reshape((n_out, n_in))
         inputs = x if l == 0 else hidden[l - 1][:rows]

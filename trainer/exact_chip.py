@@ -21,9 +21,9 @@ from trainer.compiled_kernels import backprop_gradient
 
 class ExactChip:
     """The bench's chip as the compiled kernels take it: its live float layers (flat
-    [W.ravel(), b] each), their (n_out, n_in) shapes, activation codes and loss code, and
-    the live decorrelation matrix in front of each layer (an empty array each where the
-    chip has none)."""
+    [W.ravel(), b] each), their (n_out, n_in) shapes, activations (codes and their
+    parameters) and loss code, and the live decorrelation matrix in front of each layer
+    (an empty array each where the chip has none)."""
 
     def __init__(self, bench):
         problems = self.refusals(bench)
@@ -32,8 +32,11 @@ class ExactChip:
         self.layers = bench.exact_layers()
         self.shapes = np.array(bench.chip.layer_shapes, dtype=np.int64)
         self._activations = bench.network.activations
-        self.acts = np.array([_code(act) for act in self._activations], dtype=np.int64)
-        self.device_neurons = bool((self.acts == DEVICE_NEURON).any())
+        codes = np.array([_code(act) for act in self._activations], dtype=np.int64)
+        self.acts = (codes, np.array([act.parameter for act in self._activations]))
+        """Each layer's activation code and the parameter it takes
+        (:func:`devsim.activations.apply_in_place`)."""
+        self.device_neurons = bool((codes == DEVICE_NEURON).any())
         """Whether a layer's activation is a device neuron's compiled pass."""
         self.loss = LOSSES.index(bench.chip.loss)
         matrices = bench.exact_decorrelation()
@@ -82,7 +85,7 @@ class ExactChip:
         arrays for the other layers); and each layer's
         :class:`~devsim.activations.CompiledNeuron` or None, to account their passes."""
         passes = [act.compiled() if code == DEVICE_NEURON else None
-                  for act, code in zip(self._activations, self.acts)]
+                  for act, code in zip(self._activations, self.acts[0])]
         none_i, none_f, none_s = (np.zeros(1, dtype=np.int64), np.zeros(0),
                                   np.zeros(0, dtype=np.int8))
         arguments = (np.array([p.address if p else 0 for p in passes], dtype=np.int64),
@@ -101,7 +104,7 @@ class ExactChip:
         preactivations = tuple(np.ascontiguousarray(z, dtype=np.float64)
                                for z in result.preactivations)
         output = preactivations[-1].copy()
-        apply_in_place(self.acts[-1], output)
+        apply_in_place(self.acts[0][-1], output, self.acts[1][-1])
         hidden = tuple(np.ascontiguousarray(h, dtype=np.float64)
                        for h in result.inputs[1:]) + (output,)
         gradient = np.empty(sum(len(layer) for layer in self.layers))
