@@ -146,9 +146,10 @@ class Conductances:
 
     def program(self, target_w, mask=None):
         """Program-and-verify the cells of the augmented matrix where ``mask`` holds (all
-        when None) to weights ``target_w``; only those cells draw programming noise."""
-        if mask is None:
-            mask = np.ones(target_w.shape, dtype=bool)
+        when None) to weights ``target_w``; only those cells draw programming noise, in
+        row-major order."""
+        if mask is None or mask.all():  # every cell (most updates move every weight):
+            mask = Ellipsis  # views, not the copies a boolean mask makes, the same draws
         t = target_w[mask]
 
         def program(target, lo, hi, stuck):

@@ -3,6 +3,7 @@
 Statistical checks use fixed seeds and tolerances derived from the sample size; each
 says how. "5 sigma" bounds make a false failure (for a correct model) a < 1e-6 event.
 """
+import copy
 from pathlib import Path
 
 import numba
@@ -378,6 +379,34 @@ def test_programming_noise_sigma(model):
             "pcm": (0.26348 + 1.9650 * g / 25 - 1.1731 * (g / 25) ** 2) / 23.0}[model]
     assert abs(u.std(ddof=1) / want - 1) < 5 * np.sqrt(1 / (2 * (n - 1)))
     assert abs(u.mean() - 0.4) < 5 * want / np.sqrt(n)
+
+
+@pytest.mark.parametrize("moved", ["every weight", "some weights"])
+def test_program_and_verify_draws_noise_for_the_moved_devices_in_row_major_order(moved):
+    """A write of dw_min 0 re-programs the pairs of the weights it changes, G- then G+,
+    each with one programming-noise draw per device in row-major order (an update that
+    moves every weight takes them as views, a partial one through its mask: the same
+    draws), from the array's generator; the other devices keep their conductances."""
+    n_out, n_in, sigma = 7, 9, 0.02
+    xbar = build(*layer(n_out, n_in), prog_noise=sigma)
+    cells = xbar.cells
+    delta = np.random.default_rng(5).uniform(-0.2, 0.2, n_out * (n_in + 1))
+    if moved == "some weights":
+        delta[::3] = 0.0
+    d = np.concatenate([delta[:n_out * n_in].reshape(n_out, n_in), delta[n_out * n_in:, None]],
+                       axis=1)
+    mask = d != 0
+    target = cells.programmed_weights() + d
+    u_pos, u_neg = cells.u_pos.copy(), cells.u_neg.copy()
+    draws = copy.deepcopy(cells.rng)
+    for u, part in ((u_neg, np.maximum(-target, 0.0)), (u_pos, np.maximum(target, 0.0))):
+        clean = np.clip(part[mask] / xbar.params.w_max, 0.0, 1.0)
+        u[mask] = np.clip(clean + sigma * draws.standard_normal(clean.size), 0.0, 1.0)
+    xbar.write(delta)
+    np.testing.assert_array_equal(cells.u_neg, u_neg)
+    np.testing.assert_array_equal(cells.u_pos, u_pos)
+    assert cells.rng.bit_generator.state == draws.bit_generator.state
+    assert xbar.meter.pulses == 2 * np.count_nonzero(mask)
 
 
 def test_stuck_fractions_and_stuck_devices_do_not_move():
