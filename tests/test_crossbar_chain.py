@@ -9,7 +9,7 @@ import pytest
 from devices.crossbar import CrossbarParams
 from devices.crossbar_chain import Chain
 from devsim import blas
-from devsim.activations import Identity, ReLU, Sigmoid, Tanh
+from devsim.activations import Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from devsim.network import LayerParams, Network, NetworkParams
 
 pytestmark = pytest.mark.skipif(not blas.AVAILABLE,
@@ -60,9 +60,14 @@ def test_chain_covers_the_periphery_options(device):
     assert_same_passes(*networks(**device), batch=40)
 
 
-@pytest.mark.parametrize("activation", [ReLU(), Identity()])
-def test_chain_with_other_activations(activation):
-    assert_same_passes(*networks(activation=activation, **NOISY), batch=40)
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("activation", [ReLU(), Identity(), LeakyReLU()],
+                         ids=["relu", "identity", "leaky-relu"])
+def test_chain_with_other_activations(activation, precision):
+    """The leaky ReLU's slope is rounded to a float32 layer's precision before it
+    multiplies, as NumPy's where(z > 0, z, slope * z) rounds it in the layer path."""
+    assert_same_passes(*networks(activation=activation, precision=precision, **NOISY),
+                       batch=40)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
