@@ -307,7 +307,9 @@ class Crossbar(RowSplitArray, ClockedArray):
     def _refresh(self):
         """Recompute what reads use: effective weights per row tile, noise variances."""
         p, cells = self.params, self.cells
-        gp, gn = cells.read()
+        s2 = (cells.k * p.read_noise) ** 2  # read-noise variance in weight units
+        if cells.drifted or (s2 > 0 and p.read_noise_model != "constant"):
+            gp, gn = cells.read()  # (only where used: two arrays of the layer's size)
         w_aug = cells.k * (gp - gn) if cells.drifted else cells.programmed_weights()
         self._w_aug = w_aug
         self._alpha = 1.0
@@ -317,8 +319,6 @@ class Crossbar(RowSplitArray, ClockedArray):
         self._w_operands = [self._gemm_operand(w_aug[:, r0:min(r1, n_in)])
                             for r0, r1 in self._row_tiles]
         self._bias = np.ascontiguousarray(w_aug[:, n_in], dtype=self._dtype)
-        # read-noise variances in weight units
-        s2 = (cells.k * p.read_noise) ** 2
         self._var_scale, self._var_mats, self._shared_mats = 0.0, None, None
         if s2 > 0 and p.read_noise_model == "constant":
             self._var_scale = s2 if not self._diff else 2.0 * s2
@@ -538,8 +538,12 @@ class Crossbar(RowSplitArray, ClockedArray):
         cells = self.cells
         if p.dw_min == 0:
             mask = d != 0
-            cells.program(cells.programmed_weights() + d, mask)
-            counts = mask.astype(np.int64) * (2 if self._diff else 1)
+            target = cells.programmed_weights()
+            target += d
+            cells.program(target, mask)
+            per_weight = 2 if self._diff else 1  # devices re-programmed per changed weight
+            total = per_weight * int(np.count_nonzero(mask))
+            rounds = per_weight * int(np.count_nonzero(mask.any(axis=0)))
         else:
             counts = np.zeros(d.size, dtype=np.int64)
             base = self._writes
@@ -555,11 +559,11 @@ class Crossbar(RowSplitArray, ClockedArray):
                          p.pulse_rounding == "stochastic", p.max_pulses,
                          self._keys[_STREAM_PULSE], self._keys[_STREAM_PULSE_ROUND], base,
                          counts)
-            counts = counts.reshape(shape)
-        total = int(counts.sum())
+            total = int(counts.sum())
+            rounds = int(counts.reshape(shape).max(axis=0).sum())
         self.meter.pulses += total
         self.meter.energy_j += total * p.pulse_energy_j
-        self.meter.time_s += float(counts.max(axis=0).sum()) * p.pulse_time_s
+        self.meter.time_s += float(rounds) * p.pulse_time_s
         self._refresh()
 
     def _transfer(self, d):

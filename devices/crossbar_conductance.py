@@ -117,13 +117,17 @@ class Conductances:
         return nu
 
     # ---- programming
-    def programmed(self, target, lo, hi, stuck):
-        """Conductances (range units) a program-and-verify of ``target`` leaves behind."""
+    def programmed(self, target, lo, hi, stuck, out=None):
+        """Conductances (range units) a program-and-verify of ``target`` leaves behind
+        (into ``out`` where given). Computed in place: at a 784 x 257 layer every
+        fresh temporary beyond the first costs about 0.7 ms of page faults."""
         p = self.params
-        u = np.clip(target, 0.0, 1.0)
+        u = np.clip(target, 0.0, 1.0, out=out)
         if p.bits_per_cell:
             levels = 2 ** p.bits_per_cell - 1
-            u = np.rint(u * levels) / levels
+            u *= levels
+            np.rint(u, out=u)
+            u /= levels
         if p.prog_noise > 0:
             if p.prog_noise_model == "constant":
                 sigma = np.full(u.shape, p.prog_noise)
@@ -135,41 +139,49 @@ class Conductances:
                 for c in p.pcm_prog_coeffs[::-1]:
                     poly = poly * g_rel + c
                 sigma = p.prog_noise * poly * (p.g_max / 25.0) / self.g_range
-            u = u + sigma * self.rng.standard_normal(u.shape)
-        u = np.minimum(np.maximum(u, lo), hi)
+            u += sigma * self.rng.standard_normal(u.shape)
+        np.maximum(u, lo, out=u)
+        np.minimum(u, hi, out=u)
         code, where = stuck
         if code.any():
-            u = np.where(code == STUCK_MIN, lo, u)
-            u = np.where(code == STUCK_MAX, hi, u)
-            u = np.where(code == STUCK_RANDOM, lo + (hi - lo) * where, u)
+            np.copyto(u, lo, where=code == STUCK_MIN)
+            np.copyto(u, hi, where=code == STUCK_MAX)
+            np.copyto(u, lo + (hi - lo) * where, where=code == STUCK_RANDOM)
         return u
 
     def program(self, target_w, mask=None):
         """Program-and-verify the cells of the augmented matrix where ``mask`` holds (all
         when None) to weights ``target_w``; only those cells draw programming noise, in
         row-major order."""
-        if mask is None or mask.all():  # every cell (most updates move every weight):
-            mask = Ellipsis  # views, not the copies a boolean mask makes, the same draws
+        every = mask is None or mask.all()  # most updates move every weight: the cells
+        mask = Ellipsis if every else mask  # as views, not a mask's copies (same draws)
         t = target_w[mask]
 
-        def program(target, lo, hi, stuck):
-            return self.programmed(target, lo[mask], hi[mask], (stuck[0][mask], stuck[1][mask]))
+        def program(target, lo, hi, stuck, u):
+            if every:  # programmed in place (target_w does not read u)
+                return self.programmed(target, lo, hi, stuck, out=u)
+            u[mask] = self.programmed(target, lo[mask], hi[mask],
+                                      (stuck[0][mask], stuck[1][mask]))
 
-        if self.diff:
+        if self.diff:  # G- holds the negative part, G+ the positive one
             w_max = self.params.w_max
-            new_neg = program(np.maximum(-t, 0.0) / w_max, self.lo_neg, self.hi_neg,
-                              self.stuck_neg)
-            new_pos = program(np.maximum(t, 0.0) / w_max, self.lo_pos, self.hi_pos,
-                              self.stuck_pos)
-            self.u_neg[mask] = new_neg
+            negative = np.negative(t)
+            np.maximum(negative, 0.0, out=negative)
+            negative /= w_max
+            program(negative, self.lo_neg, self.hi_neg, self.stuck_neg, self.u_neg)
+            positive = np.maximum(t, 0.0, out=negative)
+            positive /= w_max
+            program(positive, self.lo_pos, self.hi_pos, self.stuck_pos, self.u_pos)
         else:
-            new_pos = program(self.u_neg[mask] + t / self.k, self.lo_pos, self.hi_pos,
-                              self.stuck_pos)
-        self.u_pos[mask] = new_pos
+            target = t / self.k
+            target += self.u_neg[mask]
+            program(target, self.lo_pos, self.hi_pos, self.stuck_pos, self.u_pos)
 
     def programmed_weights(self) -> np.ndarray:
         """The augmented weights the devices hold as programmed (no drift or 1/f noise)."""
-        return self.k * (self.u_pos - self.u_neg)
+        w = np.subtract(self.u_pos, self.u_neg)
+        w *= self.k
+        return w
 
     # ---- what a read sees
     def set_time(self, t_inference_s: float) -> None:
