@@ -381,6 +381,23 @@ def test_programming_noise_sigma(model):
     assert abs(u.mean() - 0.4) < 5 * want / np.sqrt(n)
 
 
+def test_programming_noise_is_clipped_to_each_devices_own_range():
+    """Program-and-verify leaves a device inside its own [g_min, g_max] (in range units
+    [lo, hi], spread device to device): the clipped target plus its noise, bounded, from
+    the array's generator in order."""
+    xbar = build(*layer(2, 2), prog_noise=0.3, g_min_dtod=0.2, g_max_dtod=0.1)
+    cells, n = xbar.cells, 20_000
+    rng = np.random.default_rng(4)
+    lo, hi = rng.uniform(-0.05, 0.05, n), rng.uniform(0.85, 1.0, n)
+    target = rng.uniform(-0.5, 1.5, n)
+    no_faults = (np.zeros(n, dtype=np.int8), np.zeros(n))
+    draws = copy.deepcopy(cells.rng)
+    u = cells.programmed(target, lo, hi, no_faults)
+    want = np.clip(target, 0.0, 1.0) + 0.3 * draws.standard_normal(n)
+    np.testing.assert_array_equal(u, np.minimum(np.maximum(want, lo), hi))
+    assert (u == hi).mean() > 0.1 and (u == lo).mean() > 0.1  # both bounds act
+
+
 @pytest.mark.parametrize("moved", ["every weight", "some weights"])
 def test_program_and_verify_draws_noise_for_the_moved_devices_in_row_major_order(moved):
     """A write of dw_min 0 re-programs the pairs of the weights it changes, G- then G+,
