@@ -469,12 +469,14 @@ def test_drift_exponent_recovered_by_fit_and_compensated():
     np.testing.assert_allclose(flat.forward(x), x @ w.T + 0.5, rtol=1e-12)
 
 
-def test_accumulated_1f_noise_spread():
+@pytest.mark.parametrize("t, t_read", [(1e3, 250e-9), (0.0, 10.0)])
+def test_accumulated_1f_noise_spread(t, t_read):
+    """aihwkit's accumulated 1/f spread, sqrt(log((t + t0 + t_read) / (2 t_read))); a
+    read time of the order of t0 makes t_read's part of the sum show."""
     n_out, n_in = 100, 199
     g_rel = 0.5
-    t, t_read = 1e3, 250e-9
     xbar = build(np.full((n_out, n_in), g_rel), np.full(n_out, g_rel), read_noise_1f_scale=1.0,
-                 t_inference_s=t, drift_t0_s=20.0)
+                 t_inference_s=t, drift_t0_s=20.0, t_read_s=t_read)
     w = xbar.read()
     q_s = min(0.0088 / g_rel ** 0.65, 0.2)
     want = g_rel * q_s * np.sqrt(np.log((t + 20.0 + t_read) / (2 * t_read)))
@@ -483,8 +485,9 @@ def test_accumulated_1f_noise_spread():
     assert abs(w.std(ddof=1) / want - 1) < 5 * np.sqrt(1 / (2 * (n - 1)))
 
 
-def test_ir_drop_first_order_attenuation():
-    n_out, n_in, r = 3, 4, 2.0  # ohm per segment
+@pytest.mark.parametrize("r", [2.0, 0.5])  # ohm per segment
+def test_ir_drop_first_order_attenuation(r):
+    n_out, n_in = 3, 4
     w = np.full((n_out, n_in), 0.5)
     b = np.zeros(n_out)
     g_max = 100.0
