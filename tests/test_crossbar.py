@@ -614,12 +614,15 @@ def test_mixed_precision_writes_whole_thresholds_and_keeps_the_rest():
     assert pulsed.meter.pulses == transferred > 0
 
 
-def test_read_meter():
+@pytest.mark.parametrize("mapping, cells", [
+    ("reference", 11 * (8 + 2)),  # 11 rows x (8 devices + a reference column per array of 5)
+    ("differential", 11 * 2 * 8),  # 11 rows x a pair per output
+])
+def test_read_meter(mapping, cells):
     w, b = layer(8, 10)
-    xbar = build(w, b, mapping="reference", tile_rows=4, tile_cols=5, mvm_time_s=1e-7,
+    xbar = build(w, b, mapping=mapping, tile_rows=4, tile_cols=5, mvm_time_s=1e-7,
                  cell_read_energy_j=1e-15, adc_energy_j=1e-12)
     xbar.forward(np.zeros((7, 10)))
-    cells = 11 * (8 + 2)  # 11 rows x (8 devices + one reference column per array of 5)
     assert xbar.meter.reads == 7
     assert xbar.meter.time_s == pytest.approx(7e-7)
     assert xbar.meter.energy_j == pytest.approx(7 * (cells * 1e-15 + 8 * 3 * 1e-12))
