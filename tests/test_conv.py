@@ -169,7 +169,8 @@ def test_noisy_crossbar_conv_is_one_mvm_per_position(monkeypatch):
     assert layer.meter.reads == reads == twin.meter.reads
     assert layer.meter.time_s == pytest.approx(reads * 1e-7)
     cells, conversions = (g.patch_size + 1) * 2 * 4, 4
-    assert layer.meter.energy_j == pytest.approx(reads * (cells * 1e-15 + conversions * 1e-12))
+    assert layer.meter.energy_j == pytest.approx(reads * (cells * 1e-15 + conversions * 1e-12),
+                                                 rel=1e-12, abs=0)
 
 
 def test_noisy_depthwise_on_per_channel_arrays():
@@ -194,7 +195,8 @@ def test_noisy_depthwise_on_per_channel_arrays():
         np.testing.assert_array_equal(got[:, c], want)
     meter = layer.meter
     assert meter.reads == 2 * n_pos and meter.time_s == pytest.approx(2 * n_pos * 1e-7)
-    assert meter.energy_j == pytest.approx(sum(t.meter.energy_j for t in twins))
+    total = sum(t.meter.energy_j for t in twins)
+    assert meter.energy_j == pytest.approx(total, rel=1e-12, abs=0)
 
 
 def test_depthwise_writes_land_on_their_channel_arrays():

@@ -565,10 +565,11 @@ def test_pulse_counting_time_and_energy():
     nearest.write(request)
     counts = np.rint(np.abs(request) / dw)
     assert nearest.meter.pulses == counts.sum()
-    assert nearest.meter.energy_j == pytest.approx(counts.sum() * 2e-12, rel=1e-12)
+    assert nearest.meter.energy_j == pytest.approx(counts.sum() * 2e-12, rel=1e-12, abs=0)
     per_cell = np.concatenate([counts[:-n_out].reshape(n_out, n_in), counts[-n_out:, None]], 1)
     # rows written one after another, the cells of a row in parallel
-    assert nearest.meter.time_s == pytest.approx(per_cell.max(axis=0).sum() * 1e-8, rel=1e-12)
+    rounds = per_cell.max(axis=0).sum()
+    assert nearest.meter.time_s == pytest.approx(rounds * 1e-8, rel=1e-12, abs=0)
     stochastic = build(w, np.zeros(n_out), **kw)
     small = np.full(n_out * n_in + n_out, 0.37 * dw)
     for _ in range(160):  # 160 writes x 1230 cells: Bernoulli(0.37) pulse counts
@@ -624,8 +625,9 @@ def test_read_meter(mapping, cells):
                  cell_read_energy_j=1e-15, adc_energy_j=1e-12)
     xbar.forward(np.zeros((7, 10)))
     assert xbar.meter.reads == 7
-    assert xbar.meter.time_s == pytest.approx(7e-7)
-    assert xbar.meter.energy_j == pytest.approx(7 * (cells * 1e-15 + 8 * 3 * 1e-12))
+    assert xbar.meter.time_s == pytest.approx(7e-7, rel=1e-12, abs=0)
+    want = 7 * (cells * 1e-15 + 8 * 3 * 1e-12)  # joules: approx's default abs=1e-12 is too loose
+    assert xbar.meter.energy_j == pytest.approx(want, rel=1e-12, abs=0)
 
 
 # ---------------------------------------------------------------- parameters

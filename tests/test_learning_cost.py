@@ -84,8 +84,9 @@ def test_meter_columns_are_the_sums_of_the_per_event_figures(trace_path):
         assert len(table["step"]) >= 4
         for i, step in enumerate(table["step"]):
             for column, value in expected_meters(int(step)).items():
-                assert table[column][i] == pytest.approx(value, rel=1e-12), (column, step)
-    assert trace.summary["device"]["energy_j"] == pytest.approx(trace.scalars["energy_j"][-1])
+                assert table[column][i] == pytest.approx(value, rel=1e-12, abs=0), (column, step)
+    total = trace.scalars["energy_j"][-1]
+    assert trace.summary["device"]["energy_j"] == pytest.approx(total, rel=1e-12, abs=0)
 
 
 def test_inspect_reports_totals_and_the_cost_of_reaching_the_target(trace_path, capsys):
@@ -95,13 +96,13 @@ def test_inspect_reports_totals_and_the_cost_of_reaching_the_target(trace_path, 
     target = reached - 1e-9 if (accuracy < reached).any() else reached
     assert main(["inspect", str(trace_path), "--json", "--target", str(target)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["device"] == pytest.approx(expected_meters(STEPS))
+    assert info["device"] == pytest.approx(expected_meters(STEPS), rel=1e-12, abs=0)
     below = np.flatnonzero(accuracy < target)
     at = int(steps[below[-1]]) if len(below) else 0
     cost = info["to_target"]
     assert cost["reached"] and cost["steps"] == at
     for column, value in expected_meters(at).items():
-        assert cost[column] == pytest.approx(value, rel=1e-12)
+        assert cost[column] == pytest.approx(value, rel=1e-12, abs=0)
     assert main(["inspect", str(trace_path), "--target", "1.0"]) == 0
     text = capsys.readouterr().out
     assert f"device     {STEPS * 2:,} reads, {expected_meters(STEPS)['pulses']:,.0f} pulses" in text

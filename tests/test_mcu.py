@@ -504,7 +504,7 @@ def test_meter_counts_macs_as_core_cycles(layer):
     assert layer.meter.reads == 7
     assert layer.meter.time_s == pytest.approx(macs * core.cycles_per_mac / core.clock_hz)
     assert layer.meter.energy_j == pytest.approx(macs * core.cycles_per_mac
-                                                 * core.energy_per_cycle_j)
+                                                 * core.energy_per_cycle_j, rel=1e-12, abs=0)
 
 
 def test_params_overrides_and_rejections():
