@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from devsim.device import DeviceParams
+from devices import crossbar
 from devices.crossbar import CrossbarParams
 from devices.crossbar_periphery import (add_tile_perturbation, add_tile_perturbation_np,
                                         dac_kernel, dac_np, quant_step, readout_np,
@@ -310,6 +311,27 @@ def test_proportional_read_noise_variance():
     gp, gn = g0 + np.maximum(aug, 0), g0 + np.maximum(-aug, 0)
     want = sigma ** 2 * ((gp ** 2 + gn ** 2) @ np.append(x1 ** 2, 1.0))
     np.testing.assert_allclose(y.var(axis=0, ddof=1), want, rtol=5 * np.sqrt(2 / (n - 1)))
+
+
+def test_arrays_built_from_one_generator_read_on_streams_of_their_own():
+    """Each array draws its seed from the generator it is built with: sixty arrays
+    built in turn from one generator, with the same (zero) weights, read sixty different
+    noises (a seed drawn from a small range would repeat among them)."""
+    rng, params = np.random.default_rng(0), CrossbarParams(read_noise=0.05)
+    reads = {params.build(np.zeros((4, 3)), np.zeros(4), rng).forward(np.ones((1, 3))).tobytes()
+             for _ in range(60)}
+    assert len(reads) == 60
+
+
+def test_every_row_tile_reads_and_rounds_on_streams_of_its_own():
+    """Nine row tiles with stochastic ADC rounding: the read and rounding streams of
+    every tile, and the array's pulse streams, are all different keys."""
+    w, b = layer(5, 35)  # 36 rows of 4: nine tiles
+    xbar = build(w, b, tile_rows=4, read_noise=0.02, adc_bits=8, output_range=4.0,
+                 adc_stochastic_rounding=True)
+    pulses = [xbar._keys[s] for s in (crossbar._STREAM_PULSE, crossbar._STREAM_PULSE_ROUND)]
+    keys = [int(k) for pair in xbar._tile_keys for k in pair] + [int(k) for k in pulses]
+    assert len(xbar._tile_keys) == 9 and len(set(keys)) == len(keys) == 18 + 2
 
 
 def test_noise_independent_per_probe_and_of_thread_count():

@@ -116,6 +116,12 @@ def test_pickled_network_rebuilds_its_chain():
     assert_same_passes(copy, layered, batch=10)
 
 
+def test_two_outputs_are_enough_for_a_chain():
+    """Only a single output (a matrix-vector product NumPy computes otherwise) keeps a
+    layer off the chain; two outputs, the least a product of rows has, run on it."""
+    assert_same_passes(*networks(widths=(8, 5, 2), **NOISY), batch=40)
+
+
 @pytest.mark.parametrize("widths, device, activation", [
     ((8, 5, 1), {}, Sigmoid()),                       # one output: matrix-vector product
     ((8, 5, 3), dict(tile_rows=4), Sigmoid()),        # two row tiles
