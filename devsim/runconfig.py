@@ -48,7 +48,8 @@ class TrainParams(Params):
     ANP and INP with Gaussian noise (DNP, DANP, DINP too), WP, reference backprop, on ideal
     devices, MTJ p-bit neurons included; many windows
     per call, the same bits), else the ask/tell loop; ``plain``: always the ask/tell
-    loop, one window at a time."""
+    loop, one window at a time. A run's summary names the executor and, for the
+    ask/tell loop, why."""
     diagnose_cosine: bool = False
     """Log the cosine of each estimate to the ideal model's exact gradient (a diagnostic
     outside the rule, from the bench; costs a reference backward pass per window)."""

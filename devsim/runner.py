@@ -358,7 +358,11 @@ def _summary(config: RunConfig, state: RunState, path: Path, resume: bool, wall:
     summary = {"name": config.name, "seed": config.seed, "steps": hw.steps,
                "eval_reads": bench.eval_reads, "wall_seconds": wall,
                "steps_per_second": hw.steps / wall, "final": state.last_eval,
-               "trace": str(path), "device": bench.meter(), "resumed": resume}
+               "trace": str(path), "device": bench.meter(), "resumed": resume,
+               "executor": type(state.built.loop.executor).__name__}
+    reasons = getattr(state.built.loop.executor, "reasons", ())
+    if reasons:  # the plain loop, and why no compiled executor runs the windows
+        summary["plain_loop_reasons"] = list(reasons)
     if state.built.memory is not None:
         summary["memory"] = state.built.memory.to_dict()
     if state.eval_accuracy:

@@ -33,6 +33,17 @@ def test_run_writes_a_complete_trace_and_summary(tmp_path, capsys):
     assert t.complete and t.scalars["step"][-1] >= 30000
     assert len(t.evals["test_accuracy"]) == 4 and t.evals["step"][0] == 0
     assert t.summary["steps"] == t.scalars["step"][-1]
+    assert t.summary["executor"] == "CompiledMGD" and "plain_loop_reasons" not in t.summary
+
+
+def test_run_says_why_its_windows_took_the_plain_loop(tmp_path, capsys):
+    """A run no compiled executor covers says why, on the console and in its summary."""
+    t = _run(tmp_path, "tanh", "network.layers[0].activation=tanh")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == ("  update windows ran on the plain loop: layer 0 activation "
+                         "without compiled code")
+    assert t.summary["executor"] == "Plain"
+    assert t.summary["plain_loop_reasons"] == ["layer 0 activation without compiled code"]
 
 
 def test_same_seed_same_trace_different_seed_different(tmp_path):

@@ -468,8 +468,25 @@ def test_what_the_compiled_executor_refuses_goes_through_the_plain_loop(change, 
                 CompiledBackprop if isinstance(estimator, BackpropParams) else CompiledNP)
     assert reason in executor.refusals(lab(loop.chip), loop.estimator,
                                        _optimizer("sgd", "constant"))
+    assert reason in loop.executor.reasons  # what devsim run reports
     with pytest.raises(ValueError, match="the compiled executor does not cover"):
         executor(lab(loop.chip), loop.estimator, _optimizer("sgd", "constant"))
+
+
+def test_select_says_why_windows_run_on_the_plain_loop():
+    """The plain loop select returns holds why: the mode asked for it, or no compiled
+    executor runs the estimator's type (a plugin's), or that executor's refusals; a
+    covered run gets the compiled executor."""
+    optimizer = _optimizer("sgd", "constant")
+    loop = _loop(_network(), MGDParams(), optimizer, Timescales(), "plain")
+    assert loop.executor.reasons == ("train.executor: plain",)
+    bench = lab(loop.chip)
+    other = select(bench, SimpleNamespace(), optimizer)
+    assert isinstance(other, Plain)
+    assert other.reasons == ("estimator SimpleNamespace (no compiled executor runs it)",)
+    assert isinstance(select(bench, loop.estimator, optimizer), CompiledMGD)
+    tanh = _loop(_network(("tanh", "sigmoid")), MGDParams(), optimizer, Timescales(), "auto")
+    assert tanh.executor.reasons == ("layer 0 activation without compiled code",)
 
 
 def test_an_optimizer_without_compiled_steps_goes_through_the_plain_loop():

@@ -35,6 +35,12 @@ class Executor:
 class Plain(Executor):
     """The ask/tell loop as written: every request through the chip's batched call."""
 
+    def __init__(self, chip: Hardware, reasons: tuple[str, ...] = ()):
+        super().__init__(chip)
+        self.reasons = reasons
+        """Why a run's windows came here rather than to a compiled executor (what
+        :func:`select` found; empty where nothing was selected)."""
+
     def window(self, estimator, window):
         estimator.start(window)
         while (request := estimator.ask()) is not None:
@@ -46,10 +52,16 @@ def select(bench, estimator: Estimator, optimizer=None, mode: str = "auto") -> E
     """The executor for ``estimator`` and ``optimizer`` (its parameters, an
     :class:`~trainer.optim.OptimizerParams`) on the bench's chip: with ``mode``
     ``"auto"`` the first compiled executor that covers them (none refuses), else
-    :class:`Plain`."""
+    :class:`Plain`, holding why (the refusals of the compiled executor for this
+    estimator's type, or that there is none, or the mode)."""
     from trainer.compiled import EXECUTORS
-    if mode == "auto":
-        for executor in EXECUTORS:
-            if not executor.refusals(bench, estimator, optimizer):
-                return executor(bench, estimator, optimizer)
-    return Plain(bench.chip)
+    if mode != "auto":
+        return Plain(bench.chip, (f"train.executor: {mode}",))
+    reasons = [f"estimator {type(estimator).__name__} (no compiled executor runs it)"]
+    for executor in EXECUTORS:
+        problems = executor.refusals(bench, estimator, optimizer)
+        if not problems:
+            return executor(bench, estimator, optimizer)
+        if isinstance(estimator, executor.estimator_type):
+            reasons = problems
+    return Plain(bench.chip, tuple(reasons))

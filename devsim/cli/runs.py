@@ -16,6 +16,8 @@ def cmd_run(args) -> int:
               if "test_accuracy" in final else f"test cost {final['test_cost']:.4g}")
     print(f"{config.name}: {summary['steps']:,} hardware steps in {summary['wall_seconds']:.1f} s "
           f"({summary['steps_per_second']:,.0f} steps/s); {metric}; trace {summary['trace']}")
+    if "plain_loop_reasons" in summary:  # what would let a compiled executor run it
+        print(f"  update windows ran on the plain loop: {'; '.join(summary['plain_loop_reasons'])}")
     return 0
 
 
