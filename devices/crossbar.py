@@ -337,8 +337,8 @@ class Crossbar(RowSplitArray, ClockedArray):
         ``(ints, floats, arrays)`` (``arrays`` are the ones ``ints`` holds the addresses
         of; they change when :attr:`version` does), or None where the layer needs more
         than one row tile, per-device read-noise variances or a reference column's
-        common-mode noise, or has a single output (NumPy's matrix-vector product)."""
-        if (len(self._row_tiles) > 1 or self._var_mats is not None or self.shape[0] < 2
+        common-mode noise."""
+        if (len(self._row_tiles) > 1 or self._var_mats is not None
                 or (not self._diff and self._var_scale > 0)):
             return None
         w = self._w_operands[0]

@@ -38,8 +38,10 @@ MAX_LAYERS = 64
 
 # the integer arguments: a header, then one group per layer; floats: one group per layer
 _LAYERS, _ROWS, _X, _OUT, _NODE, _NODE_COLS, _WORK, _MAX_IN, _MAX_OUT, _BLOCK = range(10)
-_CBLAS = 10                      # devsim.blas.entry_points()
+_CBLAS = 10                      # devsim.blas.entry_points(), up to _CBLAS_END
+_CBLAS_END = _CBLAS + blas.ENTRY_POINTS
 _HEAD = _CBLAS + 8
+assert _CBLAS_END <= _HEAD
 _LAYER_INTS, _LAYER_FLOATS = 16, 8
 # per layer: Crossbar.chain_layer's ints, then the activation, the call's first draw,
 # the layer's first column of the node perturbations
@@ -75,7 +77,7 @@ def _layer(ai, af, index, x, first, xq, acc, h, row_sq):
     block = ai[_BLOCK]  # products in the canonical blocks of devsim.parallel (parts
     for b0 in range(0, rows, block):  # start at multiples of the block size)
         b1 = min(rows, b0 + block)
-        blas.matmul(xq[b0:b1], w, transposed, acc[b0:b1], ai[_CBLAS:_CBLAS + 5])
+        blas.matmul(xq[b0:b1], w, transposed, acc[b0:b1], ai[_CBLAS:_CBLAS_END])
     if not readout:
         for t in range(rows):
             for j in range(n_out):
@@ -158,7 +160,7 @@ def _shared_arguments(precision: str):
         if args is None:
             ai = np.zeros(_HEAD + _LAYER_INTS * MAX_LAYERS, dtype=np.int64)
             af = np.zeros(_LAYER_FLOATS * MAX_LAYERS)
-            ai[_CBLAS:_CBLAS + 5] = blas.entry_points()
+            ai[_CBLAS:_CBLAS_END] = blas.entry_points()
             args = _arguments[precision] = (ai, af, np.empty(0, dtype=precision),
                                             threading.Lock())
         return args

@@ -4,7 +4,8 @@ Numba calls C functions only through ctypes objects fixed at compile time (which
 a function from being cached). These intrinsics (Numba's public extension API) fill the
 gap:
 
-* :func:`call_void`: call a C function returning void through its address (an
+* :func:`call_void` (and :func:`call_float32`, :func:`call_float64` for functions
+  returning a float or a double): call a C function through its address (an
   argument, so the caller stays cacheable), with arrays passed as their data pointers;
 * :func:`pointer`: an address as a typed pointer, to view an array passed by address.
 
@@ -52,6 +53,10 @@ def _caller(return_type):
 
 call_void = intrinsic(_caller(types.void))
 call_void.__doc__ = """``f(*args)`` for the C function at ``address`` returning void."""
+call_float32 = intrinsic(_caller(types.float32))
+call_float32.__doc__ = """``f(*args)`` for the C function at ``address`` returning a float."""
+call_float64 = intrinsic(_caller(types.float64))
+call_float64.__doc__ = """``f(*args)`` for the C function at ``address`` returning a double."""
 
 
 def c_address(library: ctypes.CDLL, name: str) -> int:

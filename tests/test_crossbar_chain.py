@@ -116,14 +116,16 @@ def test_pickled_network_rebuilds_its_chain():
     assert_same_passes(copy, layered, batch=10)
 
 
-def test_two_outputs_are_enough_for_a_chain():
-    """Only a single output (a matrix-vector product NumPy computes otherwise) keeps a
-    layer off the chain; two outputs, the least a product of rows has, run on it."""
-    assert_same_passes(*networks(widths=(8, 5, 2), **NOISY), batch=40)
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_layers_of_one_or_two_outputs_run_on_the_chain(outputs, precision):
+    """A single output's products are NumPy's matrix-vector and (a block of one row) dot
+    products, which the chain's BLAS calls make too (devsim.blas.matmul)."""
+    assert_same_passes(*networks(widths=(8, 5, outputs), precision=precision, **NOISY),
+                       batch=129)
 
 
 @pytest.mark.parametrize("widths, device, activation", [
-    ((8, 5, 1), {}, Sigmoid()),                       # one output: matrix-vector product
     ((8, 5, 3), dict(tile_rows=4), Sigmoid()),        # two row tiles
     ((8, 5, 3), dict(read_noise=0.02, read_noise_model="proportional"), Sigmoid()),
     ((8, 5, 3), dict(read_noise=0.02, mapping="reference"), Sigmoid()),
@@ -150,7 +152,8 @@ def test_weight_perturbations_and_recording_take_the_layer_path():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, k, n", [(1, 64, 256), (1, 257, 3), (2, 5, 2), (7, 256, 10),
-                                     (64, 64, 256)])
+                                     (64, 64, 256), (7, 256, 1), (128, 785, 1), (64, 1, 1),
+                                     (1, 5, 1), (1, 785, 1), (1, 1, 1)])
 def test_blas_matmul_is_numpys_product_bit_for_bit(dtype, m, k, n):
     rng = np.random.default_rng(m * k + n)
     a = rng.standard_normal((m, k)).astype(dtype)

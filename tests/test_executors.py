@@ -268,6 +268,7 @@ def test_what_the_work_arrays_held_before_never_matters(variant, monkeypatch):
     pytest.param(("relu", "relu", "sigmoid"), "mse", (7, 6, 5, 2), id="three-layers"),
     pytest.param((LeakyReLU(slope=0.1), "identity"), "cross_entropy", (6, 5, 3),
                  id="leaky-relu-identity-ce"),
+    pytest.param(("relu", "sigmoid"), "mse", (6, 5, 1), id="one-output"),  # gemv, dot
 ]))
 def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, widths):
     optimizer = _optimizer("adam", "constant")
@@ -277,6 +278,24 @@ def test_compiled_windows_cover_every_compiled_activation_and_loss(acts, loss, w
                                         optimizer, scales, mode), stops=(200,))
         assert issubclass(runs[1][1], Compiled)
         _assert_same(runs)
+
+
+@pytest.mark.parametrize("tau_theta", [1, 129])
+@pytest.mark.parametrize("variant", ["mgd-nodes", "mgd-weights", "np", "danp", "backprop"])
+def test_one_column_products_are_numpys_matrix_vector_and_dot_products(variant, tau_theta):
+    """A layer of one output, or one input under a decorrelation matrix (R h is then a
+    one-column product), makes NumPy's matrix-vector products (gemv) and, in a block of
+    one row (windows of one sample, or of 129: a block of 128 and one of 1), its dot
+    products: compiled windows give the plain loop's bits."""
+    decorrelated = variant == "danp"
+    widths = (1, 5, 2) if decorrelated else (6, 5, 1)
+    runs = _both(lambda mode: _loop(_network(("relu", "sigmoid"), widths,
+                                             decorrelation=decorrelated),
+                                    VARIANTS[variant], _optimizer("sgd", "constant"),
+                                    Timescales(tau_x=1, tau_p=1, tau_theta=tau_theta), mode),
+                 stops=(300,))
+    assert issubclass(runs[1][1], Compiled)
+    _assert_same(runs)
 
 
 @pytest.mark.parametrize("acts,loss", [(("sigmoid", "sigmoid"), "mse"),
@@ -443,15 +462,12 @@ def test_every_estimator_device_and_optimizer_row(estimator_kind, estimator, dev
      "layers that are not all exact float arrays with a bias (the ideal device)"),
     (dict(estimator=MGDParams(perturbation="walsh")), "perturbation 'walsh' (needs 'code')"),
     (dict(estimator=MGDParams(cost_noise=0.01)), "cost_noise (a NumPy stream per window)"),
-    (dict(widths=(6, 5, 1)), "layer 1 with one output"),
     (dict(bias=False), "layers that are not all exact float arrays with a bias (the ideal "
                        "device)"),
     (dict(estimator=EstimatorParams.members()["inp"](passes="noisy_noisy")),
      "passes 'noisy_noisy' (needs 'clean_noisy')"),
     (dict(estimator=EstimatorParams.members()["np"](perturbation="rademacher")),
      "perturbation 'rademacher' (needs 'gaussian')"),
-    (dict(widths=(1, 5, 3), network=dict(decorrelation=True)),
-     "layer 0 with one input and a decorrelation matrix"),
     (dict(estimator=BackpropParams(), network=dict(decorrelation=True)),
      "decorrelation matrices (backprop through them is the reference model's)"),
     (dict(estimator=BackpropParams(), acts=(PBIT, "sigmoid")),

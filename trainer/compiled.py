@@ -29,15 +29,14 @@ runs go through :class:`~trainer.executors.Plain`:
 - optimizers ``sgd``, ``momentum`` (Nesterov too) and ``adam``, with clipping and
   schedules (plugins' optimizers go through Plain);
 - chips whose every layer is an exact float array
-  (:meth:`devsim.device.DeviceArray.exact_parameters`: the ideal device) with a bias,
-  more than one output (NumPy makes a one-column product by other BLAS routines) and
-  an identity, sigmoid, ReLU or leaky ReLU activation (those with compiled code) or
+  (:meth:`devsim.device.DeviceArray.exact_parameters`: the ideal device) with a bias
+  and an identity, sigmoid, ReLU or leaky ReLU activation (those with compiled code) or
   device neurons that offer a compiled pass
   (:class:`devsim.activations.CompiledNeuron`: the MTJ p-bits; not under backprop,
-  which takes their mean response), an ``mse`` or
-  ``cross_entropy`` loss, and decorrelation matrices or none (with them, more than one
-  input to each layer); the chip's own node noise may be there: these estimators never
-  ask for noisy passes, so it never acts (:class:`~trainer.exact_chip.ExactChip`);
+  which takes their mean response), an ``mse`` or ``cross_entropy`` loss, and
+  decorrelation matrices or none; the chip's own node noise may be there: these
+  estimators never ask for noisy passes, so it never acts
+  (:class:`~trainer.exact_chip.ExactChip`);
 - no per-window diagnostics (``train.diagnose_cosine``), and NumPy's BLAS reachable from
   compiled code (:data:`devsim.blas.AVAILABLE`).
 """

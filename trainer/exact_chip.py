@@ -54,13 +54,6 @@ class ExactChip:
         for i, act in enumerate(bench.network.activations):
             if _code(act) is None:
                 problems.append(f"layer {i} activation without compiled code")
-        for i, (n_out, _) in enumerate(bench.chip.layer_shapes):
-            if n_out == 1:  # NumPy's products of one column are dot products
-                problems.append(f"layer {i} with one output")
-        if bench.chip.capabilities.decorrelation:
-            for i, (_, n_in) in enumerate(bench.chip.layer_shapes):
-                if n_in == 1:  # R x would be a one-column product
-                    problems.append(f"layer {i} with one input and a decorrelation matrix")
         if not blas.AVAILABLE:
             problems.append("NumPy's BLAS entry points (not found)")
         return problems
