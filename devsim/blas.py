@@ -5,10 +5,9 @@ against NumPy's 0.3.31: 15-20 % slower for a 32 x 256 x 256 float32 product) who
 products need not round like NumPy's. :func:`matmul` instead calls the ``cblas_?gemm``,
 ``cblas_?gemv`` or ``cblas_?dot`` that ``numpy.matmul`` calls for the operands' shapes,
 with the arguments it passes for C-contiguous operands, so a compiled pass gets NumPy's
-products bit for bit. The entry
-points are looked up in the libraries NumPy's extension module links to; where they
-cannot be found (a NumPy built against another BLAS interface), :data:`AVAILABLE` is
-False and callers keep to NumPy.
+products bit for bit. The entry points are looked up in the libraries NumPy's extension
+module links to; where they cannot be found (a NumPy built against another BLAS
+interface), :data:`AVAILABLE` is False and callers keep to NumPy.
 """
 from __future__ import annotations
 
@@ -20,8 +19,8 @@ from numba import njit
 from devsim.native import c_address, call_float32, call_float64, call_void
 
 _ROW_MAJOR, _COL_MAJOR, _NO_TRANS, _TRANS = 101, 102, 111, 112  # CBLAS enum values
-_SGEMM, _DGEMM, _SGEMV, _DGEMV, _ILP64, _SDOT, _DDOT = range(7)  # entry_points()'s slots
-ENTRY_POINTS = 7
+_SGEMM, _DGEMM, _SGEMV, _DGEMV, _SDOT, _DDOT, _ILP64 = range(7)  # entry_points()'s slots
+ENTRY_POINTS = _ILP64 + 1
 """Length of :func:`entry_points`' array."""
 
 
@@ -40,11 +39,10 @@ def _numpy_cblas():
 
 def entry_points() -> np.ndarray:
     """The argument ``cblas`` of :func:`matmul` for this process: the addresses of
-    NumPy's s/d gemm and gemv, whether they take 64-bit integers, and the addresses of
-    its s/d dot (addresses are per process, so compiled code takes them as data and
-    stays cacheable)."""
+    NumPy's s/d gemm, gemv and dot, and whether they take 64-bit integers (addresses
+    are per process, so compiled code takes them as data and stays cacheable)."""
     addresses, ilp64 = _numpy_cblas()
-    return np.array(addresses[:4] + [int(ilp64)] + addresses[4:], dtype=np.int64)
+    return np.array(addresses + [int(ilp64)], dtype=np.int64)
 
 
 AVAILABLE = bool(entry_points()[0])
